@@ -1,0 +1,558 @@
+//! Client configuration: trust, identity, policy and timeouts, built once and shared.
+//!
+//! A [`ClientConfig`] is immutable and cheap to clone (an `Arc` inside). Every connection made
+//! from the same config shares its TLS session cache, so later connections resume.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::error::{Error, Result};
+use crate::wire::Limits;
+
+/// What to do when the server cannot or will not start TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Fail with a distinct error and send nothing more in plaintext. The default.
+    #[default]
+    Require,
+    /// Carry on unencrypted; the [`crate::Connection`] then reports `is_encrypted() == false` and
+    /// why. Only for callers that would otherwise send in plaintext anyway.
+    Opportunistic,
+}
+
+/// Lowest TLS version accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (the default).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// Timeouts per phase. All are finite by default; each fires as [`Error::Timeout`] naming its
+/// phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing TCP, per resolved address.
+    pub connect: Duration,
+    /// Receiving one whole reply (greeting, capabilities, go-ahead): an overall deadline, so a
+    /// peer that drips one byte at a time still times out.
+    pub reply: Duration,
+    /// The whole TLS handshake.
+    pub handshake: Duration,
+    /// Each read or write on the finished connection. `Duration::ZERO` means none (not advised).
+    pub io: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            reply: Duration::from_secs(30),
+            handshake: Duration::from_secs(15),
+            io: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The same timeout for every phase.
+    pub fn all(t: Duration) -> Timeouts {
+        Timeouts {
+            connect: t,
+            reply: t,
+            handshake: t,
+            io: t,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Trust {
+    WebPki,
+    System,
+    PemFile(PathBuf),
+    Pem(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+enum ClientAuth {
+    Pem { chain: Vec<u8>, key: Vec<u8> },
+    Files { chain: PathBuf, key: PathBuf },
+}
+
+/// Builds a [`ClientConfig`]. Setters never fail; [`build`](Self::build) reports every problem.
+#[derive(Clone, Debug, Default)]
+pub struct ClientConfigBuilder {
+    trust: Vec<Trust>,
+    client_auth: Option<ClientAuth>,
+    client_name: Option<String>,
+    alpn: Vec<Vec<u8>>,
+    min_version: TlsVersion,
+    policy: Policy,
+    timeouts: Timeouts,
+    dangerous_no_verify: bool,
+    fetch_capabilities: bool,
+}
+
+impl ClientConfigBuilder {
+    /// Trusts the built-in Mozilla roots (webpki-roots). This is the default when no other trust
+    /// is chosen; choosing another replaces it unless this is called too.
+    pub fn trust_webpki_roots(mut self) -> Self {
+        self.trust.push(Trust::WebPki);
+        self
+    }
+
+    /// Trusts the operating system's certificate store.
+    pub fn trust_system_roots(mut self) -> Self {
+        self.trust.push(Trust::System);
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file (read when the config is built).
+    pub fn trust_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.trust.push(Trust::PemFile(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Trusts the CA certificates in these PEM bytes.
+    pub fn trust_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.trust.push(Trust::Pem(pem.into()));
+        self
+    }
+
+    /// Presents this client certificate chain and key (PEM) when the server asks (mTLS).
+    pub fn client_auth_pem(mut self, chain: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.client_auth = Some(ClientAuth::Pem {
+            chain: chain.into(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// As [`client_auth_pem`](Self::client_auth_pem), read from files when the config is built.
+    pub fn client_auth_files(mut self, chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.client_auth = Some(ClientAuth::Files {
+            chain: chain.as_ref().to_path_buf(),
+            key: key.as_ref().to_path_buf(),
+        });
+        self
+    }
+
+    /// The name sent in SMTP `EHLO` / LMTP `LHLO`. Default: the local address as an address
+    /// literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`), which is always true.
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
+    /// ALPN protocols to offer, most preferred first.
+    pub fn alpn<P: Into<Vec<u8>>>(mut self, protocols: impl IntoIterator<Item = P>) -> Self {
+        self.alpn = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The lowest TLS version to accept (1.2 by default).
+    pub fn min_tls_version(mut self, v: TlsVersion) -> Self {
+        self.min_version = v;
+        self
+    }
+
+    /// Require (default) or opportunistic.
+    pub fn policy(mut self, p: Policy) -> Self {
+        self.policy = p;
+        self
+    }
+
+    /// Per-phase timeouts.
+    pub fn timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self
+    }
+
+    /// The same timeout for every phase.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeouts = Timeouts::all(t);
+        self
+    }
+
+    /// After TLS, ask the server for its capabilities again (EHLO, CAPABILITY, CAPA) and keep
+    /// them in the connection. Off by default: it costs a round trip.
+    pub fn fetch_capabilities_after_tls(mut self, yes: bool) -> Self {
+        self.fetch_capabilities = yes;
+        self
+    }
+
+    /// **Dangerous**: accept any certificate. The handshake's signatures are still checked, and
+    /// the connection reports what verification would have said
+    /// ([`crate::Verification::Skipped`]). For tests and diagnosis only.
+    pub fn dangerous_accept_any_certificate(mut self, yes: bool) -> Self {
+        self.dangerous_no_verify = yes;
+        self
+    }
+
+    /// Builds the immutable, shareable config.
+    pub fn build(self) -> Result<ClientConfig> {
+        let provider = crypto_provider();
+        let roots = self.load_roots()?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| {
+                    Error::Config(format!("cannot build the certificate verifier: {e}"))
+                })?;
+        let versions: &[&'static rustls::SupportedProtocolVersion] = match self.min_version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| Error::Config(format!("TLS versions: {e}")))?;
+        let builder = if self.dangerous_no_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
+                    provider: provider.clone(),
+                }))
+        } else {
+            builder.with_webpki_verifier(verifier.clone())
+        };
+        let mut tls = match &self.client_auth {
+            None => builder.with_no_client_auth(),
+            Some(auth) => {
+                let (chain, key) = load_client_auth(auth)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| Error::Config(format!("client certificate: {e}")))?
+            }
+        };
+        tls.alpn_protocols = self.alpn.clone();
+        if self.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
+            return Err(Error::Config(
+                "each ALPN protocol must be 1 to 255 bytes".into(),
+            ));
+        }
+        if let Some(name) = &self.client_name {
+            validate_client_name(name)?;
+        }
+        Ok(ClientConfig {
+            inner: Arc::new(Inner {
+                tls: Arc::new(tls),
+                verifier,
+                policy: self.policy,
+                timeouts: self.timeouts,
+                client_name: self.client_name,
+                fetch_capabilities: self.fetch_capabilities,
+                dangerous_no_verify: self.dangerous_no_verify,
+                limits: Limits::default(),
+            }),
+        })
+    }
+
+    fn load_roots(&self) -> Result<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        let trust = if self.trust.is_empty() {
+            &[Trust::WebPki][..]
+        } else {
+            &self.trust[..]
+        };
+        for t in trust {
+            match t {
+                Trust::WebPki => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+                Trust::System => {
+                    let found = rustls_native_certs::load_native_certs();
+                    let (added, _) = roots.add_parsable_certificates(found.certs);
+                    if added == 0 {
+                        let why = found
+                            .errors
+                            .first()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default();
+                        return Err(Error::Config(format!(
+                            "no usable certificates in the system store{why}"
+                        )));
+                    }
+                }
+                Trust::PemFile(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        Error::Config(format!("cannot read CA file {}: {e}", path.display()))
+                    })?;
+                    add_pem_roots(&mut roots, &pem, &path.display().to_string())?;
+                }
+                Trust::Pem(pem) => add_pem_roots(&mut roots, pem, "CA PEM")?,
+            }
+        }
+        Ok(roots)
+    }
+}
+
+fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8], what: &str) -> Result<()> {
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| Error::Config(format!("{what}: bad PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Config(format!("{what}: unusable CA certificate: {e}")))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(Error::Config(format!("{what}: no CERTIFICATE found")));
+    }
+    Ok(())
+}
+
+fn load_client_auth(
+    auth: &ClientAuth,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
+    };
+    let (chain, key) = match auth {
+        ClientAuth::Pem { chain, key } => (chain.clone(), key.clone()),
+        ClientAuth::Files { chain, key } => (read(chain)?, read(key)?),
+    };
+    let certs = CertificateDer::pem_slice_iter(&chain)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("client certificate chain: bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Config(
+            "client certificate chain: no CERTIFICATE found".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| Error::Config(format!("client key: {e}")))?;
+    Ok((certs, key))
+}
+
+fn validate_client_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'"');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "client name {name:?} is not a domain or address literal"
+        )))
+    }
+}
+
+/// The crypto provider: aws-lc-rs when its feature is on, else ring. Chosen explicitly so that
+/// both features together never make rustls panic over an ambiguous default.
+pub(crate) fn crypto_provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+}
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!("enable the `aws-lc-rs` (default) or the `ring` feature");
+
+/// An immutable client configuration, shareable across threads. Clone it freely.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The real verifier, also used to report what was wrong when verification is skipped.
+    pub verifier: Arc<WebPkiServerVerifier>,
+    pub policy: Policy,
+    pub timeouts: Timeouts,
+    pub client_name: Option<String>,
+    pub fetch_capabilities: bool,
+    pub dangerous_no_verify: bool,
+    pub limits: Limits,
+}
+
+impl ClientConfig {
+    /// Starts a builder with the safe defaults: webpki roots, require, TLS ≥ 1.2, finite timeouts.
+    pub fn builder() -> ClientConfigBuilder {
+        ClientConfigBuilder::default()
+    }
+
+    /// The policy connections made with this config follow.
+    pub fn policy(&self) -> Policy {
+        self.inner.policy
+    }
+
+    /// The timeouts connections made with this config use.
+    pub fn timeouts(&self) -> Timeouts {
+        self.inner.timeouts
+    }
+
+    /// Whether certificate verification is switched off (dangerous).
+    pub fn is_dangerous(&self) -> bool {
+        self.inner.dangerous_no_verify
+    }
+
+    /// The rustls configuration underneath, for inspection.
+    pub fn rustls_config(&self) -> &Arc<rustls::ClientConfig> {
+        &self.inner.tls
+    }
+
+    /// Runs the real verifier on a chain (used to report what was wrong when verification was
+    /// skipped).
+    pub(crate) fn check_chain(
+        &self,
+        chain: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+    ) -> std::result::Result<(), rustls::Error> {
+        let (end_entity, intermediates) = chain
+            .split_first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        self.inner
+            .verifier
+            .verify_server_cert(end_entity, intermediates, name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("policy", &self.inner.policy)
+            .field("timeouts", &self.inner.timeouts)
+            .field("client_name", &self.inner.client_name)
+            .field("alpn", &self.inner.tls.alpn_protocols)
+            .field("dangerous_no_verify", &self.inner.dangerous_no_verify)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `dangerous` verifier: any certificate is accepted, but handshake signatures are still
+/// verified so the peer must hold the key of the certificate it shows.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = ClientConfig::builder().build().unwrap();
+        assert_eq!(c.policy(), Policy::Require);
+        assert!(!c.is_dangerous());
+        let t = c.timeouts();
+        for d in [t.connect, t.reply, t.handshake, t.io] {
+            assert!(!d.is_zero() && d <= Duration::from_secs(600));
+        }
+    }
+
+    #[test]
+    fn missing_ca_file_is_a_config_error_naming_it() {
+        let e = ClientConfig::builder()
+            .trust_ca_file("/nonexistent/ca.pem")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("/nonexistent/ca.pem"));
+    }
+
+    #[test]
+    fn pem_without_certificates_is_rejected() {
+        let e = ClientConfig::builder()
+            .trust_ca_pem(b"just text".to_vec())
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn bad_client_name_is_rejected() {
+        for bad in ["", "two words", "line\r\nbreak"] {
+            let e = ClientConfig::builder()
+                .client_name(bad)
+                .build()
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn empty_alpn_entry_is_rejected() {
+        let e = ClientConfig::builder()
+            .alpn([Vec::<u8>::new()])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn client_key_without_chain_is_rejected() {
+        let e = ClientConfig::builder()
+            .client_auth_pem(Vec::new(), Vec::new())
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+}

@@ -1,0 +1,53 @@
+//! # starttls
+//!
+//! Upgrade plaintext protocol connections to TLS, correctly: SMTP, submission and LMTP
+//! (RFC 3207), IMAP (RFC 3501/9051), POP3 (RFC 2595), and implicit TLS (RFC 8314). Synchronous
+//! and blocking on `std::net`, on rustls.
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use starttls::{ClientConfig, Protocol};
+//!
+//! let config = ClientConfig::builder().build()?;
+//! let mut conn = starttls::connect(&config, Protocol::Submission, "smtp.example.org", 587)?;
+//! println!("{:?} {:?}", conn.tls_version(), conn.cipher_suite());
+//! let caps = conn.fetch_capabilities()?.to_vec(); // EHLO again, inside TLS
+//! println!("capabilities: {caps:?}");
+//! conn.write_all(b"QUIT\r\n")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What it guarantees (each has tests that attack it):
+//! - nothing the server sends after its go-ahead and before TLS is read, parsed or handed to TLS:
+//!   it fails with [`ErrorKind::Injection`];
+//! - under the default [`Policy::Require`], a server that does not offer STARTTLS, refuses it,
+//!   or skips it (IMAP `PREAUTH`) fails with a distinct error, and nothing more is sent;
+//! - capabilities seen before TLS are [`Untrusted`], and can be fetched again inside TLS;
+//! - certificates are verified against the webpki roots by default;
+//! - every blocking step has a finite timeout that names its [`Phase`];
+//! - lines, reply lengths and counts are bounded.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod connect;
+mod error;
+mod protocol;
+mod stream;
+mod wire;
+
+pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
+pub use connect::{connect, connect_named, handshake_only, upgrade};
+pub use error::{Error, ErrorKind, Phase, Result};
+pub use protocol::Protocol;
+pub use stream::{Connection, Untrusted, Verification};
+pub use wire::Direction;
+
+/// Re-exported so callers can name rustls types without a version clash.
+pub use rustls;
+
+/// This library's version and the rustls it was built with.
+pub fn version() -> &'static str {
+    concat!("starttls ", env!("CARGO_PKG_VERSION"), " (rustls 0.23)")
+}

@@ -1,0 +1,415 @@
+//! IMAP (RFC 3501, RFC 9051, RFC 2595): the client's pre-TLS dialog.
+//!
+//! `* OK [CAPABILITY ... STARTTLS]` greeting → (`CAPABILITY` only when the greeting lacks it)
+//! → `STARTTLS` → tagged `OK` → TLS. `* PREAUTH` means the server skipped authentication in
+//! plaintext: a downgrade.
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, Greeting, PreTls, has_capability};
+use crate::wire::{Deadline, Transport, Wire, printable};
+
+/// One response line, classified.
+#[derive(Debug, PartialEq, Eq)]
+enum Response {
+    /// `* WORD rest`, with WORD upper-cased.
+    Untagged { word: String, rest: String },
+    /// `TAG STATUS text`, with STATUS upper-cased.
+    Tagged {
+        tag: String,
+        status: String,
+        text: String,
+    },
+    /// `+ ...`
+    Continuation,
+}
+
+fn parse(line: &[u8], phase: Phase) -> Result<Response> {
+    let text = printable(line);
+    if ends_with_literal(line) {
+        // A literal would make the next bytes data of unknown meaning; nothing the pre-TLS
+        // dialog needs uses one, so it is refused rather than read.
+        return Err(Error::violation_in(
+            phase,
+            "literal in a pre-TLS response",
+            &text,
+        ));
+    }
+    let mut words = text.splitn(3, ' ');
+    let first = words.next().unwrap_or_default();
+    let second = words.next().unwrap_or_default();
+    let rest = words.next().unwrap_or_default().to_owned();
+    match first {
+        "*" if !second.is_empty() => Ok(Response::Untagged {
+            word: second.to_ascii_uppercase(),
+            rest,
+        }),
+        "+" => Ok(Response::Continuation),
+        tag if !tag.is_empty() && !second.is_empty() && tag != "*" => Ok(Response::Tagged {
+            tag: tag.to_owned(),
+            status: second.to_ascii_uppercase(),
+            text: rest,
+        }),
+        _ => Err(Error::violation_in(phase, "malformed response", &text)),
+    }
+}
+
+/// `... {123}` or `... {123+}` at the end of a line announces a literal.
+fn ends_with_literal(line: &[u8]) -> bool {
+    let Some(body) = line.strip_suffix(b"}") else {
+        return false;
+    };
+    let body = body.strip_suffix(b"+").unwrap_or(body);
+    let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && body[..body.len() - digits].ends_with(b"{")
+}
+
+/// The atoms of `[CAPABILITY a b c]` at the start of a response text, if present.
+fn capability_code(text: &str) -> Option<Vec<String>> {
+    let inner = text.strip_prefix('[')?;
+    let end = inner.find(']')?;
+    let code = &inner[..end];
+    let mut words = code.split_ascii_whitespace();
+    let first = words.next()?;
+    if !first.eq_ignore_ascii_case("CAPABILITY") {
+        return None;
+    }
+    Some(words.map(str::to_owned).collect())
+}
+
+/// Reads the greeting. `trusted` is true inside TLS (implicit TLS), where PREAUTH is fine.
+pub(crate) fn client_greeting<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    trusted: bool,
+) -> Result<Greeting> {
+    let deadline = ctx.deadline(Phase::Greeting);
+    let line = wire.read_line(&deadline)?;
+    let text = printable(&line);
+    match parse(&line, Phase::Greeting)? {
+        Response::Untagged { word, rest } if word == "OK" || (trusted && word == "PREAUTH") => {
+            Ok(Greeting {
+                capabilities: capability_code(&rest),
+                text,
+            })
+        }
+        Response::Untagged { word, .. } if word == "PREAUTH" => {
+            Err(Error::Downgrade { reply: text })
+        }
+        Response::Untagged { word, .. } if word == "BYE" => Err(Error::Refused {
+            phase: Phase::Greeting,
+            reply: text,
+        }),
+        _ => Err(Error::violation_in(
+            Phase::Greeting,
+            "greeting is not * OK",
+            &text,
+        )),
+    }
+}
+
+/// Sends `command` with a fresh tag and reads until its tagged reply. Untagged responses are
+/// passed to `on_untagged`; `* BYE` ends the dialog as a refusal.
+fn command<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    command: &str,
+    deadline: &Deadline,
+    mut on_untagged: impl FnMut(&str, &str),
+) -> Result<(String, String)> {
+    let phase = deadline.phase();
+    let tag = ctx.imap_tag();
+    wire.send_line(&format!("{tag} {command}"), deadline)?;
+    let max = wire.limits().max_lines;
+    for _ in 0..max {
+        let line = wire.read_line(deadline)?;
+        match parse(&line, phase)? {
+            Response::Untagged { word, rest } => {
+                if word == "BYE" {
+                    return Err(Error::Refused {
+                        phase,
+                        reply: printable(&line),
+                    });
+                }
+                on_untagged(&word, &rest);
+            }
+            Response::Tagged {
+                tag: t,
+                status,
+                text,
+            } if t == tag => {
+                let reply = format!("{t} {status} {text}");
+                return Ok((status, reply));
+            }
+            Response::Tagged { .. } => {
+                return Err(Error::violation_in(
+                    phase,
+                    "tagged reply for a command that was never sent",
+                    &printable(&line),
+                ));
+            }
+            Response::Continuation => {
+                return Err(Error::violation_in(
+                    phase,
+                    "unexpected continuation request",
+                    &printable(&line),
+                ));
+            }
+        }
+    }
+    Err(Error::violation(
+        phase,
+        format!("more than {max} untagged responses"),
+    ))
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    let greeting = match client_greeting(wire, ctx, false) {
+        Ok(g) => g,
+        Err(e @ Error::Downgrade { .. }) => {
+            pre.greeting = e.reply().map(str::to_owned);
+            return ctx.tls_impossible(pre, e);
+        }
+        Err(e) => return Err(e),
+    };
+    pre.greeting = Some(greeting.text);
+
+    // The greeting's capabilities save a round trip when they already announce STARTTLS.
+    let caps = match greeting.capabilities {
+        Some(c) if has_capability(&c, "STARTTLS") => c,
+        _ => capability_command(wire, ctx, Phase::Capabilities)?.0,
+    };
+    let offered = has_capability(&caps, "STARTTLS");
+    pre.starttls_offered = Some(offered);
+    let shown = format!("CAPABILITY {}", caps.join(" "));
+    pre.capabilities = Some(caps);
+    if !offered {
+        let reason = Error::NotOffered { reply: Some(shown) };
+        return ctx.tls_impossible(pre, reason);
+    }
+
+    let deadline = ctx.deadline(Phase::StartTls);
+    // Untagged data before the go-ahead is allowed by IMAP and ignored: it is untrusted.
+    let (status, reply) = command(wire, ctx, "STARTTLS", &deadline, |_, _| {})?;
+    match status.as_str() {
+        "OK" => Ok(pre),
+        "NO" | "BAD" => {
+            let reason = Error::Refused {
+                phase: Phase::StartTls,
+                reply,
+            };
+            ctx.tls_impossible(pre, reason)
+        }
+        _ => Err(Error::violation_in(
+            Phase::StartTls,
+            "unexpected reply to STARTTLS",
+            &reply,
+        )),
+    }
+}
+
+/// `CAPABILITY`: the atoms of every untagged CAPABILITY response, and the tagged reply.
+fn capability_command<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    phase: Phase,
+) -> Result<(Vec<String>, String)> {
+    let deadline = ctx.deadline(phase);
+    let mut caps = Vec::new();
+    let (status, reply) = command(wire, ctx, "CAPABILITY", &deadline, |word, rest| {
+        if word == "CAPABILITY" {
+            caps.extend(rest.split_ascii_whitespace().map(str::to_owned));
+        }
+    })?;
+    if status != "OK" {
+        return Err(Error::Refused { phase, reply });
+    }
+    Ok((caps, reply))
+}
+
+pub(crate) fn client_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Vec<String>> {
+    Ok(capability_command(wire, ctx, Phase::Capabilities)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::with_ctx;
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        let mut s = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            let mut w = Wire::new(&mut s, Limits::default());
+            client_starttls(&mut w, ctx)
+        });
+        (r, s)
+    }
+
+    fn imap(steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        run(Policy::Require, steps)
+    }
+
+    #[test]
+    fn imap_preauth_is_a_downgrade() {
+        let (r, s) = imap(vec![Step::Server(
+            b"* PREAUTH [CAPABILITY IMAP4rev1] logged in\r\n",
+        )]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Downgrade);
+        assert!(e.to_string().contains("PREAUTH"));
+        assert!(
+            s.all_written.is_empty(),
+            "nothing may be sent after PREAUTH"
+        );
+    }
+
+    #[test]
+    fn preauth_under_opportunistic_is_reported_plaintext() {
+        let (r, _) = run(
+            Policy::Opportunistic,
+            vec![Step::Server(b"* PREAUTH hi\r\n")],
+        );
+        let pre = r.unwrap();
+        assert!(matches!(
+            pre.outcome,
+            Outcome::Plaintext(Error::Downgrade { .. })
+        ));
+    }
+
+    #[test]
+    fn stripped_capability_fails_closed() {
+        let (r, s) = imap(vec![
+            Step::Server(b"* OK ready\r\n"),
+            Step::Client(b"S1 CAPABILITY\r\n"),
+            Step::Server(b"* CAPABILITY IMAP4rev1 LOGIN-REFERRALS\r\nS1 OK done\r\n"),
+        ]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::NotOffered);
+        assert_eq!(s.written_text(), "S1 CAPABILITY\r\n");
+    }
+
+    #[test]
+    fn starttls_no_and_bad_are_refusals() {
+        for answer in [&b"S1 NO not now\r\n"[..], b"S1 BAD what\r\n"] {
+            let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
+            let (r, _) = imap(vec![
+                Step::Server(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n"),
+                Step::Client(b"S1 STARTTLS\r\n"),
+                Step::Server(answer),
+            ]);
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Refused);
+            assert!(e.reply().unwrap().starts_with("S1 "));
+        }
+    }
+
+    #[test]
+    fn bye_greeting_is_refused() {
+        let (r, _) = imap(vec![Step::Server(b"* BYE too busy\r\n")]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+    }
+
+    #[test]
+    fn huge_literal_is_refused_not_read() {
+        let (r, s) = imap(vec![
+            Step::Server(b"* OK hi\r\n"),
+            Step::Client(b"S1 CAPABILITY\r\n"),
+            Step::Server(b"* CAPABILITY {999999999}\r\n"),
+        ]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        assert!(s.consumed() < 100);
+    }
+
+    #[test]
+    fn wrong_tag_is_a_violation() {
+        let (r, _) = imap(vec![
+            Step::Server(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n"),
+            Step::Client(b"S1 STARTTLS\r\n"),
+            Step::Server(b"A7 OK Begin TLS\r\n"),
+        ]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn continuation_instead_of_go_ahead_is_a_violation() {
+        let (r, _) = imap(vec![
+            Step::Server(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n"),
+            Step::Client(b"S1 STARTTLS\r\n"),
+            Step::Server(b"+ go on\r\n"),
+        ]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn endless_untagged_responses_are_bounded() {
+        let flood: &'static [u8] = Box::leak(b"* OK noise\r\n".repeat(5000).into_boxed_slice());
+        let (r, _) = imap(vec![
+            Step::Server(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n"),
+            Step::Client(b"S1 STARTTLS\r\n"),
+            Step::Server(flood),
+        ]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn greeting_capabilities_save_a_round_trip() {
+        let (r, s) = imap(vec![
+            Step::Server(
+                b"* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS AUTH=PLAIN] Dovecot ready.\r\n",
+            ),
+            Step::Client(b"S1 STARTTLS\r\n"),
+            Step::Server(b"S1 OK Begin TLS negotiation now.\r\n"),
+        ]);
+        let pre = r.unwrap();
+        assert!(matches!(pre.outcome, Outcome::GoAhead));
+        assert_eq!(pre.starttls_offered, Some(true));
+        assert_eq!(
+            pre.capabilities.unwrap(),
+            vec!["IMAP4rev1", "SASL-IR", "STARTTLS", "AUTH=PLAIN"]
+        );
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn capability_command_when_greeting_has_none() {
+        let (r, s) = imap(vec![
+            Step::Server(b"* OK IMAP4rev1 ready\r\n"),
+            Step::Client(b"S1 CAPABILITY\r\n"),
+            Step::Server(b"* CAPABILITY IMAP4rev1 STARTTLS\r\nS1 OK done\r\n"),
+            Step::Client(b"S2 STARTTLS\r\n"),
+            Step::Server(b"* OK untagged noise\r\nS2 OK go\r\n"),
+        ]);
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn literal_detection() {
+        assert!(ends_with_literal(b"* X {5}"));
+        assert!(ends_with_literal(b"* X {5+}"));
+        assert!(!ends_with_literal(b"* X {}"));
+        assert!(!ends_with_literal(b"* X 5}"));
+        assert!(!ends_with_literal(b"* OK"));
+    }
+
+    #[test]
+    fn capability_code_parsing() {
+        assert_eq!(
+            capability_code("[CAPABILITY IMAP4rev1 STARTTLS] hi"),
+            Some(vec!["IMAP4rev1".to_string(), "STARTTLS".to_string()])
+        );
+        assert_eq!(capability_code("[ALERT] hi"), None);
+        assert_eq!(capability_code("hi"), None);
+        assert_eq!(capability_code("[CAPABILITY no end"), None);
+    }
+}

@@ -1,0 +1,288 @@
+//! The protocols, and the pieces every protocol's dialog shares.
+//!
+//! Each protocol's file holds its pre-TLS dialog and nothing else; they all run on the same
+//! [`Wire`], policy and error machinery.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::config::{Policy, Timeouts};
+use crate::error::{Error, Phase, Result};
+use crate::wire::{Deadline, Transport, Wire};
+
+pub(crate) mod imap;
+pub(crate) mod pop3;
+pub(crate) mod smtp;
+
+/// What to speak before TLS (or whether TLS comes first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// SMTP relay with STARTTLS (RFC 3207), port 25.
+    Smtp,
+    /// SMTP message submission with STARTTLS (RFC 6409), port 587.
+    Submission,
+    /// LMTP with STARTTLS (RFC 2033): as SMTP, with `LHLO`. No IANA port; 24 by convention.
+    Lmtp,
+    /// IMAP with STARTTLS (RFC 3501, RFC 9051), port 143.
+    Imap,
+    /// POP3 with STLS (RFC 2595), port 110.
+    Pop3,
+    /// SMTP submission over implicit TLS (RFC 8314), port 465.
+    Smtps,
+    /// IMAP over implicit TLS, port 993.
+    Imaps,
+    /// POP3 over implicit TLS, port 995.
+    Pop3s,
+    /// TLS straight away, no protocol dialog (the caller speaks first, or already ran its own).
+    Tls,
+}
+
+/// The dialog spoken around TLS: which module's functions run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Smtp,
+    Lmtp,
+    Imap,
+    Pop3,
+}
+
+impl Protocol {
+    /// Every protocol, for listings and feature queries.
+    pub const ALL: [Protocol; 9] = [
+        Protocol::Smtp,
+        Protocol::Submission,
+        Protocol::Lmtp,
+        Protocol::Imap,
+        Protocol::Pop3,
+        Protocol::Smtps,
+        Protocol::Imaps,
+        Protocol::Pop3s,
+        Protocol::Tls,
+    ];
+
+    /// The URL scheme naming this protocol (`smtp`, `imaps`, ...).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+            Protocol::Lmtp => "lmtp",
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtps => "smtps",
+            Protocol::Imaps => "imaps",
+            Protocol::Pop3s => "pop3s",
+            Protocol::Tls => "tls",
+        }
+    }
+
+    /// The usual port, when there is one.
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Protocol::Smtp => Some(25),
+            Protocol::Submission => Some(587),
+            Protocol::Lmtp => Some(24),
+            Protocol::Imap => Some(143),
+            Protocol::Pop3 => Some(110),
+            Protocol::Smtps => Some(465),
+            Protocol::Imaps => Some(993),
+            Protocol::Pop3s => Some(995),
+            Protocol::Tls => None,
+        }
+    }
+
+    /// True when TLS starts at once (RFC 8314) instead of after a STARTTLS dialog.
+    pub fn is_implicit(self) -> bool {
+        matches!(
+            self,
+            Protocol::Smtps | Protocol::Imaps | Protocol::Pop3s | Protocol::Tls
+        )
+    }
+
+    pub(crate) fn dialect(self) -> Option<Dialect> {
+        match self {
+            Protocol::Smtp | Protocol::Submission | Protocol::Smtps => Some(Dialect::Smtp),
+            Protocol::Lmtp => Some(Dialect::Lmtp),
+            Protocol::Imap | Protocol::Imaps => Some(Dialect::Imap),
+            Protocol::Pop3 | Protocol::Pop3s => Some(Dialect::Pop3),
+            Protocol::Tls => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.scheme())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = Error;
+
+    /// Parses a scheme name, case-insensitively.
+    fn from_str(s: &str) -> Result<Protocol> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.scheme().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown protocol {s:?}")))
+    }
+}
+
+/// What a dialog needs besides the wire.
+pub(crate) struct DialogContext<'a> {
+    pub policy: Policy,
+    pub timeouts: &'a Timeouts,
+    /// The EHLO/LHLO name.
+    pub client_name: &'a str,
+    /// IMAP command tags are `S1`, `S2`, ...: this is the next number.
+    pub next_tag: &'a mut u32,
+}
+
+impl DialogContext<'_> {
+    pub fn deadline(&self, phase: Phase) -> Deadline {
+        Deadline::after(self.timeouts.reply, phase)
+    }
+
+    /// TLS cannot happen: fail under *require*; carry on in plaintext under *opportunistic*.
+    pub fn tls_impossible(&self, mut pre: PreTls, reason: Error) -> Result<PreTls> {
+        match self.policy {
+            Policy::Require => Err(reason),
+            Policy::Opportunistic => {
+                pre.outcome = Outcome::Plaintext(reason);
+                Ok(pre)
+            }
+        }
+    }
+
+    pub fn imap_tag(&mut self) -> String {
+        let tag = format!("S{}", *self.next_tag);
+        *self.next_tag += 1;
+        tag
+    }
+}
+
+/// What the pre-TLS dialog learned, and how it ended.
+#[derive(Debug)]
+pub(crate) struct PreTls {
+    /// The greeting, printable (informational: it came in plaintext).
+    pub greeting: Option<String>,
+    /// Capabilities seen in plaintext, when they were asked for (untrusted).
+    pub capabilities: Option<Vec<String>>,
+    /// Whether STARTTLS was advertised; `None` when the dialog did not ask.
+    pub starttls_offered: Option<bool>,
+    pub outcome: Outcome,
+}
+
+impl PreTls {
+    pub fn new() -> PreTls {
+        PreTls {
+            greeting: None,
+            capabilities: None,
+            starttls_offered: None,
+            outcome: Outcome::GoAhead,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The server said go: TLS starts now.
+    GoAhead,
+    /// Opportunistic mode, and TLS was impossible for this reason.
+    Plaintext(Error),
+}
+
+/// What the server said first, read inside TLS for implicit TLS.
+pub(crate) struct Greeting {
+    pub text: String,
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// Runs the client side of `dialect`'s pre-TLS dialog, up to and including the go-ahead.
+pub(crate) fn client_starttls<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    match dialect {
+        Dialect::Smtp => smtp::client_starttls(wire, ctx, smtp::Hello::Ehlo),
+        Dialect::Lmtp => smtp::client_starttls(wire, ctx, smtp::Hello::Lhlo),
+        Dialect::Imap => imap::client_starttls(wire, ctx),
+        Dialect::Pop3 => pop3::client_starttls(wire, ctx),
+    }
+}
+
+/// Reads the greeting (inside TLS, for implicit TLS).
+pub(crate) fn client_greeting<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Greeting> {
+    match dialect {
+        Dialect::Smtp | Dialect::Lmtp => smtp::client_greeting(wire, ctx),
+        Dialect::Imap => imap::client_greeting(wire, ctx, true),
+        Dialect::Pop3 => pop3::client_greeting(wire, ctx),
+    }
+}
+
+/// Asks for the capabilities (inside TLS, where they can be trusted).
+pub(crate) fn client_capabilities<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Vec<String>> {
+    match dialect {
+        Dialect::Smtp => smtp::client_capabilities(wire, ctx, smtp::Hello::Ehlo),
+        Dialect::Lmtp => smtp::client_capabilities(wire, ctx, smtp::Hello::Lhlo),
+        Dialect::Imap => imap::client_capabilities(wire, ctx),
+        Dialect::Pop3 => pop3::client_capabilities(wire, ctx),
+    }
+}
+
+/// True when `caps` holds `name` as a whole keyword (first word, any case).
+pub(crate) fn has_capability(caps: &[String], name: &str) -> bool {
+    caps.iter().any(|c| {
+        c.split_ascii_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case(name))
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Runs `f` with a dialog context of the given policy and default timeouts.
+    pub fn with_ctx<R>(policy: Policy, f: impl FnOnce(&mut DialogContext<'_>) -> R) -> R {
+        let timeouts = Timeouts::default();
+        let mut tag = 1;
+        let mut ctx = DialogContext {
+            policy,
+            timeouts: &timeouts,
+            client_name: "client.test",
+            next_tag: &mut tag,
+        };
+        f(&mut ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_round_trip() {
+        for p in Protocol::ALL {
+            assert_eq!(p.scheme().parse::<Protocol>().unwrap(), p);
+            assert_eq!(p.to_string().to_uppercase().parse::<Protocol>().unwrap(), p);
+        }
+        assert!("gopher".parse::<Protocol>().is_err());
+    }
+
+    #[test]
+    fn capability_match_is_whole_word() {
+        let caps = vec!["STARTTLSX".to_string(), "SIZE 100".to_string()];
+        assert!(!has_capability(&caps, "STARTTLS"));
+        assert!(has_capability(&caps, "size"));
+    }
+}

@@ -1,0 +1,230 @@
+//! POP3 (RFC 1939, RFC 2449, RFC 2595): the client's pre-TLS dialog.
+//!
+//! `+OK` greeting → `STLS` → `+OK` → TLS. CAPA is not sent before TLS: its answer could not be
+//! trusted, and `STLS` itself tells whether TLS is available, which saves a round trip.
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, Greeting, PreTls};
+use crate::wire::{Deadline, Transport, Wire, printable};
+
+enum Status {
+    Ok,
+    Err,
+}
+
+fn status(line: &[u8], phase: Phase) -> Result<Status> {
+    let word_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    match &line[..word_end] {
+        b"+OK" => Ok(Status::Ok),
+        b"-ERR" => Ok(Status::Err),
+        _ => Err(Error::violation_in(
+            phase,
+            "reply is neither +OK nor -ERR",
+            &printable(line),
+        )),
+    }
+}
+
+pub(crate) fn client_greeting<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Greeting> {
+    let line = wire.read_line(&ctx.deadline(Phase::Greeting))?;
+    let text = printable(&line);
+    match status(&line, Phase::Greeting)? {
+        Status::Ok => Ok(Greeting {
+            text,
+            capabilities: None,
+        }),
+        Status::Err => Err(Error::Refused {
+            phase: Phase::Greeting,
+            reply: text,
+        }),
+    }
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    pre.greeting = Some(client_greeting(wire, ctx)?.text);
+
+    let deadline = ctx.deadline(Phase::StartTls);
+    wire.send_line("STLS", &deadline)?;
+    let line = wire.read_line(&deadline)?;
+    match status(&line, Phase::StartTls)? {
+        Status::Ok => {
+            pre.starttls_offered = Some(true);
+            Ok(pre)
+        }
+        Status::Err => {
+            pre.starttls_offered = Some(false);
+            let reason = Error::Refused {
+                phase: Phase::StartTls,
+                reply: printable(&line),
+            };
+            ctx.tls_impossible(pre, reason)
+        }
+    }
+}
+
+/// `CAPA`: the capability lines of the multi-line answer (RFC 2449).
+pub(crate) fn client_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Vec<String>> {
+    let deadline = ctx.deadline(Phase::Capabilities);
+    wire.send_line("CAPA", &deadline)?;
+    let first = wire.read_line(&deadline)?;
+    if let Status::Err = status(&first, Phase::Capabilities)? {
+        return Err(Error::Refused {
+            phase: Phase::Capabilities,
+            reply: printable(&first),
+        });
+    }
+    read_multiline(wire, &deadline)
+}
+
+/// The body of a dot-terminated multi-line answer, dot-unstuffed.
+fn read_multiline<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    deadline: &Deadline,
+) -> Result<Vec<String>> {
+    let max = wire.limits().max_lines;
+    let mut lines = Vec::new();
+    loop {
+        let line = wire.read_line(deadline)?;
+        if line == b"." {
+            return Ok(lines);
+        }
+        if lines.len() >= max {
+            return Err(Error::violation(
+                deadline.phase(),
+                format!("multi-line answer longer than {max} lines"),
+            ));
+        }
+        let body = line.strip_prefix(b".").unwrap_or(&line);
+        lines.push(printable(body));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::with_ctx;
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        let mut s = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            let mut w = Wire::new(&mut s, Limits::default());
+            client_starttls(&mut w, ctx)
+        });
+        (r, s)
+    }
+
+    #[test]
+    fn stls_err_is_refused_and_nothing_more_is_sent() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(b"+OK POP3 ready\r\n"),
+                Step::Client(b"STLS\r\n"),
+                Step::Server(b"-ERR Command not permitted\r\n"),
+            ],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert_eq!(e.reply(), Some("-ERR Command not permitted"));
+        assert_eq!(s.written_text(), "STLS\r\n");
+    }
+
+    #[test]
+    fn err_greeting_is_refused() {
+        let (r, s) = run(Policy::Require, vec![Step::Server(b"-ERR busy\r\n")]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+        assert!(s.all_written.is_empty());
+    }
+
+    #[test]
+    fn odd_reply_to_stls_is_a_violation() {
+        for odd in [&b"+OKAY\r\n"[..], b"OK\r\n", b"+ok\r\n", b"220 go\r\n"] {
+            let odd: &'static [u8] = Box::leak(odd.to_vec().into_boxed_slice());
+            let (r, _) = run(
+                Policy::Require,
+                vec![
+                    Step::Server(b"+OK hi\r\n"),
+                    Step::Client(b"STLS\r\n"),
+                    Step::Server(odd),
+                ],
+            );
+            assert_eq!(
+                r.unwrap_err().kind(),
+                ErrorKind::ProtocolViolation,
+                "{odd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn opportunistic_err_is_plaintext() {
+        let (r, _) = run(
+            Policy::Opportunistic,
+            vec![
+                Step::Server(b"+OK hi\r\n"),
+                Step::Client(b"STLS\r\n"),
+                Step::Server(b"-ERR no\r\n"),
+            ],
+        );
+        let pre = r.unwrap();
+        assert_eq!(pre.starttls_offered, Some(false));
+        assert!(matches!(
+            pre.outcome,
+            Outcome::Plaintext(Error::Refused { .. })
+        ));
+    }
+
+    #[test]
+    fn go_ahead_in_three_turns() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(b"+OK Dovecot ready.\r\n"),
+                Step::Client(b"STLS\r\n"),
+                Step::Server(b"+OK Begin TLS negotiation now.\r\n"),
+            ],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn capa_is_dot_unstuffed_and_bounded() {
+        let mut s = Script::new(vec![
+            Step::Client(b"CAPA\r\n"),
+            Step::Server(b"+OK\r\nTOP\r\n..odd\r\nUIDL\r\n.\r\n"),
+        ]);
+        let caps = with_ctx(Policy::Require, |ctx| {
+            client_capabilities(&mut Wire::new(&mut s, Limits::default()), ctx)
+        })
+        .unwrap();
+        assert_eq!(caps, vec!["TOP", ".odd", "UIDL"]);
+
+        let flood: &'static [u8] = Box::leak(b"X\r\n".repeat(5000).into_boxed_slice());
+        let mut s = Script::new(vec![
+            Step::Client(b"CAPA\r\n"),
+            Step::Server(b"+OK\r\n"),
+            Step::Server(flood),
+        ]);
+        let e = with_ctx(Policy::Require, |ctx| {
+            client_capabilities(&mut Wire::new(&mut s, Limits::default()), ctx)
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation);
+    }
+}

@@ -1,0 +1,443 @@
+//! SMTP, submission and LMTP (RFC 5321, RFC 3207, RFC 2033): the client's pre-TLS dialog.
+//!
+//! greeting `220` → `EHLO`/`LHLO` → `STARTTLS` in the 250 list → `STARTTLS` → `220` → TLS.
+//! After TLS the client speaks first (EHLO again, RFC 3207 §4.2).
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, Greeting, PreTls, has_capability};
+use crate::wire::{Deadline, Transport, Wire, printable};
+
+/// Which hello the dialect uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hello {
+    Ehlo,
+    Lhlo,
+}
+
+impl Hello {
+    fn verb(self) -> &'static str {
+        match self {
+            Hello::Ehlo => "EHLO",
+            Hello::Lhlo => "LHLO",
+        }
+    }
+}
+
+/// One SMTP reply: a code and one or more lines of text.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub code: u16,
+    /// The text of each line, after the code and separator.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// The whole reply as the server sent it (printable), for messages.
+    pub fn text(&self) -> String {
+        let n = self.lines.len();
+        let mut out = String::new();
+        for (i, l) in self.lines.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            out.push_str(&format!("{}{sep}{l}", self.code));
+        }
+        out
+    }
+
+    fn is_negative(&self) -> bool {
+        (400..600).contains(&self.code)
+    }
+}
+
+/// Reads one (possibly multi-line) reply before `deadline`.
+pub(crate) fn read_reply<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    deadline: &Deadline,
+) -> Result<Reply> {
+    let phase = deadline.phase();
+    let max_lines = wire.limits().max_lines;
+    let mut code = None;
+    let mut lines = Vec::new();
+    loop {
+        let line = wire.read_line(deadline)?;
+        let (this_code, last, text) = parse_line(&line)
+            .ok_or_else(|| Error::violation_in(phase, "malformed reply line", &printable(&line)))?;
+        match code {
+            None => code = Some(this_code),
+            Some(c) if c != this_code => {
+                return Err(Error::violation_in(
+                    phase,
+                    format!("reply code changed from {c} in a multi-line reply"),
+                    &printable(&line),
+                ));
+            }
+            Some(_) => {}
+        }
+        lines.push(text);
+        if last {
+            break;
+        }
+        if lines.len() >= max_lines {
+            return Err(Error::violation(
+                phase,
+                format!("reply longer than {max_lines} lines"),
+            ));
+        }
+    }
+    Ok(Reply {
+        code: code.unwrap_or_default(),
+        lines,
+    })
+}
+
+/// `NNN text` (last), `NNN-text` (more follow) or a bare `NNN` (last).
+fn parse_line(line: &[u8]) -> Option<(u16, bool, String)> {
+    let digits = line.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&digits[0]) {
+        return None;
+    }
+    let code = digits
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    match line.get(3) {
+        None => Some((code, true, String::new())),
+        Some(b' ') => Some((code, true, printable(&line[4..]))),
+        Some(b'-') => Some((code, false, printable(&line[4..]))),
+        Some(_) => None,
+    }
+}
+
+pub(crate) fn client_greeting<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Greeting> {
+    let reply = read_reply(wire, &ctx.deadline(Phase::Greeting))?;
+    match reply.code {
+        220 => Ok(Greeting {
+            text: reply.text(),
+            capabilities: None,
+        }),
+        _ if reply.is_negative() => Err(Error::Refused {
+            phase: Phase::Greeting,
+            reply: reply.text(),
+        }),
+        _ => Err(Error::violation_in(
+            Phase::Greeting,
+            "greeting is not 220",
+            &reply.text(),
+        )),
+    }
+}
+
+/// Sends EHLO/LHLO and returns the reply (the caller decides what a failure means).
+fn hello<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    hello: Hello,
+) -> Result<Reply> {
+    let deadline = ctx.deadline(Phase::Capabilities);
+    wire.send_line(&format!("{} {}", hello.verb(), ctx.client_name), &deadline)?;
+    read_reply(wire, &deadline)
+}
+
+/// The extension keywords of a 250 EHLO reply (its first line is the server's name).
+fn keywords(reply: &Reply) -> Vec<String> {
+    reply.lines.iter().skip(1).cloned().collect()
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    kind: Hello,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    pre.greeting = Some(client_greeting(wire, ctx)?.text);
+
+    let caps = hello(wire, ctx, kind)?;
+    if caps.code != 250 {
+        // No ESMTP at all (or LHLO refused): no STARTTLS either.
+        pre.starttls_offered = Some(false);
+        pre.capabilities = Some(Vec::new());
+        let reason = Error::NotOffered {
+            reply: Some(caps.text()),
+        };
+        return ctx.tls_impossible(pre, reason);
+    }
+    let list = keywords(&caps);
+    let offered = has_capability(&list, "STARTTLS");
+    pre.starttls_offered = Some(offered);
+    pre.capabilities = Some(list);
+    if !offered {
+        let reason = Error::NotOffered {
+            reply: Some(caps.text()),
+        };
+        return ctx.tls_impossible(pre, reason);
+    }
+
+    let deadline = ctx.deadline(Phase::StartTls);
+    wire.send_line("STARTTLS", &deadline)?;
+    let go = read_reply(wire, &deadline)?;
+    match go.code {
+        220 => Ok(pre),
+        _ if go.is_negative() => {
+            let reason = Error::Refused {
+                phase: Phase::StartTls,
+                reply: go.text(),
+            };
+            ctx.tls_impossible(pre, reason)
+        }
+        // Only the exact go-ahead may start TLS; anything else leaves the state unknown.
+        _ => Err(Error::violation_in(
+            Phase::StartTls,
+            "unexpected reply to STARTTLS",
+            &go.text(),
+        )),
+    }
+}
+
+pub(crate) fn client_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    kind: Hello,
+) -> Result<Vec<String>> {
+    let reply = hello(wire, ctx, kind)?;
+    if reply.code != 250 {
+        return Err(Error::Refused {
+            phase: Phase::Capabilities,
+            reply: reply.text(),
+        });
+    }
+    Ok(keywords(&reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::with_ctx;
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    fn run(policy: Policy, kind: Hello, steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        let mut s = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            let mut w = Wire::new(&mut s, Limits::default());
+            client_starttls(&mut w, ctx, kind)
+        });
+        (r, s)
+    }
+
+    fn smtp(steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        run(Policy::Require, Hello::Ehlo, steps)
+    }
+
+    const GREETING: Step = Step::Server(b"220 mx.test ESMTP\r\n");
+    const EHLO: Step = Step::Client(b"EHLO client.test\r\n");
+    const CAPS_TLS: Step = Step::Server(b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+
+    #[test]
+    fn stripped_starttls_fails_and_sends_nothing_more() {
+        let (r, s) = smtp(vec![
+            GREETING,
+            EHLO,
+            Step::Server(b"250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"),
+        ]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotOffered);
+        assert!(e.to_string().contains("250 8BITMIME"));
+        assert_eq!(s.written_text(), "EHLO client.test\r\n");
+    }
+
+    #[test]
+    fn refused_starttls_fails_with_the_reply() {
+        let (r, s) = smtp(vec![
+            GREETING,
+            EHLO,
+            CAPS_TLS,
+            Step::Client(b"STARTTLS\r\n"),
+            Step::Server(b"454 4.7.0 TLS not available due to temporary reason\r\n"),
+        ]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert_eq!(
+            e.reply(),
+            Some("454 4.7.0 TLS not available due to temporary reason")
+        );
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn odd_success_code_is_not_a_go_ahead() {
+        for odd in [&b"250 OK go on\r\n"[..], b"221 bye\r\n", b"354 data\r\n"] {
+            let odd: &'static [u8] = Box::leak(odd.to_vec().into_boxed_slice());
+            let (r, _) = smtp(vec![
+                GREETING,
+                EHLO,
+                CAPS_TLS,
+                Step::Client(b"STARTTLS\r\n"),
+                Step::Server(odd),
+            ]);
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        }
+    }
+
+    #[test]
+    fn greeting_554_is_refused() {
+        let (r, s) = smtp(vec![Step::Server(b"554 5.3.2 go away\r\n")]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert_eq!(e.phase(), Some(Phase::Greeting));
+        assert!(s.all_written.is_empty());
+    }
+
+    #[test]
+    fn garbage_greeting_is_a_violation() {
+        for g in [
+            &b"HTTP/1.1 400 Bad\r\n"[..],
+            b"22\r\n",
+            b"220x\r\n",
+            b"999 no\r\n",
+        ] {
+            let g: &'static [u8] = Box::leak(g.to_vec().into_boxed_slice());
+            let (r, _) = smtp(vec![Step::Server(g)]);
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn code_change_inside_multiline_reply_is_a_violation() {
+        let (r, _) = smtp(vec![Step::Server(b"220-mx\r\n250 mx\r\n")]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn endless_continuation_lines_are_bounded() {
+        let many: &'static [u8] = Box::leak(b"220-more\r\n".repeat(10_000).into_boxed_slice());
+        let (r, s) = smtp(vec![Step::Server(many)]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation);
+        assert!(e.to_string().contains("lines"));
+        assert!(s.consumed() <= 10 * 512 + 10);
+    }
+
+    #[test]
+    fn close_mid_reply_is_closed() {
+        let (r, _) = smtp(vec![
+            GREETING,
+            EHLO,
+            Step::Server(b"250-mx.test\r\n250-PIPE"),
+            Step::Eof,
+        ]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Closed);
+        assert_eq!(e.phase(), Some(Phase::Capabilities));
+    }
+
+    #[test]
+    fn stall_after_starttls_is_a_starttls_timeout() {
+        let (r, _) = smtp(vec![
+            GREETING,
+            EHLO,
+            CAPS_TLS,
+            Step::Client(b"STARTTLS\r\n"),
+            Step::Stall,
+        ]);
+        assert!(matches!(
+            r.unwrap_err(),
+            Error::Timeout {
+                phase: Phase::StartTls
+            }
+        ));
+    }
+
+    #[test]
+    fn reply_pipelined_before_starttls_is_refused() {
+        // The peer queues a fake go-ahead behind the EHLO reply, hoping it will be read as the
+        // answer to STARTTLS.
+        let (r, s) = smtp(vec![
+            GREETING,
+            EHLO,
+            Step::Server(b"250-mx.test\r\n250 STARTTLS\r\n220 fake go\r\n"),
+        ]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        assert_eq!(s.written_text(), "EHLO client.test\r\n");
+    }
+
+    #[test]
+    fn ehlo_refused_means_not_offered() {
+        let (r, _) = smtp(vec![GREETING, EHLO, Step::Server(b"502 5.5.1 what?\r\n")]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::NotOffered);
+    }
+
+    #[test]
+    fn opportunistic_reports_why_it_is_plaintext() {
+        let (r, s) = run(
+            Policy::Opportunistic,
+            Hello::Ehlo,
+            vec![
+                GREETING,
+                EHLO,
+                Step::Server(b"250-mx.test\r\n250 SIZE 1000\r\n"),
+            ],
+        );
+        let pre = r.unwrap();
+        assert_eq!(pre.starttls_offered, Some(false));
+        assert!(matches!(
+            pre.outcome,
+            Outcome::Plaintext(Error::NotOffered { .. })
+        ));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn happy_path_with_multiline_greeting() {
+        let (r, s) = smtp(vec![
+            Step::Server(b"220-mx.test ESMTP\r\n220-more text\r\n220 end\r\n"),
+            EHLO,
+            Step::Server(b"250-mx.test\r\n250-SIZE 10240000\r\n250-starttls\r\n250 8BITMIME\r\n"),
+            Step::Client(b"STARTTLS\r\n"),
+            Step::Server(b"220-2.0.0 Ready\r\n220 2.0.0 really\r\n"),
+        ]);
+        let pre = r.unwrap();
+        assert!(matches!(pre.outcome, Outcome::GoAhead));
+        assert_eq!(
+            pre.greeting.as_deref(),
+            Some("220-mx.test ESMTP\n220-more text\n220 end")
+        );
+        assert_eq!(
+            pre.capabilities.unwrap(),
+            vec!["SIZE 10240000", "starttls", "8BITMIME"]
+        );
+        assert_eq!(pre.starttls_offered, Some(true));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn lmtp_says_lhlo() {
+        let (r, s) = run(
+            Policy::Require,
+            Hello::Lhlo,
+            vec![
+                Step::Server(b"220 lmtp ready\r\n"),
+                Step::Client(b"LHLO client.test\r\n"),
+                Step::Server(b"250-lmtp\r\n250 STARTTLS\r\n"),
+                Step::Client(b"STARTTLS\r\n"),
+                Step::Server(b"220 go\r\n"),
+            ],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn bare_code_line_is_accepted() {
+        assert_eq!(parse_line(b"220"), Some((220, true, String::new())));
+        assert_eq!(parse_line(b"250-x"), Some((250, false, "x".into())));
+        assert_eq!(parse_line(b"2a0 x"), None);
+        assert_eq!(parse_line(b"120 x"), None);
+    }
+}

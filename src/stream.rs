@@ -1,0 +1,274 @@
+//! The upgraded connection: a `rustls::StreamOwned` plus what the dialog learned.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConnection, StreamOwned};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{self, DialogContext, Protocol};
+use crate::wire::transport::TlsTransport;
+use crate::wire::{Direction, Wire, set_io_timeouts};
+
+/// Data that arrived before TLS, so an active attacker could have written it. Use it to show,
+/// never to decide (RFC 3207 §4.2, RFC 2595 §4, RFC 3501 §6.2.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Untrusted<T>(T);
+
+impl<T> Untrusted<T> {
+    pub(crate) fn new(t: T) -> Self {
+        Untrusted(t)
+    }
+
+    /// The value, which the caller promises to treat as informational only.
+    pub fn get_untrusted(&self) -> &T {
+        &self.0
+    }
+}
+
+/// How the server's certificate was checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verification {
+    /// The chain verified against the configured roots, for the server name.
+    Verified,
+    /// Verification was switched off (`dangerous`). `problem` says what verification would have
+    /// rejected, or is `None` when the chain would have passed.
+    Skipped {
+        /// What the real verifier said.
+        problem: Option<String>,
+    },
+    /// No TLS: the connection is plaintext (opportunistic policy).
+    NotEncrypted,
+}
+
+pub(crate) enum Inner {
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Plain(TcpStream),
+}
+
+/// A connection after the upgrade: read and write application data, inspect the session.
+///
+/// Under the default *require* policy it is always encrypted. With the *opportunistic* policy
+/// it may be plaintext: check [`is_encrypted`](Self::is_encrypted).
+///
+/// It is positioned where the protocol says the client speaks next (for SMTP: send EHLO).
+pub struct Connection {
+    pub(crate) inner: Inner,
+    /// Bytes read from TLS by a dialog step but not part of its reply; served to `read` first.
+    pub(crate) lookahead: Vec<u8>,
+    pub(crate) config: ClientConfig,
+    pub(crate) protocol: Protocol,
+    pub(crate) server_name: String,
+    pub(crate) peer_addr: Option<SocketAddr>,
+    pub(crate) client_name: String,
+    pub(crate) greeting: Option<String>,
+    pub(crate) capabilities_before_tls: Option<Untrusted<Vec<String>>>,
+    pub(crate) capabilities: Option<Vec<String>>,
+    pub(crate) starttls_offered: Option<bool>,
+    pub(crate) plaintext_reason: Option<Error>,
+    pub(crate) verification: Verification,
+    pub(crate) transcript: Vec<(Direction, String)>,
+    pub(crate) next_tag: u32,
+}
+
+impl Connection {
+    /// The protocol spoken.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The name the certificate was verified against (and sent in SNI unless it is an address).
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// The address connected to.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    /// True when the connection is protected by TLS.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    /// Why the connection is plaintext (opportunistic policy only); `None` when encrypted.
+    pub fn plaintext_reason(&self) -> Option<&Error> {
+        self.plaintext_reason.as_ref()
+    }
+
+    /// The server's greeting. For STARTTLS it came in plaintext and is informational only; for
+    /// implicit TLS it was read inside TLS.
+    pub fn greeting(&self) -> Option<&str> {
+        self.greeting.as_deref()
+    }
+
+    /// Capabilities the server announced before TLS, when the dialog asked for them.
+    pub fn capabilities_before_tls(&self) -> Option<&Untrusted<Vec<String>>> {
+        self.capabilities_before_tls.as_ref()
+    }
+
+    /// Capabilities fetched inside TLS, if [`fetch_capabilities`](Self::fetch_capabilities) ran
+    /// (or the config asked for it, or the implicit-TLS greeting carried them).
+    pub fn capabilities(&self) -> Option<&[String]> {
+        self.capabilities.as_deref()
+    }
+
+    /// Whether STARTTLS was advertised before TLS; `None` when not asked (implicit TLS).
+    pub fn starttls_offered(&self) -> Option<bool> {
+        self.starttls_offered
+    }
+
+    /// How the certificate was checked.
+    pub fn verification(&self) -> &Verification {
+        &self.verification
+    }
+
+    /// The dialog as it happened, one line per entry (both directions; inside TLS too).
+    pub fn transcript(&self) -> &[(Direction, String)] {
+        &self.transcript
+    }
+
+    fn tls(&self) -> Option<&ClientConnection> {
+        match &self.inner {
+            Inner::Tls(s) => Some(&s.conn),
+            Inner::Plain(_) => None,
+        }
+    }
+
+    /// The negotiated TLS version.
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.tls()?.protocol_version()
+    }
+
+    /// The negotiated cipher suite.
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        Some(self.tls()?.negotiated_cipher_suite()?.suite())
+    }
+
+    /// The negotiated ALPN protocol.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.tls()?.alpn_protocol()
+    }
+
+    /// The server's certificate chain (DER), leaf first.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.tls()?.peer_certificates()
+    }
+
+    /// True when this connection resumed an earlier TLS session.
+    pub fn is_resumed(&self) -> bool {
+        matches!(
+            self.tls().and_then(|c| c.handshake_kind()),
+            Some(rustls::HandshakeKind::Resumed)
+        )
+    }
+
+    /// The socket underneath.
+    pub fn tcp_stream(&self) -> &TcpStream {
+        match &self.inner {
+            Inner::Tls(s) => &s.sock,
+            Inner::Plain(s) => s,
+        }
+    }
+
+    /// Asks the server for its capabilities again, inside TLS (EHLO/LHLO, CAPABILITY, CAPA),
+    /// stores them, and returns them. Fails on a plaintext connection, where the answer could
+    /// not be trusted, and for [`Protocol::Tls`], which has no dialog.
+    pub fn fetch_capabilities(&mut self) -> Result<&[String]> {
+        let Some(dialect) = self.protocol.dialect() else {
+            return Err(Error::InvalidArgument(
+                "protocol `tls` has no capabilities to fetch".into(),
+            ));
+        };
+        let Inner::Tls(stream) = &mut self.inner else {
+            return Err(Error::InvalidArgument(
+                "connection is not encrypted: capabilities would be untrusted".into(),
+            ));
+        };
+        let inner = &self.config.inner;
+        let mut transport = TlsTransport {
+            stream,
+            lookahead: &mut self.lookahead,
+        };
+        let mut wire = Wire::new(&mut transport, inner.limits);
+        let mut ctx = DialogContext {
+            policy: inner.policy,
+            timeouts: &inner.timeouts,
+            client_name: &self.client_name,
+            next_tag: &mut self.next_tag,
+        };
+        let result = protocol::client_capabilities(dialect, &mut wire, &mut ctx);
+        self.transcript.extend(wire.take_transcript());
+        set_io_timeouts(self.tcp_stream(), inner.timeouts.io)
+            .map_err(|e| Error::from_io(Phase::Capabilities, e))?;
+        self.capabilities = Some(result?);
+        Ok(self.capabilities.as_deref().unwrap_or_default())
+    }
+
+    /// Sends close_notify and shuts the socket's write side. Reading may continue until the
+    /// peer closes. Calling it twice is harmless.
+    pub fn close(&mut self) -> Result<()> {
+        match &mut self.inner {
+            Inner::Tls(s) => {
+                s.conn.send_close_notify();
+                s.flush().map_err(|e| Error::from_io(Phase::Close, e))?;
+            }
+            Inner::Plain(_) => {}
+        }
+        match self.tcp_stream().shutdown(Shutdown::Write) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            Err(e) => Err(Error::from_io(Phase::Close, e)),
+        }
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.lookahead.is_empty() {
+            let n = buf.len().min(self.lookahead.len());
+            buf[..n].copy_from_slice(&self.lookahead[..n]);
+            self.lookahead.drain(..n);
+            return Ok(n);
+        }
+        match &mut self.inner {
+            Inner::Tls(s) => s.read(buf),
+            Inner::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Tls(s) => s.write(buf),
+            Inner::Plain(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Tls(s) => s.flush(),
+            Inner::Plain(s) => s.flush(),
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("protocol", &self.protocol)
+            .field("server_name", &self.server_name)
+            .field("peer_addr", &self.peer_addr)
+            .field("encrypted", &self.is_encrypted())
+            .field("tls_version", &self.tls_version())
+            .field("cipher_suite", &self.cipher_suite())
+            .field("verification", &self.verification)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,126 @@
+//! What the line reader needs from a byte stream: look without taking, then take exactly.
+//!
+//! A plain socket peeks with `MSG_PEEK`, so bytes past a reply stay in the kernel where the
+//! go-ahead check can see them. A TLS stream has no kernel buffer to leave them in, so it keeps
+//! a small look-ahead that the connection later hands to the application: nothing is lost.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rustls::{ClientConnection, StreamOwned};
+
+pub(crate) trait Transport {
+    /// Copies waiting bytes into `buf` without consuming them; blocks until at least one byte is
+    /// there or the peer closed (`Ok(0)`).
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Consumes `n` bytes that a previous `peek` showed.
+    fn consume(&mut self, n: usize) -> io::Result<()>;
+    /// How many bytes are waiting right now, without blocking.
+    fn pending_now(&mut self) -> io::Result<usize>;
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+    fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::peek(self, buf)
+    }
+
+    fn consume(&mut self, mut n: usize) -> io::Result<()> {
+        let mut scratch = [0u8; 4096];
+        while n > 0 {
+            let want = n.min(scratch.len());
+            match Read::read(self, &mut scratch[..want]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(got) => n -= got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn pending_now(&mut self) -> io::Result<usize> {
+        self.set_nonblocking(true)?;
+        let mut probe = [0u8; 1024];
+        let r = TcpStream::peek(self, &mut probe);
+        self.set_nonblocking(false)?;
+        match r {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(self, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Write::flush(self)
+    }
+
+    fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+
+    fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, t)
+    }
+}
+
+/// A TLS stream seen as a transport, for dialog steps inside TLS (capabilities again, the
+/// implicit-TLS greeting). `lookahead` belongs to the connection, which serves it to `read` first.
+pub(crate) struct TlsTransport<'a> {
+    pub stream: &'a mut StreamOwned<ClientConnection, TcpStream>,
+    pub lookahead: &'a mut Vec<u8>,
+}
+
+impl Transport for TlsTransport<'_> {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.lookahead.is_empty() {
+            let mut chunk = [0u8; 4096];
+            let n = loop {
+                match self.stream.read(&mut chunk) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other?,
+                }
+            };
+            self.lookahead.extend_from_slice(&chunk[..n]);
+        }
+        let n = buf.len().min(self.lookahead.len());
+        buf[..n].copy_from_slice(&self.lookahead[..n]);
+        Ok(n)
+    }
+
+    fn consume(&mut self, n: usize) -> io::Result<()> {
+        if n > self.lookahead.len() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.lookahead.drain(..n);
+        Ok(())
+    }
+
+    fn pending_now(&mut self) -> io::Result<usize> {
+        Ok(self.lookahead.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.stream.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+
+    fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.sock.set_read_timeout(t)
+    }
+
+    fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.sock.set_write_timeout(t)
+    }
+}
