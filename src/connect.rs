@@ -145,7 +145,7 @@ fn read_greeting_inside_tls(conn: &mut Connection, dialect: protocol::Dialect) -
         stream,
         lookahead: &mut conn.lookahead,
     };
-    let mut wire = Wire::new(&mut transport, inner.limits);
+    let mut wire = Wire::inside_tls(&mut transport, inner.limits);
     let mut ctx = DialogContext {
         policy: inner.policy,
         timeouts: &inner.timeouts,

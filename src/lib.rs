@@ -42,7 +42,7 @@ pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
 pub use stream::{Connection, Untrusted, Verification};
-pub use wire::Direction;
+pub use wire::{DialogLine, Direction};
 
 /// Re-exported so callers can name rustls types without a version clash.
 pub use rustls;
@@ -51,3 +51,8 @@ pub use rustls;
 pub fn version() -> &'static str {
     concat!("starttls ", env!("CARGO_PKG_VERSION"), " (rustls 0.23)")
 }
+
+/// Compiles the README's Rust example as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -11,7 +11,7 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{self, DialogContext, Protocol};
 use crate::wire::transport::TlsTransport;
-use crate::wire::{Direction, Wire, set_io_timeouts};
+use crate::wire::{DialogLine, Wire, set_io_timeouts};
 
 /// Data that arrived before TLS, so an active attacker could have written it. Use it to show,
 /// never to decide (RFC 3207 §4.2, RFC 2595 §4, RFC 3501 §6.2.1).
@@ -71,7 +71,7 @@ pub struct Connection {
     pub(crate) starttls_offered: Option<bool>,
     pub(crate) plaintext_reason: Option<Error>,
     pub(crate) verification: Verification,
-    pub(crate) transcript: Vec<(Direction, String)>,
+    pub(crate) transcript: Vec<DialogLine>,
     pub(crate) next_tag: u32,
 }
 
@@ -129,7 +129,7 @@ impl Connection {
     }
 
     /// The dialog as it happened, one line per entry (both directions; inside TLS too).
-    pub fn transcript(&self) -> &[(Direction, String)] {
+    pub fn transcript(&self) -> &[DialogLine] {
         &self.transcript
     }
 
@@ -195,7 +195,7 @@ impl Connection {
             stream,
             lookahead: &mut self.lookahead,
         };
-        let mut wire = Wire::new(&mut transport, inner.limits);
+        let mut wire = Wire::inside_tls(&mut transport, inner.limits);
         let mut ctx = DialogContext {
             policy: inner.policy,
             timeouts: &inner.timeouts,

@@ -74,20 +74,50 @@ pub enum Direction {
     Received,
 }
 
+/// One line of the dialog, as a transcript keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialogLine {
+    /// Who said it.
+    pub direction: Direction,
+    /// True when it travelled inside TLS.
+    pub encrypted: bool,
+    /// The line without its CRLF, control characters escaped.
+    pub text: String,
+}
+
 /// The line reader/writer every text protocol's dialog runs on.
 pub(crate) struct Wire<'a, T: Transport> {
     io: &'a mut T,
     limits: Limits,
-    transcript: Vec<(Direction, String)>,
+    encrypted: bool,
+    transcript: Vec<DialogLine>,
 }
 
 impl<'a, T: Transport> Wire<'a, T> {
+    /// A wire over a plaintext transport.
     pub fn new(io: &'a mut T, limits: Limits) -> Self {
         Wire {
             io,
             limits,
+            encrypted: false,
             transcript: Vec::new(),
         }
+    }
+
+    /// A wire over a TLS transport (the transcript marks its lines as encrypted).
+    pub fn inside_tls(io: &'a mut T, limits: Limits) -> Self {
+        Wire {
+            encrypted: true,
+            ..Wire::new(io, limits)
+        }
+    }
+
+    fn record(&mut self, direction: Direction, text: String) {
+        self.transcript.push(DialogLine {
+            direction,
+            encrypted: self.encrypted,
+            text,
+        });
     }
 
     pub fn limits(&self) -> Limits {
@@ -95,7 +125,7 @@ impl<'a, T: Transport> Wire<'a, T> {
     }
 
     /// What was said so far, in order, with secrets never included (the dialog has none).
-    pub fn take_transcript(&mut self) -> Vec<(Direction, String)> {
+    pub fn take_transcript(&mut self) -> Vec<DialogLine> {
         std::mem::take(&mut self.transcript)
     }
 
@@ -167,8 +197,7 @@ impl<'a, T: Transport> Wire<'a, T> {
                 &printable(&line),
             ));
         }
-        self.transcript
-            .push((Direction::Received, printable(&line)));
+        self.record(Direction::Received, printable(&line));
         Ok(line)
     }
 
@@ -192,7 +221,7 @@ impl<'a, T: Transport> Wire<'a, T> {
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
         self.send_raw(&bytes, deadline)?;
-        self.transcript.push((Direction::Sent, line.to_owned()));
+        self.record(Direction::Sent, line.to_owned());
         Ok(())
     }
 
