@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, Result};
-use crate::wire::Limits;
+use crate::wire::{DialogLine, DialogObserver, Limits};
 
 /// What to do when the server cannot or will not start TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -92,8 +92,9 @@ enum ClientAuth {
 }
 
 /// Builds a [`ClientConfig`]. Setters never fail; [`build`](Self::build) reports every problem.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ClientConfigBuilder {
+    observer: Option<Arc<DialogObserver>>,
     trust: Vec<Trust>,
     client_auth: Option<ClientAuth>,
     client_name: Option<String>,
@@ -162,6 +163,23 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Adds one ALPN protocol after those already set.
+    pub fn add_alpn(mut self, protocol: impl Into<Vec<u8>>) -> Self {
+        self.alpn.push(protocol.into());
+        self
+    }
+
+    /// The timeouts set so far.
+    pub fn current_timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Removes an observer set with [`on_dialog_line`](Self::on_dialog_line).
+    pub fn without_dialog_observer(mut self) -> Self {
+        self.observer = None;
+        self
+    }
+
     /// The lowest TLS version to accept (1.2 by default).
     pub fn min_tls_version(mut self, v: TlsVersion) -> Self {
         self.min_version = v;
@@ -190,6 +208,16 @@ impl ClientConfigBuilder {
     /// them in the connection. Off by default: it costs a round trip.
     pub fn fetch_capabilities_after_tls(mut self, yes: bool) -> Self {
         self.fetch_capabilities = yes;
+        self
+    }
+
+    /// Calls `observer` with every dialog line as it is sent or received, on the connecting
+    /// thread (logs, `-v` output). Lines are printable: control characters are escaped.
+    pub fn on_dialog_line(
+        mut self,
+        observer: impl Fn(&DialogLine) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Arc::new(observer));
         self
     }
 
@@ -255,6 +283,7 @@ impl ClientConfigBuilder {
                 fetch_capabilities: self.fetch_capabilities,
                 dangerous_no_verify: self.dangerous_no_verify,
                 limits: Limits::default(),
+                observer: self.observer,
             }),
         })
     }
@@ -294,6 +323,11 @@ impl ClientConfigBuilder {
         }
         Ok(roots)
     }
+}
+
+/// Checks that `pem` holds at least one usable CA certificate (for setters that fail early).
+pub(crate) fn check_ca_pem(pem: &[u8], what: &str) -> Result<()> {
+    add_pem_roots(&mut RootCertStore::empty(), pem, what)
 }
 
 fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8], what: &str) -> Result<()> {
@@ -381,6 +415,7 @@ pub(crate) struct Inner {
     pub fetch_capabilities: bool,
     pub dangerous_no_verify: bool,
     pub limits: Limits,
+    pub observer: Option<Arc<DialogObserver>>,
 }
 
 impl ClientConfig {
@@ -423,6 +458,23 @@ impl ClientConfig {
             .verifier
             .verify_server_cert(end_entity, intermediates, name, &[], UnixTime::now())
             .map(|_| ())
+    }
+}
+
+impl fmt::Debug for ClientConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfigBuilder")
+            .field("trust", &self.trust)
+            .field("client_auth", &self.client_auth.is_some())
+            .field("client_name", &self.client_name)
+            .field("alpn", &self.alpn)
+            .field("min_version", &self.min_version)
+            .field("policy", &self.policy)
+            .field("timeouts", &self.timeouts)
+            .field("dangerous_no_verify", &self.dangerous_no_verify)
+            .field("fetch_capabilities", &self.fetch_capabilities)
+            .field("observer", &self.observer.is_some())
+            .finish()
     }
 }
 

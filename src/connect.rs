@@ -42,6 +42,9 @@ pub fn connect_named(
 
 /// Runs `protocol`'s upgrade on a socket the caller already connected, verifying the certificate
 /// for `server_name`. The socket is taken over; nothing must have been read from it yet.
+///
+/// The socket is put in blocking mode with `TCP_NODELAY`, and its read/write timeouts are set
+/// for each step (then to the I/O timeout).
 pub fn upgrade(
     config: &ClientConfig,
     protocol: Protocol,
@@ -50,8 +53,10 @@ pub fn upgrade(
 ) -> Result<Connection> {
     let name = parse_server_name(server_name)?;
     let inner = &config.inner;
-    // Flights go out whole: no Nagle stall between a command and the handshake (DESIGN §6).
-    tcp.set_nodelay(true)
+    // Blocking mode with timeouts is how every step is bounded; flights go out whole, with no
+    // Nagle stall between a command and the handshake (DESIGN §6).
+    tcp.set_nonblocking(false)
+        .and_then(|()| tcp.set_nodelay(true))
         .map_err(|e| Error::from_io(Phase::Connect, e))?;
     let client_name = match &inner.client_name {
         Some(n) => n.clone(),
@@ -79,7 +84,7 @@ pub fn upgrade(
     };
 
     if let (false, Some(dialect)) = (protocol.is_implicit(), protocol.dialect()) {
-        let mut wire = Wire::new(&mut tcp, inner.limits);
+        let mut wire = Wire::new(&mut tcp, inner.limits).observed_by(inner.observer.as_deref());
         let mut ctx = DialogContext {
             policy: inner.policy,
             timeouts: &inner.timeouts,
@@ -145,7 +150,8 @@ fn read_greeting_inside_tls(conn: &mut Connection, dialect: protocol::Dialect) -
         stream,
         lookahead: &mut conn.lookahead,
     };
-    let mut wire = Wire::inside_tls(&mut transport, inner.limits);
+    let mut wire =
+        Wire::inside_tls(&mut transport, inner.limits).observed_by(inner.observer.as_deref());
     let mut ctx = DialogContext {
         policy: inner.policy,
         timeouts: &inner.timeouts,

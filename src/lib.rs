@@ -27,12 +27,13 @@
 //! - every blocking step has a finite timeout that names its [`Phase`];
 //! - lines, reply lengths and counts are bounded.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // `src/ffi/` alone allows it.
 #![warn(missing_docs)]
 
 mod config;
 mod connect;
 mod error;
+pub mod ffi;
 mod protocol;
 mod stream;
 mod wire;
@@ -42,7 +43,7 @@ pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
 pub use stream::{Connection, Untrusted, Verification};
-pub use wire::{DialogLine, Direction};
+pub use wire::{DialogLine, DialogObserver, Direction};
 
 /// Re-exported so callers can name rustls types without a version clash.
 pub use rustls;

@@ -195,7 +195,8 @@ impl Connection {
             stream,
             lookahead: &mut self.lookahead,
         };
-        let mut wire = Wire::inside_tls(&mut transport, inner.limits);
+        let mut wire =
+            Wire::inside_tls(&mut transport, inner.limits).observed_by(inner.observer.as_deref());
         let mut ctx = DialogContext {
             policy: inner.policy,
             timeouts: &inner.timeouts,
@@ -210,16 +211,19 @@ impl Connection {
         Ok(self.capabilities.as_deref().unwrap_or_default())
     }
 
+    /// Sends close_notify (on an encrypted connection) without touching the socket itself.
+    pub fn send_close_notify(&mut self) -> Result<()> {
+        if let Inner::Tls(s) = &mut self.inner {
+            s.conn.send_close_notify();
+            s.flush().map_err(|e| Error::from_io(Phase::Close, e))?;
+        }
+        Ok(())
+    }
+
     /// Sends close_notify and shuts the socket's write side. Reading may continue until the
     /// peer closes. Calling it twice is harmless.
     pub fn close(&mut self) -> Result<()> {
-        match &mut self.inner {
-            Inner::Tls(s) => {
-                s.conn.send_close_notify();
-                s.flush().map_err(|e| Error::from_io(Phase::Close, e))?;
-            }
-            Inner::Plain(_) => {}
-        }
+        self.send_close_notify()?;
         match self.tcp_stream().shutdown(Shutdown::Write) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),

@@ -61,18 +61,45 @@ impl Protocol {
         Protocol::Tls,
     ];
 
+    /// The frozen number naming this protocol in the C ABI (`STARTTLS_PROTO_*`) and Python.
+    /// 5 to 11 are reserved for LDAP, FTP, XMPP, NNTP, ManageSieve, PostgreSQL and HTTP.
+    pub fn code(self) -> u32 {
+        match self {
+            Protocol::Smtp => 1,
+            Protocol::Lmtp => 2,
+            Protocol::Imap => 3,
+            Protocol::Pop3 => 4,
+            Protocol::Tls => 12,
+            Protocol::Submission => 13,
+            Protocol::Smtps => 14,
+            Protocol::Imaps => 15,
+            Protocol::Pop3s => 16,
+        }
+    }
+
+    /// The protocol for a number from [`code`](Self::code), if this build supports it.
+    pub fn from_code(code: u32) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.code() == code)
+    }
+
     /// The URL scheme naming this protocol (`smtp`, `imaps`, ...).
     pub fn scheme(self) -> &'static str {
+        let s = self.scheme_nul();
+        s.strip_suffix('\0').unwrap_or(s)
+    }
+
+    /// [`scheme`](Self::scheme) with a terminating NUL, for C.
+    pub(crate) fn scheme_nul(self) -> &'static str {
         match self {
-            Protocol::Smtp => "smtp",
-            Protocol::Submission => "submission",
-            Protocol::Lmtp => "lmtp",
-            Protocol::Imap => "imap",
-            Protocol::Pop3 => "pop3",
-            Protocol::Smtps => "smtps",
-            Protocol::Imaps => "imaps",
-            Protocol::Pop3s => "pop3s",
-            Protocol::Tls => "tls",
+            Protocol::Smtp => "smtp\0",
+            Protocol::Submission => "submission\0",
+            Protocol::Lmtp => "lmtp\0",
+            Protocol::Imap => "imap\0",
+            Protocol::Pop3 => "pop3\0",
+            Protocol::Smtps => "smtps\0",
+            Protocol::Imaps => "imaps\0",
+            Protocol::Pop3s => "pop3s\0",
+            Protocol::Tls => "tls\0",
         }
     }
 
@@ -277,6 +304,28 @@ mod tests {
             assert_eq!(p.to_string().to_uppercase().parse::<Protocol>().unwrap(), p);
         }
         assert!("gopher".parse::<Protocol>().is_err());
+    }
+
+    #[test]
+    fn protocol_codes_are_frozen() {
+        let frozen = [
+            (Protocol::Smtp, 1),
+            (Protocol::Lmtp, 2),
+            (Protocol::Imap, 3),
+            (Protocol::Pop3, 4),
+            (Protocol::Tls, 12),
+            (Protocol::Submission, 13),
+            (Protocol::Smtps, 14),
+            (Protocol::Imaps, 15),
+            (Protocol::Pop3s, 16),
+        ];
+        assert_eq!(frozen.len(), Protocol::ALL.len());
+        for (p, c) in frozen {
+            assert_eq!(p.code(), c);
+            assert_eq!(Protocol::from_code(c), Some(p));
+        }
+        assert_eq!(Protocol::from_code(0), None);
+        assert_eq!(Protocol::from_code(u32::MAX), None);
     }
 
     #[test]

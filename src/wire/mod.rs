@@ -85,12 +85,16 @@ pub struct DialogLine {
     pub text: String,
 }
 
+/// A function that sees every dialog line as it happens (for logs and `-v`).
+pub type DialogObserver = dyn Fn(&DialogLine) + Send + Sync;
+
 /// The line reader/writer every text protocol's dialog runs on.
 pub(crate) struct Wire<'a, T: Transport> {
     io: &'a mut T,
     limits: Limits,
     encrypted: bool,
     transcript: Vec<DialogLine>,
+    observer: Option<&'a DialogObserver>,
 }
 
 impl<'a, T: Transport> Wire<'a, T> {
@@ -101,7 +105,14 @@ impl<'a, T: Transport> Wire<'a, T> {
             limits,
             encrypted: false,
             transcript: Vec::new(),
+            observer: None,
         }
+    }
+
+    /// Calls `observer` with each line as it is sent or received.
+    pub fn observed_by(mut self, observer: Option<&'a DialogObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// A wire over a TLS transport (the transcript marks its lines as encrypted).
@@ -113,11 +124,15 @@ impl<'a, T: Transport> Wire<'a, T> {
     }
 
     fn record(&mut self, direction: Direction, text: String) {
-        self.transcript.push(DialogLine {
+        let line = DialogLine {
             direction,
             encrypted: self.encrypted,
             text,
-        });
+        };
+        if let Some(observe) = self.observer {
+            observe(&line);
+        }
+        self.transcript.push(line);
     }
 
     pub fn limits(&self) -> Limits {

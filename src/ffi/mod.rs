@@ -1,0 +1,191 @@
+//! The C ABI: the only module with `unsafe`.
+//!
+//! Every export reads the same way: check pointers, run the work inside [`boundary`] (which
+//! catches panics and records the error message), return a `uint32_t` result code. Out-params
+//! are written only on success. Opaque handles: `starttls_config_builder` (Box),
+//! `starttls_config` (Box of an `Arc`-based config, shareable across threads), `starttls_conn`
+//! (Box, one thread at a time).
+#![allow(unsafe_code)]
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{CStr, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::{Error, ErrorKind};
+
+pub mod codes;
+pub mod config;
+pub mod conn;
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Records `e` as this thread's last error and returns its code.
+fn fail(e: &Error) -> u32 {
+    let msg = e.to_string();
+    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    e.code()
+}
+
+/// Runs `f` behind the panic boundary: `Ok` → `STARTTLS_OK`, `Err` → its code, panic →
+/// `STARTTLS_ERR_PANIC`. The message goes to the thread-local last error.
+fn boundary(f: impl FnOnce() -> Result<(), Error>) -> u32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => codes::STARTTLS_OK,
+        Ok(Err(e)) => fail(&e),
+        Err(_) => fail(&Error::Panic),
+    }
+}
+
+/// As [`boundary`], for functions that return a value rather than a code; `fallback` on panic.
+fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            fail(&Error::Panic);
+            fallback
+        }
+    }
+}
+
+fn null(what: &str) -> Error {
+    Error::InvalidArgument(format!("{what} is NULL"))
+}
+
+/// Copies a NUL-terminated C string in. NULL and invalid UTF-8 are invalid arguments.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string.
+unsafe fn str_in<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str()
+        .map_err(|_| Error::InvalidArgument(format!("{what} is not valid UTF-8")))
+}
+
+/// Borrows `len` bytes from C. NULL with `len == 0` is an empty slice.
+///
+/// # Safety
+/// `p` is NULL or points to `len` readable bytes.
+unsafe fn bytes_in<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    if p.is_null() {
+        return if len == 0 { Ok(&[]) } else { Err(null(what)) };
+    }
+    // SAFETY: non-NULL and `len` readable bytes by the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// snprintf-style copy out: writes at most `len - 1` bytes and a NUL, returns the full length.
+///
+/// # Safety
+/// `buf` is NULL or points to `len` writable bytes.
+unsafe fn str_out(s: &str, buf: *mut c_char, len: usize) -> usize {
+    if !buf.is_null() && len > 0 {
+        let n = s.len().min(len - 1);
+        // SAFETY: `buf` has room for `len` bytes and `n + 1 <= len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    s.len()
+}
+
+/// Exact copy out of binary data; `BufferTooSmall` when it does not fit. Writes `*out_n` only on
+/// success.
+///
+/// # Safety
+/// `buf` is NULL or points to `len` writable bytes; `out_n` is NULL or writable.
+unsafe fn bytes_out(data: &[u8], buf: *mut u8, len: usize, out_n: *mut usize) -> Result<(), Error> {
+    if out_n.is_null() {
+        return Err(null("out_n"));
+    }
+    if data.len() > len || (buf.is_null() && !data.is_empty()) {
+        return Err(Error::BufferTooSmall { needed: data.len() });
+    }
+    // SAFETY: `buf` has room for `len >= data.len()` bytes; `out_n` is writable.
+    unsafe {
+        if !data.is_empty() {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+        }
+        *out_n = data.len();
+    }
+    Ok(())
+}
+
+/// The library's version and the rustls it uses: a static string, never freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_version() -> *const c_char {
+    concat!("starttls ", env!("CARGO_PKG_VERSION"), " (rustls 0.23)\0")
+        .as_ptr()
+        .cast()
+}
+
+/// The crypto provider rustls was built with (`"aws-lc-rs"` or `"ring"`): a static string.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_crypto_provider() -> *const c_char {
+    #[cfg(feature = "aws-lc-rs")]
+    let name = "aws-lc-rs\0";
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let name = "ring\0";
+    name.as_ptr().cast()
+}
+
+/// The symbolic name of a result code (`"STARTTLS_OK"`, `"STARTTLS_ERR_NOT_OFFERED"`, ...), or
+/// `"STARTTLS_ERR_UNKNOWN"` for a number that is not a code. A static string.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_result_name(code: u32) -> *const c_char {
+    let name = match ErrorKind::from_code(code) {
+        _ if code == codes::STARTTLS_OK => "STARTTLS_OK\0",
+        Some(kind) => kind.name_nul(),
+        None => "STARTTLS_ERR_UNKNOWN\0",
+    };
+    name.as_ptr().cast()
+}
+
+/// A one-line description of a result code. A static string.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_result_description(code: u32) -> *const c_char {
+    let text = match ErrorKind::from_code(code) {
+        _ if code == codes::STARTTLS_OK => "success\0",
+        Some(kind) => kind.description_nul(),
+        None => "unknown result code\0",
+    };
+    text.as_ptr().cast()
+}
+
+/// The detailed message of the last failure on this thread (any function), NUL-terminated and
+/// truncated to `len`; returns the full length, snprintf-style. `buf` may be NULL to ask the
+/// length. An empty string when nothing failed yet.
+///
+/// # Safety
+/// `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_last_error(buf: *mut c_char, len: usize) -> usize {
+    boundary_value(0, || {
+        LAST_ERROR.with(|l| {
+            // SAFETY: forwarded caller contract.
+            unsafe { str_out(&l.borrow(), buf, len) }
+        })
+    })
+}
+
+/// Whether this build supports a protocol (`STARTTLS_PROTO_*`).
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_supports_protocol(protocol: u32) -> bool {
+    crate::Protocol::from_code(protocol).is_some()
+}
+
+/// The URL scheme of a protocol (`"smtp"`, `"imaps"`, ...), or NULL when unsupported. Static.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_protocol_name(protocol: u32) -> *const c_char {
+    match crate::Protocol::from_code(protocol) {
+        Some(p) => p.scheme_nul().as_ptr().cast(),
+        None => std::ptr::null(),
+    }
+}
