@@ -39,8 +39,8 @@ pub enum TlsVersion {
     Tls13,
 }
 
-/// Timeouts per phase. All are finite by default; each fires as [`Error::Timeout`] naming its
-/// phase.
+/// Timeouts per phase. All are finite and must stay above zero; each fires as
+/// [`Error::Timeout`] naming its phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Establishing TCP, per resolved address.
@@ -50,7 +50,7 @@ pub struct Timeouts {
     pub reply: Duration,
     /// The whole TLS handshake.
     pub handshake: Duration,
-    /// Each read or write on the finished connection. `Duration::ZERO` means none (not advised).
+    /// Each read or write on the finished connection.
     pub io: Duration,
 }
 
@@ -272,6 +272,15 @@ impl ClientConfigBuilder {
         }
         if let Some(name) = &self.client_name {
             validate_client_name(name)?;
+        }
+        let t = self.timeouts;
+        if [t.connect, t.reply, t.handshake, t.io]
+            .iter()
+            .any(Duration::is_zero)
+        {
+            return Err(Error::Config(
+                "every timeout must be greater than zero".into(),
+            ));
         }
         Ok(ClientConfig {
             inner: Arc::new(Inner {
@@ -587,6 +596,18 @@ mod tests {
                 .build()
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_timeouts_are_rejected() {
+        let zero_io = Timeouts {
+            io: Duration::ZERO,
+            ..Timeouts::default()
+        };
+        for t in [Timeouts::all(Duration::ZERO), zero_io] {
+            let e = ClientConfig::builder().timeouts(t).build().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
         }
     }
 

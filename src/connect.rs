@@ -12,7 +12,7 @@ use crate::error::{Error, Phase, Result};
 use crate::protocol::{self, DialogContext, Outcome, Protocol};
 use crate::stream::{Connection, Inner, Untrusted, Verification};
 use crate::wire::transport::TlsTransport;
-use crate::wire::{Deadline, Wire, set_io_timeouts};
+use crate::wire::{Deadline, Wire, printable, set_io_timeouts};
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
 ///
@@ -48,10 +48,33 @@ pub fn connect_named(
 pub fn upgrade(
     config: &ClientConfig,
     protocol: Protocol,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     server_name: &str,
 ) -> Result<Connection> {
+    upgrade_inner(config, protocol, tcp, server_name, false)
+}
+
+/// TLS only, on a socket whose dialog the caller ran itself and whose go-ahead it has read (and
+/// nothing after it). Plaintext from the server before its first TLS record is an injection.
+pub fn handshake_only(
+    config: &ClientConfig,
+    tcp: TcpStream,
+    server_name: &str,
+) -> Result<Connection> {
+    upgrade_inner(config, Protocol::Tls, tcp, server_name, true)
+}
+
+/// `go_ahead_read_by_caller`: the caller ran the dialog, so non-TLS bytes are an injection rather
+/// than a server that does not speak TLS.
+fn upgrade_inner(
+    config: &ClientConfig,
+    protocol: Protocol,
+    mut tcp: TcpStream,
+    server_name: &str,
+    go_ahead_read_by_caller: bool,
+) -> Result<Connection> {
     let name = parse_server_name(server_name)?;
+    let mut after_go_ahead = go_ahead_read_by_caller;
     let inner = &config.inner;
     // Blocking mode with timeouts is how every step is bounded; flights go out whole, with no
     // Nagle stall between a command and the handshake (DESIGN §6).
@@ -103,9 +126,10 @@ pub fn upgrade(
             return Ok(conn);
         }
         wire.ensure_nothing_after_go_ahead()?;
+        after_go_ahead = true;
     }
 
-    let stream = handshake(config, tcp, name.clone())?;
+    let stream = handshake(config, tcp, name.clone(), after_go_ahead)?;
     let chain = stream.conn.peer_certificates().unwrap_or_default();
     conn.verification = if inner.dangerous_no_verify {
         Verification::Skipped {
@@ -130,15 +154,6 @@ pub fn upgrade(
         conn.fetch_capabilities()?;
     }
     Ok(conn)
-}
-
-/// TLS only, on a socket whose dialog the caller ran itself and whose go-ahead it has read.
-pub fn handshake_only(
-    config: &ClientConfig,
-    tcp: TcpStream,
-    server_name: &str,
-) -> Result<Connection> {
-    upgrade(config, Protocol::Tls, tcp, server_name)
 }
 
 fn read_greeting_inside_tls(conn: &mut Connection, dialect: protocol::Dialect) -> Result<()> {
@@ -167,49 +182,54 @@ fn read_greeting_inside_tls(conn: &mut Connection, dialect: protocol::Dialect) -
         .map_err(|e| Error::from_io(Phase::Greeting, e))
 }
 
-/// The TLS handshake within the handshake timeout. The first bytes from the server must be a TLS
-/// record: plaintext there arrived after the go-ahead, which is an injection.
+/// The TLS handshake within the handshake timeout. The server's first record is watched: see
+/// [`FirstRecord`].
 fn handshake(
     config: &ClientConfig,
     mut tcp: TcpStream,
     name: ServerName<'static>,
+    after_go_ahead: bool,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>> {
     let mut tls = ClientConnection::new(config.inner.tls.clone(), name).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
     let mut io = HandshakeIo {
         sock: &mut tcp,
         deadline,
-        first_bytes_checked: false,
-        injected: None,
+        first: FirstRecord::default(),
+        not_tls: None,
     };
     while tls.is_handshaking() {
         if let Err(e) = tls.complete_io(&mut io) {
-            if let Some(n) = io.injected {
-                return Err(Error::Injection {
-                    bytes: n,
-                    detail: "arrived during the TLS handshake, where a TLS record was due".into(),
-                });
-            }
-            return Err(handshake_error(e));
+            let Some(seen) = io.not_tls.take() else {
+                return Err(Error::from_io(Phase::Handshake, e));
+            };
+            return Err(if after_go_ahead {
+                Error::Injection {
+                    bytes: seen.len(),
+                    detail:
+                        "arrived after the go-ahead where the server's first TLS record was due"
+                            .into(),
+                }
+            } else {
+                Error::violation_in(
+                    Phase::Handshake,
+                    "the server did not answer with TLS (a plaintext port?)",
+                    &printable(&seen),
+                )
+            });
         }
     }
     Ok(StreamOwned::new(tls, tcp))
 }
 
-fn handshake_error(e: io::Error) -> Error {
-    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        return Error::from_tls(tls.clone());
-    }
-    Error::from_io(Phase::Handshake, e)
-}
-
 /// The socket as the handshake sees it: every read and write bounded by the overall deadline,
-/// and the first bytes checked to be TLS.
+/// and the server's first record checked before rustls may act on it.
 struct HandshakeIo<'a> {
     sock: &'a mut TcpStream,
     deadline: Deadline,
-    first_bytes_checked: bool,
-    injected: Option<usize>,
+    first: FirstRecord,
+    /// The bytes that were not TLS, once seen.
+    not_tls: Option<Vec<u8>>,
 }
 
 impl Read for HandshakeIo<'_> {
@@ -217,15 +237,9 @@ impl Read for HandshakeIo<'_> {
         let left = self.deadline.remaining().map_err(|_| timed_out())?;
         self.sock.set_read_timeout(Some(left))?;
         let n = self.sock.read(buf)?;
-        if !self.first_bytes_checked && n > 0 {
-            self.first_bytes_checked = true;
-            if !looks_like_tls_record(&buf[..n]) {
-                self.injected = Some(n);
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "plaintext instead of TLS",
-                ));
-            }
+        if self.first.feed(&buf[..n]) == Some(false) {
+            self.not_tls = Some(buf[..n.min(64)].to_vec());
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not TLS"));
         }
         Ok(n)
     }
@@ -247,11 +261,37 @@ fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "handshake deadline passed")
 }
 
-/// A server's first TLS record is a handshake (ServerHello) or an alert, version major 3.
-fn looks_like_tls_record(bytes: &[u8]) -> bool {
-    let type_ok = matches!(bytes.first(), Some(0x15 | 0x16));
-    let version_ok = bytes.get(1).is_none_or(|&v| v == 0x03);
-    type_ok && version_ok
+/// The server's first TLS record must be a handshake record (ServerHello) or a *fatal* alert.
+/// Plaintext fails the check, and so does a warning alert, which rustls would silently skip:
+/// either one is data that was not the server's TLS answer.
+#[derive(Default)]
+struct FirstRecord {
+    /// Record header (5 bytes) and, for an alert, its level byte.
+    seen: [u8; 6],
+    have: usize,
+    verdict: Option<bool>,
+}
+
+impl FirstRecord {
+    /// Feeds received bytes; `Some(true)` once the record is acceptable, `Some(false)` once it is
+    /// not, `None` while more bytes are needed.
+    fn feed(&mut self, bytes: &[u8]) -> Option<bool> {
+        if self.verdict.is_some() {
+            return self.verdict;
+        }
+        let take = (self.seen.len() - self.have).min(bytes.len());
+        self.seen[self.have..self.have + take].copy_from_slice(&bytes[..take]);
+        self.have += take;
+        let b = &self.seen[..self.have];
+        self.verdict = match (b.first(), b.get(1), b.get(5)) {
+            (Some(0x15 | 0x16), Some(v), _) if *v != 0x03 => Some(false),
+            (Some(0x16), Some(_), _) => Some(true),
+            (Some(0x15), Some(_), Some(&level)) => Some(level == 2),
+            (Some(0x15 | 0x16), _, _) | (None, _, _) => None,
+            (Some(_), _, _) => Some(false),
+        };
+        self.verdict
+    }
 }
 
 fn parse_server_name(name: &str) -> Result<ServerName<'static>> {
@@ -270,25 +310,24 @@ fn unbracket(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// Resolves and connects, trying every address in turn.
+/// Resolves and connects, trying every address in turn. Resolution and all the attempts share
+/// one connect deadline; each remaining address gets an equal share of the time left, so one
+/// black-holed address cannot starve the others.
 pub(crate) fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     let bare = unbracket(host);
     if bare.is_empty() {
         return Err(Error::InvalidArgument("empty host".into()));
     }
+    let deadline = Deadline::after(timeout, Phase::Connect);
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => (bare, port)
-            .to_socket_addrs()
-            .map_err(|e| Error::Resolve {
-                host: bare.to_owned(),
-                source: Some(e),
-            })?
-            .collect(),
+        Err(_) => resolve(bare, port, timeout)?,
     };
     let mut last = None;
-    for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = deadline.remaining()?;
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
+        match TcpStream::connect_timeout(addr, share.max(Duration::from_millis(1))) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
@@ -298,6 +337,33 @@ pub(crate) fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<Tc
         None => Err(Error::Resolve {
             host: bare.to_owned(),
             source: None,
+        }),
+    }
+}
+
+/// `getaddrinfo` has no timeout of its own: it runs on a helper thread, and a resolver that does
+/// not answer in time is a `Resolve`-phase timeout (the thread is left to finish on its own).
+fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("starttls-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect),
+            );
+        })
+        .map_err(|e| Error::from_io(Phase::Resolve, e))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(Error::Resolve {
+            host: host.to_owned(),
+            source: Some(e),
+        }),
+        Err(_) => Err(Error::Timeout {
+            phase: Phase::Resolve,
         }),
     }
 }
@@ -319,14 +385,38 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
 
+    fn verdict(chunks: &[&[u8]]) -> Option<bool> {
+        let mut f = FirstRecord::default();
+        chunks.iter().map(|c| f.feed(c)).last().flatten()
+    }
+
     #[test]
-    fn tls_record_recognition() {
-        assert!(looks_like_tls_record(&[0x16, 0x03, 0x03]));
-        assert!(looks_like_tls_record(&[0x15]));
-        assert!(!looks_like_tls_record(b"250 OK"));
-        assert!(!looks_like_tls_record(b"* OK"));
-        assert!(!looks_like_tls_record(&[0x16, 0x02]));
-        assert!(!looks_like_tls_record(&[0x17, 0x03]));
+    fn first_record_must_be_handshake_or_fatal_alert() {
+        assert_eq!(verdict(&[&[0x16, 0x03, 0x03, 0x00, 0x7a]]), Some(true));
+        assert_eq!(verdict(&[&[0x16], &[0x03]]), Some(true));
+        assert_eq!(
+            verdict(&[&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]]),
+            Some(true)
+        );
+        // A warning alert would be skipped by rustls: it is not the server's answer.
+        assert_eq!(
+            verdict(&[&[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x5a]]),
+            Some(false)
+        );
+        assert_eq!(
+            verdict(&[&[0x15, 0x03, 0x03], &[0x00, 0x02], &[0x01]]),
+            Some(false)
+        );
+        assert_eq!(verdict(&[b"250 OK"]), Some(false));
+        assert_eq!(verdict(&[b"* OK"]), Some(false));
+        assert_eq!(verdict(&[&[0x16, 0x02]]), Some(false));
+        assert_eq!(verdict(&[&[0x17, 0x03]]), Some(false));
+        assert_eq!(verdict(&[&[0x16]]), None);
+        assert_eq!(verdict(&[&[0x15, 0x03, 0x03, 0x00]]), None);
+        // Once decided, later bytes change nothing.
+        let mut f = FirstRecord::default();
+        assert_eq!(f.feed(&[0x16, 0x03]), Some(true));
+        assert_eq!(f.feed(b"garbage"), Some(true));
     }
 
     #[test]

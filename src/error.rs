@@ -338,6 +338,10 @@ impl Error {
 
     /// Classifies an I/O error from a socket operation in `phase`.
     pub(crate) fn from_io(phase: Phase, e: io::Error) -> Error {
+        // rustls reports TLS failures on a stream as io::Error(InvalidData, rustls::Error).
+        if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return Error::from_tls(tls.clone());
+        }
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout { phase },
             io::ErrorKind::UnexpectedEof

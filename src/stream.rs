@@ -118,7 +118,9 @@ impl Connection {
         self.capabilities.as_deref()
     }
 
-    /// Whether STARTTLS was advertised before TLS; `None` when not asked (implicit TLS).
+    /// Whether the server said, before TLS, that STARTTLS is available (advertised it, or for
+    /// POP3 accepted or refused `STLS`); `None` when the dialog did not learn it (implicit TLS).
+    /// Like everything before TLS, an attacker could have changed it.
     pub fn starttls_offered(&self) -> Option<bool> {
         self.starttls_offered
     }
@@ -168,7 +170,8 @@ impl Connection {
         )
     }
 
-    /// The socket underneath.
+    /// The socket underneath, for its addresses and options. Reading or writing it directly
+    /// would bypass TLS and corrupt the session.
     pub fn tcp_stream(&self) -> &TcpStream {
         match &self.inner {
             Inner::Tls(s) => &s.sock,
@@ -178,7 +181,8 @@ impl Connection {
 
     /// Asks the server for its capabilities again, inside TLS (EHLO/LHLO, CAPABILITY, CAPA),
     /// stores them, and returns them. Fails on a plaintext connection, where the answer could
-    /// not be trusted, and for [`Protocol::Tls`], which has no dialog.
+    /// not be trusted, and for [`Protocol::Tls`], which has no dialog. The socket's timeouts are
+    /// then set back to the config's I/O timeout.
     pub fn fetch_capabilities(&mut self) -> Result<&[String]> {
         let Some(dialect) = self.protocol.dialect() else {
             return Err(Error::InvalidArgument(

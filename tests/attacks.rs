@@ -432,3 +432,47 @@ fn tls_looking_bytes_after_go_ahead_are_still_injection() {
         "no ClientHello may follow"
     );
 }
+
+#[test]
+fn warning_alert_after_go_ahead_is_injection() {
+    // rustls skips warning alerts before the ServerHello; the attacker's alert must not be.
+    let (port, server) = serve(|mut p| {
+        smtp_until_go_ahead(&mut p, b"220 go\r\n");
+        thread::sleep(Duration::from_millis(100));
+        let _ = p
+            .sock
+            .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x5a]);
+        let cfg = server_config(&pki().server);
+        let mut conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut sock = p.sock;
+        while conn.is_handshaking() && conn.complete_io(&mut sock).is_ok() {}
+    });
+    let e = connect_err(Protocol::Smtp, port);
+    assert_eq!(e.kind(), ErrorKind::Injection, "{e}");
+    server.join().unwrap();
+}
+
+#[test]
+fn implicit_tls_to_a_plaintext_port_is_a_protocol_error_not_an_injection() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"220 mx ESMTP plaintext\r\n");
+        p.rest()
+    });
+    let e = connect_err(Protocol::Smtps, port);
+    assert_eq!(e.kind(), ErrorKind::ProtocolViolation, "{e}");
+    assert!(e.to_string().contains("220 mx ESMTP"), "{e}");
+    server.join().unwrap();
+}
+
+#[test]
+fn handshake_only_treats_plaintext_as_injection() {
+    let (port, server) = serve(|mut p| {
+        let mut hdr = [0u8; 5];
+        let _ = std::io::Read::read_exact(&mut p.sock, &mut hdr);
+        let _ = p.sock.write_all(b"250 forged\r\n");
+    });
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let e = starttls::handshake_only(&client_config(), tcp, "localhost").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Injection, "{e}");
+    server.join().unwrap();
+}

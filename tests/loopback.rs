@@ -321,3 +321,62 @@ fn clean_close_reads_as_end_of_stream() {
     assert_eq!(all, b"bye\r\n");
     server.join().unwrap();
 }
+
+#[test]
+fn a_non_blocking_socket_is_upgraded_in_blocking_mode() {
+    let (port, server) = serve(|mut p| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        p.send(b"+OK hi\r\n");
+        assert_eq!(p.line(), "STLS");
+        p.send(b"+OK go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.send(b"+OK inside\r\n");
+    });
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let mut conn = starttls::upgrade(&client_config(), Protocol::Pop3, tcp, "localhost").unwrap();
+    assert_eq!(read_line(&mut conn), "+OK inside");
+    server.join().unwrap();
+}
+
+#[test]
+fn dialog_observer_sees_every_line_in_order() {
+    use std::sync::{Arc, Mutex};
+    let (port, server) = serve(|mut p| {
+        p.send(b"+OK hi\r\n");
+        p.line();
+        p.send(b"+OK go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.line();
+        t.send(b"+OK\r\nTOP\r\n.\r\n");
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let config = client_builder()
+        .fetch_capabilities_after_tls(true)
+        .on_dialog_line(move |l| {
+            sink.lock()
+                .unwrap()
+                .push((l.direction, l.encrypted, l.text.clone()))
+        })
+        .build()
+        .unwrap();
+    let conn = starttls::connect(&config, Protocol::Pop3, "localhost", port).unwrap();
+    server.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let expected: Vec<_> = conn
+        .transcript()
+        .iter()
+        .map(|l| (l.direction, l.encrypted, l.text.clone()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 7);
+    assert_eq!(
+        seen[1],
+        (starttls::Direction::Sent, false, "STLS".to_string())
+    );
+    assert_eq!(
+        seen[3],
+        (starttls::Direction::Sent, true, "CAPA".to_string())
+    );
+}

@@ -68,7 +68,7 @@ pub const STARTTLS_TIMEOUT_CONNECT: u32 = 1;
 pub const STARTTLS_TIMEOUT_REPLY: u32 = 2;
 /// Timeout for the whole TLS handshake.
 pub const STARTTLS_TIMEOUT_HANDSHAKE: u32 = 3;
-/// Timeout for each read or write after the upgrade (0 = none).
+/// Timeout for each read or write after the upgrade.
 pub const STARTTLS_TIMEOUT_IO: u32 = 4;
 
 /// The certificate chain verified for the server name.

@@ -303,7 +303,7 @@ pub unsafe extern "C" fn starttls_config_builder_set_timeout_ms(
 }
 
 /// The timeout of one phase (`STARTTLS_TIMEOUT_CONNECT`, `_REPLY`, `_HANDSHAKE`, `_IO`), in
-/// milliseconds. Must be > 0, except `_IO`, where 0 means no timeout.
+/// milliseconds. Must be > 0: every step has a finite timeout.
 ///
 /// # Safety
 /// `b` is NULL or a live builder.
@@ -316,7 +316,7 @@ pub unsafe extern "C" fn starttls_config_builder_set_phase_timeout_ms(
     unsafe {
         with_builder(b, |inner| {
             let d = Duration::from_millis(u64::from(ms));
-            if ms == 0 && phase != STARTTLS_TIMEOUT_IO {
+            if ms == 0 {
                 return Err(Error::InvalidArgument("a timeout must be > 0 ms".into()));
             }
             let mut t = inner.current_timeouts();

@@ -247,7 +247,7 @@ pub unsafe extern "C" fn starttls_read(
                 // SAFETY: `len` writable bytes by the caller's contract.
                 std::slice::from_raw_parts_mut(buf, len)
             };
-            let n = retry(|| c.conn.read(slice)).map_err(|e| io_error(Phase::Read, e))?;
+            let n = retry(|| c.conn.read(slice)).map_err(|e| Error::from_io(Phase::Read, e))?;
             // SAFETY: checked non-NULL.
             *out_n = n;
             Ok(())
@@ -275,7 +275,7 @@ pub unsafe extern "C" fn starttls_write(
             let data = super::bytes_in(buf, len, "buf")?;
             retry(|| c.conn.write_all(data).map(|()| data.len()))
                 .and_then(|n| c.conn.flush().map(|()| n))
-                .map_err(|e| io_error(Phase::Write, e))?;
+                .map_err(|e| Error::from_io(Phase::Write, e))?;
             // SAFETY: checked non-NULL.
             *out_n = data.len();
             Ok(())
@@ -290,14 +290,6 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
             other => return other,
         }
     }
-}
-
-/// Maps an I/O error from the stream: TLS failures are TLS errors, the rest by kind.
-fn io_error(phase: Phase, e: io::Error) -> Error {
-    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        return Error::from_tls(tls.clone());
-    }
-    Error::from_io(phase, e)
 }
 
 /// Sends close_notify; for a socket the library owns, also shuts down its write side. Does not

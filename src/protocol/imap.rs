@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{DialogContext, Greeting, PreTls, has_capability};
-use crate::wire::{Deadline, Transport, Wire, printable};
+use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 /// One response line, classified.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,14 +24,14 @@ enum Response {
 }
 
 fn parse(line: &[u8], phase: Phase) -> Result<Response> {
-    let text = printable(line);
+    let text = line_text(line);
     if ends_with_literal(line) {
-        // A literal would make the next bytes data of unknown meaning; nothing the pre-TLS
-        // dialog needs uses one, so it is refused rather than read.
+        // A literal would make the next bytes data of unknown meaning; nothing the dialog
+        // needs uses one, so it is refused rather than read.
         return Err(Error::violation_in(
             phase,
-            "literal in a pre-TLS response",
-            &text,
+            "literal in a dialog response",
+            &printable(line),
         ));
     }
     let mut words = text.splitn(3, ' ');
@@ -84,7 +84,7 @@ pub(crate) fn client_greeting<T: Transport>(
 ) -> Result<Greeting> {
     let deadline = ctx.deadline(Phase::Greeting);
     let line = wire.read_line(&deadline)?;
-    let text = printable(&line);
+    let text = line_text(&line);
     match parse(&line, Phase::Greeting)? {
         Response::Untagged { word, rest } if word == "OK" || (trusted && word == "PREAUTH") => {
             Ok(Greeting {
@@ -226,6 +226,11 @@ fn capability_command<T: Transport>(
     })?;
     if status != "OK" {
         return Err(Error::Refused { phase, reply });
+    }
+    if caps.is_empty() {
+        // RFC 9051 allows the list as a response code of the tagged OK instead.
+        let text = reply.splitn(3, ' ').nth(2).unwrap_or_default();
+        caps = capability_code(text).unwrap_or_default();
     }
     Ok((caps, reply))
 }
@@ -391,6 +396,40 @@ mod tests {
         ]);
         assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
         assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn long_capability_lines_are_not_truncated() {
+        // Capability lists longer than any message cap (Cyrus sends long ones) must survive whole.
+        let mut greeting = b"* OK [CAPABILITY IMAP4rev1".to_vec();
+        for i in 0..120 {
+            greeting.extend_from_slice(format!(" X-EXT{i}").as_bytes());
+        }
+        greeting.extend_from_slice(b" STARTTLS] ready\r\n");
+        let greeting: &'static [u8] = Box::leak(greeting.into_boxed_slice());
+        let (r, s) = imap(vec![
+            Step::Server(greeting),
+            Step::Client(b"S1 STARTTLS\r\n"),
+            Step::Server(b"S1 OK go\r\n"),
+        ]);
+        let pre = r.unwrap();
+        assert_eq!(pre.capabilities.unwrap().last().unwrap(), "STARTTLS");
+        assert_eq!(s.remaining(), 0, "no CAPABILITY round trip was needed");
+    }
+
+    #[test]
+    fn capability_in_tagged_ok_code_is_used() {
+        let (r, _) = imap(vec![
+            Step::Server(b"* OK hi\r\n"),
+            Step::Client(b"S1 CAPABILITY\r\n"),
+            Step::Server(b"S1 OK [CAPABILITY IMAP4rev2 STARTTLS] done\r\n"),
+            Step::Client(b"S2 STARTTLS\r\n"),
+            Step::Server(b"S2 OK go\r\n"),
+        ]);
+        assert_eq!(
+            r.unwrap().capabilities.unwrap(),
+            vec!["IMAP4rev2", "STARTTLS"]
+        );
     }
 
     #[test]

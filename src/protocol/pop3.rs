@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{DialogContext, Greeting, PreTls};
-use crate::wire::{Deadline, Transport, Wire, printable};
+use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 enum Status {
     Ok,
@@ -30,7 +30,7 @@ pub(crate) fn client_greeting<T: Transport>(
     ctx: &mut DialogContext<'_>,
 ) -> Result<Greeting> {
     let line = wire.read_line(&ctx.deadline(Phase::Greeting))?;
-    let text = printable(&line);
+    let text = line_text(&line);
     match status(&line, Phase::Greeting)? {
         Status::Ok => Ok(Greeting {
             text,
@@ -105,7 +105,7 @@ fn read_multiline<T: Transport>(
             ));
         }
         let body = line.strip_prefix(b".").unwrap_or(&line);
-        lines.push(printable(body));
+        lines.push(line_text(body));
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{DialogContext, Greeting, PreTls, has_capability};
-use crate::wire::{Deadline, Transport, Wire, printable};
+use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 /// Which hello the dialect uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +95,11 @@ pub(crate) fn read_reply<T: Transport>(
 /// `NNN text` (last), `NNN-text` (more follow) or a bare `NNN` (last).
 fn parse_line(line: &[u8]) -> Option<(u16, bool, String)> {
     let digits = line.get(..3)?;
-    if !digits.iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&digits[0]) {
+    // RFC 5321 §4.2: first digit 2-5, second 0-5, third 0-9.
+    if !digits.iter().all(u8::is_ascii_digit)
+        || !(b'2'..=b'5').contains(&digits[0])
+        || digits[1] > b'5'
+    {
         return None;
     }
     let code = digits
@@ -103,8 +107,8 @@ fn parse_line(line: &[u8]) -> Option<(u16, bool, String)> {
         .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
     match line.get(3) {
         None => Some((code, true, String::new())),
-        Some(b' ') => Some((code, true, printable(&line[4..]))),
-        Some(b'-') => Some((code, false, printable(&line[4..]))),
+        Some(b' ') => Some((code, true, line_text(&line[4..]))),
+        Some(b'-') => Some((code, false, line_text(&line[4..]))),
         Some(_) => None,
     }
 }
@@ -156,6 +160,13 @@ pub(crate) fn client_starttls<T: Transport>(
     pre.greeting = Some(client_greeting(wire, ctx)?.text);
 
     let caps = hello(wire, ctx, kind)?;
+    if caps.code == 421 {
+        // Service closing: a refusal of the session, not a server without ESMTP.
+        return Err(Error::Refused {
+            phase: Phase::Capabilities,
+            reply: caps.text(),
+        });
+    }
     if caps.code != 250 {
         // No ESMTP at all (or LHLO refused): no STARTTLS either.
         pre.starttls_offered = Some(false);
@@ -368,6 +379,16 @@ mod tests {
     }
 
     #[test]
+    fn ehlo_421_is_a_refusal_not_a_missing_extension() {
+        let (r, _) = smtp(vec![
+            GREETING,
+            EHLO,
+            Step::Server(b"421 4.3.2 shutting down\r\n"),
+        ]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+    }
+
+    #[test]
     fn ehlo_refused_means_not_offered() {
         let (r, _) = smtp(vec![GREETING, EHLO, Step::Server(b"502 5.5.1 what?\r\n")]);
         assert_eq!(r.unwrap_err().kind(), ErrorKind::NotOffered);
@@ -439,5 +460,6 @@ mod tests {
         assert_eq!(parse_line(b"250-x"), Some((250, false, "x".into())));
         assert_eq!(parse_line(b"2a0 x"), None);
         assert_eq!(parse_line(b"120 x"), None);
+        assert_eq!(parse_line(b"260 x"), None);
     }
 }

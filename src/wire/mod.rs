@@ -212,7 +212,7 @@ impl<'a, T: Transport> Wire<'a, T> {
                 &printable(&line),
             ));
         }
-        self.record(Direction::Received, printable(&line));
+        self.record(Direction::Received, line_text(&line));
         Ok(line)
     }
 
@@ -276,6 +276,24 @@ fn retry_interrupted<R>(mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
             other => return other,
         }
     }
+}
+
+/// Peer bytes as text for parsing and reporting: lossy UTF-8 with control characters escaped,
+/// never truncated (lines are already bounded).
+pub(crate) fn line_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Renders peer bytes for messages: lossy UTF-8, control characters escaped, length capped, so a
