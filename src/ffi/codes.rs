@@ -83,9 +83,9 @@ pub const STARTTLS_DIRECTION_SENT: u32 = 0;
 /// A dialog line received from the peer (log callback).
 pub const STARTTLS_DIRECTION_RECEIVED: u32 = 1;
 
-/// TLS 1.2 (`starttls_config_builder_set_min_tls_version`, `starttls_conn_tls_version`).
+/// TLS 1.2, 0x0303 (`starttls_config_builder_set_min_tls_version`, `starttls_conn_tls_version`).
 pub const STARTTLS_TLS_1_2: u16 = 0x0303;
-/// TLS 1.3.
+/// TLS 1.3, 0x0304.
 pub const STARTTLS_TLS_1_3: u16 = 0x0304;
 
 /// Major version of the header (compare with `starttls_version()` at run time).

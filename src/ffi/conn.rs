@@ -1,6 +1,6 @@
 //! `starttls_conn`: connect, upgrade a caller's fd, read, write, close, inspect.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -155,7 +155,7 @@ fn take_flag(flags: u32) -> Result<bool, Error> {
 pub unsafe extern "C" fn starttls_upgrade_fd(
     config: *const starttls_config,
     protocol: u32,
-    fd: i32,
+    fd: c_int,
     server_name: *const c_char,
     flags: u32,
     conn_out: *mut *mut starttls_conn,
@@ -172,7 +172,7 @@ pub unsafe extern "C" fn starttls_upgrade_fd(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn starttls_handshake_fd(
     config: *const starttls_config,
-    fd: i32,
+    fd: c_int,
     server_name: *const c_char,
     flags: u32,
     conn_out: *mut *mut starttls_conn,
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn starttls_handshake_fd(
 unsafe fn upgrade_fd(
     config: *const starttls_config,
     protocol: Option<u32>,
-    fd: i32,
+    fd: c_int,
     server_name: *const c_char,
     flags: u32,
     conn_out: *mut *mut starttls_conn,
@@ -545,7 +545,7 @@ pub unsafe extern "C" fn starttls_conn_fetch_capabilities(conn: *mut starttls_co
 /// # Safety
 /// `conn` is NULL or live.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_fd(conn: *const starttls_conn) -> i32 {
+pub unsafe extern "C" fn starttls_conn_fd(conn: *const starttls_conn) -> c_int {
     boundary_value(-1, || unsafe { conn_ref(conn) }.map_or(-1, |c| c.fd))
 }
 
@@ -579,7 +579,7 @@ pub unsafe extern "C" fn starttls_conn_plaintext_reason(conn: *const starttls_co
 /// # Safety
 /// `conn` is NULL or live.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_starttls_offered(conn: *const starttls_conn) -> i32 {
+pub unsafe extern "C" fn starttls_conn_starttls_offered(conn: *const starttls_conn) -> c_int {
     boundary_value(-1, || {
         match unsafe { conn_ref(conn) }.and_then(|c| c.conn.starttls_offered()) {
             Some(true) => 1,
