@@ -1,0 +1,146 @@
+/*
+ * Checks the C ABI from C: version macros against the runtime string, result names, and that
+ * every export survives NULL and bad input with an error code (never a crash). Prints
+ * "N passed, M failed" and exits non-zero on any failure.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <starttls.h>
+
+static int passed, failed;
+
+#define CHECK(cond)                                                   \
+    do {                                                              \
+        if (cond) {                                                   \
+            passed++;                                                 \
+        } else {                                                      \
+            failed++;                                                 \
+            fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                             \
+    } while (0)
+
+int main(void) {
+    /* Version macros agree with the runtime. */
+    unsigned major = 99, minor = 99, patch = 99;
+    CHECK(sscanf(starttls_version(), "starttls %u.%u.%u", &major, &minor, &patch) == 3);
+    CHECK(major == STARTTLS_VERSION_MAJOR);
+    CHECK(minor == STARTTLS_VERSION_MINOR);
+    CHECK(patch == STARTTLS_VERSION_PATCH);
+    CHECK(STARTTLS_VERSION_NUMBER ==
+          STARTTLS_VERSION_MAJOR * 10000 + STARTTLS_VERSION_MINOR * 100 + STARTTLS_VERSION_PATCH);
+    CHECK(strstr(starttls_version(), "rustls") != NULL);
+    CHECK(strlen(starttls_crypto_provider()) > 0);
+
+    /* Result names and descriptions. */
+    CHECK(strcmp(starttls_result_name(STARTTLS_OK), "STARTTLS_OK") == 0);
+    CHECK(strcmp(starttls_result_name(STARTTLS_ERR_NOT_OFFERED), "STARTTLS_ERR_NOT_OFFERED") == 0);
+    CHECK(strcmp(starttls_result_name(STARTTLS_ERR_INJECTION), "STARTTLS_ERR_INJECTION") == 0);
+    CHECK(strcmp(starttls_result_name(12345), "STARTTLS_ERR_UNKNOWN") == 0);
+    CHECK(strlen(starttls_result_description(STARTTLS_ERR_TIMEOUT)) > 0);
+
+    /* Protocol queries. */
+    CHECK(starttls_supports_protocol(STARTTLS_PROTO_SMTP));
+    CHECK(starttls_supports_protocol(STARTTLS_PROTO_TLS));
+    CHECK(!starttls_supports_protocol(0));
+    CHECK(!starttls_supports_protocol(0xffffffffu));
+    CHECK(strcmp(starttls_protocol_name(STARTTLS_PROTO_IMAPS), "imaps") == 0);
+    CHECK(starttls_protocol_name(0) == NULL);
+
+    /* NULL everywhere: an error code, never a crash. */
+    CHECK(starttls_config_builder_set_ca_file(NULL, "x") == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_add_ca_pem(NULL, NULL, 0) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_add_system_roots(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_add_webpki_roots(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_client_cert_files(NULL, "a", "b") == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_client_cert_pem(NULL, NULL, 0, NULL, 0) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_client_name(NULL, "x") == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_add_alpn(NULL, (const uint8_t *)"x", 1) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_min_tls_version(NULL, STARTTLS_TLS_1_3) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_policy(NULL, STARTTLS_POLICY_REQUIRE) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_timeout_ms(NULL, 100) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_phase_timeout_ms(NULL, STARTTLS_TIMEOUT_IO, 100) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_fetch_capabilities(NULL, true) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_dangerous_accept_any_certificate(NULL, true) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_log_callback(NULL, NULL, NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    const starttls_config *config = NULL;
+    CHECK(starttls_config_builder_build(NULL, &config) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(config == NULL);
+    starttls_config_builder_free(NULL);
+    starttls_config_free(NULL);
+
+    starttls_conn *conn = NULL;
+    CHECK(starttls_connect(NULL, STARTTLS_PROTO_SMTP, "localhost", 25, NULL, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(conn == NULL);
+    CHECK(starttls_upgrade_fd(NULL, STARTTLS_PROTO_SMTP, 0, "x", 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_handshake_fd(NULL, 0, "x", 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    uint8_t byte = 0;
+    size_t n = 77;
+    CHECK(starttls_read(NULL, &byte, 1, &n) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_write(NULL, &byte, 1, &n) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(n == 77); /* out-params untouched on failure */
+    CHECK(starttls_close(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    starttls_conn_free(NULL);
+    char buf[64] = "untouched";
+    CHECK(starttls_conn_error(NULL, buf, sizeof buf) == 0 && buf[0] == '\0');
+    CHECK(starttls_conn_tls_version(NULL) == 0);
+    CHECK(starttls_conn_cipher_suite_id(NULL) == 0);
+    CHECK(starttls_conn_cipher_suite(NULL, buf, sizeof buf) == 0);
+    CHECK(starttls_conn_alpn(NULL, &byte, 1, &n) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_peer_cert_count(NULL) == 0);
+    CHECK(starttls_conn_peer_cert(NULL, 0, &byte, 1, &n) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_peer_cert_len(NULL, 0) == 0);
+    CHECK(starttls_conn_greeting(NULL, buf, sizeof buf) == 0);
+    CHECK(starttls_conn_capabilities_before_tls(NULL, buf, sizeof buf) == 0);
+    CHECK(starttls_conn_capabilities(NULL, buf, sizeof buf) == 0);
+    CHECK(starttls_conn_fetch_capabilities(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_fd(NULL) == -1);
+    CHECK(!starttls_conn_is_encrypted(NULL));
+    CHECK(starttls_conn_plaintext_reason(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_starttls_offered(NULL) == -1);
+    CHECK(!starttls_conn_is_resumed(NULL));
+    CHECK(starttls_conn_verification(NULL) == STARTTLS_VERIFY_NOT_ENCRYPTED);
+    CHECK(starttls_conn_verification_problem(NULL, buf, sizeof buf) == 0);
+
+    /* The thread-local message: snprintf-style, truncated and NUL-terminated. */
+    size_t full = starttls_last_error(NULL, 0);
+    CHECK(full > 0);
+    char tiny[8];
+    memset(tiny, 'x', sizeof tiny);
+    CHECK(starttls_last_error(tiny, sizeof tiny) == full);
+    CHECK(tiny[7] == '\0' && strlen(tiny) == 7);
+
+    /* Bad values in a live builder: refused, and the builder stays usable. */
+    starttls_config_builder *b = starttls_config_builder_new();
+    CHECK(b != NULL);
+    CHECK(starttls_config_builder_set_policy(b, 7) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_min_tls_version(b, 0x0301) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_timeout_ms(b, 0) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_phase_timeout_ms(b, 99, 10) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_add_alpn(b, (const uint8_t *)"", 0) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_ca_file(b, "/nonexistent/ca.pem") == STARTTLS_ERR_CONFIG);
+    starttls_last_error(buf, sizeof buf);
+    CHECK(strstr(buf, "/nonexistent") != NULL);
+    CHECK(starttls_config_builder_add_ca_pem(b, (const uint8_t *)"junk", 4) == STARTTLS_ERR_CONFIG);
+    CHECK(starttls_config_builder_set_client_name(b, NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_policy(b, STARTTLS_POLICY_OPPORTUNISTIC) == STARTTLS_OK);
+    CHECK(starttls_config_builder_set_phase_timeout_ms(b, STARTTLS_TIMEOUT_CONNECT, 2000) == STARTTLS_OK);
+    CHECK(starttls_config_builder_build(b, NULL) == STARTTLS_ERR_INVALID_ARGUMENT); /* consumed */
+
+    b = starttls_config_builder_new();
+    CHECK(starttls_config_builder_build(b, &config) == STARTTLS_OK);
+    CHECK(config != NULL);
+    conn = NULL;
+    CHECK(starttls_connect(config, 999, "localhost", 25, NULL, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_connect(config, STARTTLS_PROTO_SMTP, NULL, 25, NULL, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_connect(config, STARTTLS_PROTO_SMTP, "localhost", 25, NULL, NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_upgrade_fd(config, STARTTLS_PROTO_SMTP, -1, "x", 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_upgrade_fd(config, STARTTLS_PROTO_SMTP, 0, "x", 0x80, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    /* stdin is not a connected TCP socket, and is borrowed: it must stay open. */
+    CHECK(starttls_upgrade_fd(config, STARTTLS_PROTO_SMTP, 0, "x", 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(conn == NULL);
+    starttls_config_free(config);
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,403 @@
+//! The C ABI from C: the header compiles as C99 and C++, the ABI checks pass, the examples in
+//! `examples-c/` build against the header and work against loopback servers (also under
+//! valgrind, with no errors and no leaks), and `make install` + pkg-config give a working build.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::*;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// target/debug (or wherever this test binary lives).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = target_dir().join("c-tests").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// Builds the cdylib (cargo test builds only the rlib) and returns a folder where it also goes
+/// by its SONAME.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--lib", "--quiet"])
+            .current_dir(root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "cargo build --lib failed");
+        let so = target_dir().join("libstarttls.so");
+        assert!(so.exists(), "{} missing", so.display());
+        let dir = scratch("lib");
+        for name in ["libstarttls.so", "libstarttls.so.0"] {
+            std::os::unix::fs::symlink(&so, dir.join(name)).expect("symlink");
+        }
+        dir
+    })
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Compiles one C file against the header and the shared library.
+fn build_c(src: &Path, out: &Path) {
+    let lib = lib_dir();
+    let o = run(Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .arg("-L")
+        .arg(lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lstarttls"));
+    assert!(
+        o.status.success(),
+        "cc {}: {}",
+        src.display(),
+        text(&o.stderr)
+    );
+}
+
+fn example(name: &str) -> PathBuf {
+    let dir = scratch(&format!("ex-{name}"));
+    let exe = dir.join(name);
+    build_c(&root().join("examples-c").join(format!("{name}.c")), &exe);
+    exe
+}
+
+fn ca_file(dir: &str) -> PathBuf {
+    let path = scratch(dir).join("ca.pem");
+    std::fs::write(&path, &pki().ca_pem).expect("ca file");
+    path
+}
+
+fn have_valgrind() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs under valgrind when it is installed: any memory error or definite/indirect leak fails.
+fn maybe_valgrind(exe: &Path) -> Command {
+    if have_valgrind() {
+        let mut c = Command::new("valgrind");
+        c.args([
+            "--quiet",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+        ])
+        .arg(exe);
+        c
+    } else {
+        eprintln!(
+            "SKIPPED valgrind: not installed; running {} natively",
+            exe.display()
+        );
+        Command::new(exe)
+    }
+}
+
+fn smtp_server(ehlo_caps: &'static [u8]) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    serve(move |mut p| {
+        let mut seen = Vec::new();
+        p.send(b"220 mx.test ESMTP\r\n");
+        seen.push(p.line());
+        p.send(ehlo_caps);
+        if !ehlo_caps.windows(8).any(|w| w == b"STARTTLS") {
+            return seen;
+        }
+        seen.push(p.line());
+        p.send(b"220 2.0.0 go ahead\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        seen.push(t.line());
+        t.send(b"250-mx.test\r\n250-AUTH PLAIN\r\n250 SIZE 1000\r\n");
+        seen.push(t.line());
+        t.send(b"221 2.0.0 bye\r\n");
+        t.saw_close_notify();
+        seen
+    })
+}
+
+#[test]
+fn header_compiles_as_c99_and_as_cxx() {
+    let src = root().join("tests/c/header_check.c");
+    for (compiler, lang) in [
+        ("cc", ["-std=c99", "-xc"]),
+        ("c++", ["-std=c++11", "-xc++"]),
+    ] {
+        let o = run(Command::new(compiler)
+            .args(lang)
+            .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only"])
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(&src));
+        assert!(o.status.success(), "{compiler}: {}", text(&o.stderr));
+    }
+}
+
+#[test]
+fn abi_checks_pass_from_c() {
+    let dir = scratch("abi");
+    let exe = dir.join("abi_check");
+    build_c(&root().join("tests/c/abi_check.c"), &exe);
+    let o = run(&mut maybe_valgrind(&exe));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn smtp_client_example_upgrades_and_quits() {
+    let exe = example("smtp_client");
+    let ca = ca_file("smtp-ca");
+    let (port, server) = smtp_server(b"250-mx.test\r\n250 STARTTLS\r\n");
+    let o = run(maybe_valgrind(&exe)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg(&ca)
+        .arg("localhost"));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(stdout.contains("verified: yes"), "{stdout}");
+    assert!(stdout.contains("AUTH PLAIN\nSIZE 1000"), "{stdout}");
+    assert!(stdout.contains("QUIT: 221 2.0.0 bye"), "{stdout}");
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen,
+        ["EHLO [127.0.0.1]", "STARTTLS", "EHLO [127.0.0.1]", "QUIT"]
+    );
+}
+
+#[test]
+fn smtp_client_example_reports_stripped_starttls() {
+    let exe = example("smtp_client");
+    let ca = ca_file("stripped-ca");
+    let (port, server) = smtp_server(b"250-mx.test\r\n250 AUTH PLAIN\r\n");
+    let o = run(Command::new(&exe)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg(&ca)
+        .arg("localhost"));
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("STARTTLS_ERR_NOT_OFFERED"), "{stderr}");
+    assert!(stderr.contains("250 AUTH PLAIN"), "{stderr}");
+    assert_eq!(server.join().unwrap(), ["EHLO [127.0.0.1]"]);
+}
+
+fn imap_server(implicit: bool) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    serve(move |mut p| {
+        let mut seen = Vec::new();
+        let mut t = if implicit {
+            let mut t = p.tls(server_config(&pki().server));
+            t.send(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] imaps ready\r\n");
+            t
+        } else {
+            p.send(b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n");
+            seen.push(p.line());
+            p.send(b"S1 OK Begin TLS\r\n");
+            p.tls(server_config(&pki().server))
+        };
+        let tag = if implicit { "S1" } else { "S2" };
+        if !implicit {
+            seen.push(t.line());
+            t.send(format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n").as_bytes());
+        }
+        seen.push(t.line());
+        t.send(b"* BYE logging out\r\na1 OK LOGOUT done\r\n");
+        t.saw_close_notify();
+        seen
+    })
+}
+
+#[test]
+fn imap_client_example_starttls_and_implicit() {
+    let exe = example("imap_client");
+    let ca = ca_file("imap-ca");
+    let (port, server) = imap_server(false);
+    let o = run(Command::new(&exe)
+        .arg("localhost")
+        .arg(port.to_string())
+        .arg(&ca));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(
+        stdout.contains("before TLS (untrusted): IMAP4rev1\nSTARTTLS\nLOGINDISABLED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("after TLS: IMAP4rev1\nAUTH=PLAIN"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("S: a1 OK LOGOUT done"), "{stdout}");
+    assert_eq!(
+        server.join().unwrap(),
+        ["S1 STARTTLS", "S2 CAPABILITY", "a1 LOGOUT"]
+    );
+
+    let (port, server) = imap_server(true);
+    let o = run(Command::new(&exe)
+        .arg("--implicit")
+        .arg("localhost")
+        .arg(port.to_string())
+        .arg(&ca));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(
+        stdout.contains("greeting: * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] imaps ready"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("after TLS: IMAP4rev1\nAUTH=PLAIN"),
+        "{stdout}"
+    );
+    assert_eq!(server.join().unwrap(), ["a1 LOGOUT"]);
+}
+
+fn pop3_server() -> (u16, std::thread::JoinHandle<String>) {
+    serve(|mut p| {
+        p.send(b"+OK POP3 ready\r\n");
+        let stls = p.line();
+        p.send(b"+OK Begin TLS\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.send(b"+OK hello inside TLS\r\n");
+        t.saw_close_notify();
+        stls
+    })
+}
+
+#[test]
+fn fd_upgrade_example_borrows_the_fd() {
+    let exe = example("fd_upgrade");
+    let ca = ca_file("fd-ca");
+    let (port, server) = pop3_server();
+    let o = run(maybe_valgrind(&exe)
+        .args(["pop3", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("localhost")
+        .arg(&ca));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(
+        stdout.contains("first bytes inside TLS: +OK hello inside TLS"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("still open after free"), "{stdout}");
+    assert_eq!(server.join().unwrap(), "STLS");
+}
+
+#[test]
+fn make_install_then_pkg_config_build() {
+    lib_dir();
+    let prefix = scratch("install");
+    let o = run(Command::new("make")
+        .current_dir(root())
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg("PROFILE=debug")
+        .arg(format!(
+            "TARGET_DIR={}",
+            target_dir().parent().expect("target").display()
+        )));
+    assert!(
+        o.status.success(),
+        "make install: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    for f in [
+        "lib/libstarttls.so.0",
+        "lib/libstarttls.so",
+        "lib/libstarttls.a",
+        "include/starttls.h",
+        "lib/pkgconfig/starttls.pc",
+    ] {
+        assert!(prefix.join(f).exists(), "{f} not installed");
+    }
+    let pc_path = prefix.join("lib/pkgconfig");
+    let flags = run(Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", &pc_path)
+        .args(["--cflags", "--libs", "starttls"]));
+    assert!(
+        flags.status.success(),
+        "pkg-config: {}",
+        text(&flags.stderr)
+    );
+    let flags = text(&flags.stdout);
+    let exe = prefix.join("smtp_client");
+    let o = run(Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror"])
+        .arg(root().join("examples-c/smtp_client.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(flags.split_whitespace()));
+    assert!(
+        o.status.success(),
+        "cc with pkg-config flags {flags}: {}",
+        text(&o.stderr)
+    );
+    let needed = run(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(
+        text(&needed.stdout).contains("[libstarttls.so.0]"),
+        "{}",
+        text(&needed.stdout)
+    );
+
+    let ca = ca_file("install-ca");
+    let (port, server) = smtp_server(b"250-mx.test\r\n250 STARTTLS\r\n");
+    let o = run(Command::new(&exe)
+        .env("LD_LIBRARY_PATH", prefix.join("lib"))
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg(&ca)
+        .arg("localhost"));
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    server.join().unwrap();
+}
+
+#[test]
+fn static_library_links() {
+    lib_dir();
+    let dir = scratch("static");
+    let exe = dir.join("abi_check_static");
+    let o = run(Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("tests/c/abi_check.c"))
+        .arg(target_dir().join("libstarttls.a"))
+        .args(["-lpthread", "-ldl", "-lm"])
+        .arg("-o")
+        .arg(&exe));
+    assert!(o.status.success(), "static link: {}", text(&o.stderr));
+    let o = run(&mut Command::new(&exe));
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+}
