@@ -2,8 +2,10 @@
  * smtp_client: connect to an SMTP server, upgrade with STARTTLS, say EHLO again inside TLS,
  * print what was negotiated, and QUIT politely.
  *
- *   smtp_client HOST PORT [CA_FILE [SERVER_NAME]]
+ *   smtp_client [-v] HOST PORT [CA_FILE [SERVER_NAME]]
  *
+ * -v prints the dialog as it happens (through the library's log callback), marking the lines
+ * that travelled inside TLS.
  * CA_FILE: trust only these CAs (default: the built-in webpki roots). SERVER_NAME: the name to
  * verify when it differs from HOST. Exit status 0 on success, 1 on any failure (the message
  * names the result code and quotes the server's reply when there is one).
@@ -51,9 +53,18 @@ static uint32_t read_line(starttls_conn *conn, char *buf, size_t len) {
     return STARTTLS_OK;
 }
 
+static void log_line(void *userdata, uint32_t direction, bool encrypted, const char *line) {
+    FILE *out = (FILE *)userdata;
+    fprintf(out, "%s%s %s\n", direction == STARTTLS_DIRECTION_SENT ? "C:" : "S:",
+            encrypted ? " [TLS]" : "", line);
+}
+
 int main(int argc, char **argv) {
+    int verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    argv += verbose;
+    argc -= verbose;
     if (argc < 3) {
-        fprintf(stderr, "usage: %s HOST PORT [CA_FILE [SERVER_NAME]]\n", argv[0]);
+        fprintf(stderr, "usage: smtp_client [-v] HOST PORT [CA_FILE [SERVER_NAME]]\n");
         return 2;
     }
     const char *host = argv[1];
@@ -68,6 +79,10 @@ int main(int argc, char **argv) {
     if (argc > 3 && (rc = starttls_config_builder_set_ca_file(b, argv[3])) != STARTTLS_OK) {
         starttls_config_builder_free(b);
         return fail("CA file", rc, NULL);
+    }
+    if (verbose && (rc = starttls_config_builder_set_log_callback(b, log_line, stdout)) != STARTTLS_OK) {
+        starttls_config_builder_free(b);
+        return fail("log", rc, NULL);
     }
     if ((rc = starttls_config_builder_set_timeout_ms(b, 10000)) != STARTTLS_OK) {
         starttls_config_builder_free(b);

@@ -189,3 +189,49 @@ pub extern "C" fn starttls_protocol_name(protocol: u32) -> *const c_char {
         None => std::ptr::null(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        LAST_ERROR.with(|l| l.borrow().clone())
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error_code_and_a_message() {
+        let code = boundary(|| panic!("deliberate"));
+        assert_eq!(code, codes::STARTTLS_ERR_PANIC);
+        assert!(last_error().contains("panic"));
+        assert_eq!(boundary_value(7, || panic!("again")), 7);
+    }
+
+    #[test]
+    fn errors_set_the_thread_message() {
+        let code = boundary(|| Err(Error::InvalidArgument("bad thing".into())));
+        assert_eq!(code, codes::STARTTLS_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("bad thing"));
+        assert_eq!(boundary(|| Ok(())), codes::STARTTLS_OK);
+    }
+
+    #[test]
+    fn str_out_truncates_like_snprintf() {
+        let mut buf = [b'x' as c_char; 4];
+        // SAFETY: a 4-byte buffer.
+        let n = unsafe { str_out("hello", buf.as_mut_ptr(), buf.len()) };
+        assert_eq!(n, 5);
+        assert_eq!(buf.map(|c| c as u8), *b"hel\0");
+        // SAFETY: NULL asks the length only.
+        assert_eq!(unsafe { str_out("hello", std::ptr::null_mut(), 0) }, 5);
+    }
+
+    #[test]
+    fn bytes_out_refuses_short_buffers_and_leaves_out_n() {
+        let mut buf = [0u8; 2];
+        let mut n = 99usize;
+        // SAFETY: a 2-byte buffer and a valid out_n.
+        let r = unsafe { bytes_out(b"abc", buf.as_mut_ptr(), buf.len(), &mut n) };
+        assert!(matches!(r, Err(Error::BufferTooSmall { needed: 3 })));
+        assert_eq!(n, 99);
+    }
+}
