@@ -78,6 +78,18 @@
 // POP3 with STLS (RFC 2595), port 110.
 #define STARTTLS_PROTO_POP3 4
 
+// NNTP with STARTTLS (RFC 4642), port 119.
+#define STARTTLS_PROTO_NNTP 8
+
+// ManageSieve with STARTTLS (RFC 5804), port 4190; the capabilities re-sent after TLS are read.
+#define STARTTLS_PROTO_SIEVE 9
+
+// PostgreSQL SSLRequest, port 5432: on return the client sends its StartupMessage.
+#define STARTTLS_PROTO_POSTGRES 10
+
+// HTTP/1.1 Upgrade to TLS (RFC 2817), port 80.
+#define STARTTLS_PROTO_HTTP 11
+
 // TLS straight away, no dialog (implicit TLS for any protocol; the caller speaks first).
 #define STARTTLS_PROTO_TLS 12
 
@@ -92,6 +104,15 @@
 
 // POP3 over implicit TLS, port 995: the greeting is read inside TLS.
 #define STARTTLS_PROTO_POP3S 16
+
+// NNTP over implicit TLS, port 563: the greeting is read inside TLS.
+#define STARTTLS_PROTO_NNTPS 17
+
+// PostgreSQL 17+ direct TLS (ALPN `postgresql`), port 5432.
+#define STARTTLS_PROTO_POSTGRES_DIRECT 18
+
+// HTTPS: TLS first, the client speaks first, port 443.
+#define STARTTLS_PROTO_HTTPS 19
 
 // Fail when TLS cannot be had (the default).
 #define STARTTLS_POLICY_REQUIRE 0

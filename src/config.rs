@@ -293,6 +293,7 @@ impl ClientConfigBuilder {
                 dangerous_no_verify: self.dangerous_no_verify,
                 limits: Limits::default(),
                 observer: self.observer,
+                tls_with_alpn: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -425,6 +426,9 @@ pub(crate) struct Inner {
     pub dangerous_no_verify: bool,
     pub limits: Limits,
     pub observer: Option<Arc<DialogObserver>>,
+    /// The TLS config with a protocol's required ALPN, made on first use; it shares the session
+    /// cache with `tls`.
+    pub tls_with_alpn: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
@@ -451,6 +455,23 @@ impl ClientConfig {
     /// The rustls configuration underneath, for inspection.
     pub fn rustls_config(&self) -> &Arc<rustls::ClientConfig> {
         &self.inner.tls
+    }
+
+    /// The rustls config for `protocol`: the shared one, or for a protocol that needs its own ALPN
+    /// (PostgreSQL direct TLS) a copy with that ALPN and the same session cache.
+    pub(crate) fn tls_for(&self, protocol: crate::Protocol) -> Arc<rustls::ClientConfig> {
+        match protocol.required_alpn() {
+            None => self.inner.tls.clone(),
+            Some(alpn) => self
+                .inner
+                .tls_with_alpn
+                .get_or_init(|| {
+                    let mut tls = (*self.inner.tls).clone();
+                    tls.alpn_protocols = vec![alpn.to_vec()];
+                    Arc::new(tls)
+                })
+                .clone(),
+        }
     }
 
     /// Runs the real verifier on a chain (used to report what was wrong when verification was

@@ -11,7 +11,6 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{self, DialogContext, Outcome, Protocol};
 use crate::stream::{Connection, Inner, Untrusted, Verification};
-use crate::wire::transport::TlsTransport;
 use crate::wire::{Deadline, Wire, printable, set_io_timeouts};
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
@@ -112,6 +111,8 @@ fn upgrade_inner(
             policy: inner.policy,
             timeouts: &inner.timeouts,
             client_name: &conn.client_name,
+            server_name: &conn.server_name,
+            port: conn.peer_addr.map(|a| a.port()),
             next_tag: &mut conn.next_tag,
         };
         let pre = protocol::client_starttls(dialect, &mut wire, &mut ctx);
@@ -129,7 +130,7 @@ fn upgrade_inner(
         after_go_ahead = true;
     }
 
-    let stream = handshake(config, tcp, name.clone(), after_go_ahead)?;
+    let stream = handshake(config, protocol, tcp, name.clone(), after_go_ahead)?;
     let chain = stream.conn.peer_certificates().unwrap_or_default();
     conn.verification = if inner.dangerous_no_verify {
         Verification::Skipped {
@@ -145,52 +146,35 @@ fn upgrade_inner(
         .map_err(|e| Error::from_io(Phase::Handshake, e))?;
     conn.inner = Inner::Tls(Box::new(stream));
 
-    if protocol.is_implicit() {
-        if let Some(dialect) = protocol.dialect() {
-            read_greeting_inside_tls(&mut conn, dialect)?;
+    if let Some(dialect) = protocol.dialect() {
+        if protocol.is_implicit() {
+            let greeting = conn.inside_tls(|w, ctx| protocol::client_greeting(dialect, w, ctx))?;
+            if let Some(g) = greeting {
+                conn.greeting = Some(g.text);
+                conn.capabilities = g.capabilities;
+            }
+        } else if let Some(caps) =
+            conn.inside_tls(|w, ctx| protocol::client_after_starttls(dialect, w, ctx))?
+        {
+            conn.capabilities = Some(caps);
+        }
+        if inner.fetch_capabilities && dialect.has_capabilities() && conn.capabilities.is_none() {
+            conn.fetch_capabilities()?;
         }
     }
-    if inner.fetch_capabilities && protocol.dialect().is_some() && conn.capabilities.is_none() {
-        conn.fetch_capabilities()?;
-    }
     Ok(conn)
-}
-
-fn read_greeting_inside_tls(conn: &mut Connection, dialect: protocol::Dialect) -> Result<()> {
-    let Inner::Tls(stream) = &mut conn.inner else {
-        return Ok(());
-    };
-    let inner = &conn.config.inner;
-    let mut transport = TlsTransport {
-        stream,
-        lookahead: &mut conn.lookahead,
-    };
-    let mut wire =
-        Wire::inside_tls(&mut transport, inner.limits).observed_by(inner.observer.as_deref());
-    let mut ctx = DialogContext {
-        policy: inner.policy,
-        timeouts: &inner.timeouts,
-        client_name: &conn.client_name,
-        next_tag: &mut conn.next_tag,
-    };
-    let greeting = protocol::client_greeting(dialect, &mut wire, &mut ctx);
-    conn.transcript.extend(wire.take_transcript());
-    let greeting = greeting?;
-    conn.greeting = Some(greeting.text);
-    conn.capabilities = greeting.capabilities;
-    set_io_timeouts(conn.tcp_stream(), inner.timeouts.io)
-        .map_err(|e| Error::from_io(Phase::Greeting, e))
 }
 
 /// The TLS handshake within the handshake timeout. The server's first record is watched: see
 /// [`FirstRecord`].
 fn handshake(
     config: &ClientConfig,
+    protocol: Protocol,
     mut tcp: TcpStream,
     name: ServerName<'static>,
     after_go_ahead: bool,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>> {
-    let mut tls = ClientConnection::new(config.inner.tls.clone(), name).map_err(Error::from_tls)?;
+    let mut tls = ClientConnection::new(config.tls_for(protocol), name).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
     let mut io = HandshakeIo {
         sock: &mut tcp,

@@ -189,6 +189,18 @@ impl Connection {
                 "protocol `tls` has no capabilities to fetch".into(),
             ));
         };
+        let caps =
+            self.inside_tls(|wire, ctx| protocol::client_capabilities(dialect, wire, ctx))?;
+        self.capabilities = Some(caps);
+        Ok(self.capabilities.as_deref().unwrap_or_default())
+    }
+
+    /// Runs a dialog step inside TLS on the shared wire machinery: the transcript and observer
+    /// see it, and the socket's timeouts go back to the I/O timeout afterwards.
+    pub(crate) fn inside_tls<R>(
+        &mut self,
+        step: impl FnOnce(&mut Wire<'_, TlsTransport<'_>>, &mut DialogContext<'_>) -> Result<R>,
+    ) -> Result<R> {
         let Inner::Tls(stream) = &mut self.inner else {
             return Err(Error::InvalidArgument(
                 "connection is not encrypted: capabilities would be untrusted".into(),
@@ -205,14 +217,20 @@ impl Connection {
             policy: inner.policy,
             timeouts: &inner.timeouts,
             client_name: &self.client_name,
+            server_name: &self.server_name,
+            port: self.peer_addr.map(|a| a.port()),
             next_tag: &mut self.next_tag,
         };
-        let result = protocol::client_capabilities(dialect, &mut wire, &mut ctx);
+        let result = step(&mut wire, &mut ctx);
         self.transcript.extend(wire.take_transcript());
+        let phase = result
+            .as_ref()
+            .err()
+            .and_then(Error::phase)
+            .unwrap_or(Phase::Read);
         set_io_timeouts(self.tcp_stream(), inner.timeouts.io)
-            .map_err(|e| Error::from_io(Phase::Capabilities, e))?;
-        self.capabilities = Some(result?);
-        Ok(self.capabilities.as_deref().unwrap_or_default())
+            .map_err(|e| Error::from_io(phase, e))?;
+        result
     }
 
     /// Sends close_notify (on an encrypted connection) without touching the socket itself.

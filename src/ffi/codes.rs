@@ -42,6 +42,14 @@ pub const STARTTLS_PROTO_LMTP: u32 = 2;
 pub const STARTTLS_PROTO_IMAP: u32 = 3;
 /// POP3 with STLS (RFC 2595), port 110.
 pub const STARTTLS_PROTO_POP3: u32 = 4;
+/// NNTP with STARTTLS (RFC 4642), port 119.
+pub const STARTTLS_PROTO_NNTP: u32 = 8;
+/// ManageSieve with STARTTLS (RFC 5804), port 4190; the capabilities re-sent after TLS are read.
+pub const STARTTLS_PROTO_SIEVE: u32 = 9;
+/// PostgreSQL SSLRequest, port 5432: on return the client sends its StartupMessage.
+pub const STARTTLS_PROTO_POSTGRES: u32 = 10;
+/// HTTP/1.1 Upgrade to TLS (RFC 2817), port 80.
+pub const STARTTLS_PROTO_HTTP: u32 = 11;
 /// TLS straight away, no dialog (implicit TLS for any protocol; the caller speaks first).
 pub const STARTTLS_PROTO_TLS: u32 = 12;
 /// SMTP submission with STARTTLS (RFC 6409), port 587.
@@ -52,6 +60,13 @@ pub const STARTTLS_PROTO_SMTPS: u32 = 14;
 pub const STARTTLS_PROTO_IMAPS: u32 = 15;
 /// POP3 over implicit TLS, port 995: the greeting is read inside TLS.
 pub const STARTTLS_PROTO_POP3S: u32 = 16;
+
+/// NNTP over implicit TLS, port 563: the greeting is read inside TLS.
+pub const STARTTLS_PROTO_NNTPS: u32 = 17;
+/// PostgreSQL 17+ direct TLS (ALPN `postgresql`), port 5432.
+pub const STARTTLS_PROTO_POSTGRES_DIRECT: u32 = 18;
+/// HTTPS: TLS first, the client speaks first, port 443.
+pub const STARTTLS_PROTO_HTTPS: u32 = 19;
 
 /// Fail when TLS cannot be had (the default).
 pub const STARTTLS_POLICY_REQUIRE: u32 = 0;
@@ -139,6 +154,13 @@ mod tests {
             (STARTTLS_PROTO_SMTPS, Protocol::Smtps),
             (STARTTLS_PROTO_IMAPS, Protocol::Imaps),
             (STARTTLS_PROTO_POP3S, Protocol::Pop3s),
+            (STARTTLS_PROTO_NNTP, Protocol::Nntp),
+            (STARTTLS_PROTO_SIEVE, Protocol::Sieve),
+            (STARTTLS_PROTO_POSTGRES, Protocol::Postgres),
+            (STARTTLS_PROTO_HTTP, Protocol::Http),
+            (STARTTLS_PROTO_NNTPS, Protocol::Nntps),
+            (STARTTLS_PROTO_POSTGRES_DIRECT, Protocol::PostgresDirect),
+            (STARTTLS_PROTO_HTTPS, Protocol::Https),
         ];
         assert_eq!(pairs.len(), Protocol::ALL.len());
         for (code, p) in pairs {

@@ -10,8 +10,12 @@ use crate::config::{Policy, Timeouts};
 use crate::error::{Error, Phase, Result};
 use crate::wire::{Deadline, Transport, Wire};
 
+pub(crate) mod http;
 pub(crate) mod imap;
+pub(crate) mod nntp;
 pub(crate) mod pop3;
+pub(crate) mod postgres;
+pub(crate) mod sieve;
 pub(crate) mod smtp;
 
 /// What to speak before TLS (or whether TLS comes first).
@@ -28,12 +32,26 @@ pub enum Protocol {
     Imap,
     /// POP3 with STLS (RFC 2595), port 110.
     Pop3,
+    /// NNTP with STARTTLS (RFC 4642), port 119.
+    Nntp,
+    /// ManageSieve with STARTTLS (RFC 5804), port 4190.
+    Sieve,
+    /// PostgreSQL with SSLRequest, port 5432.
+    Postgres,
+    /// HTTP/1.1 Upgrade to TLS (RFC 2817), port 80.
+    Http,
     /// SMTP submission over implicit TLS (RFC 8314), port 465.
     Smtps,
     /// IMAP over implicit TLS, port 993.
     Imaps,
     /// POP3 over implicit TLS, port 995.
     Pop3s,
+    /// NNTP over implicit TLS, port 563.
+    Nntps,
+    /// PostgreSQL 17+ direct TLS (`sslnegotiation=direct`, ALPN `postgresql`), port 5432.
+    PostgresDirect,
+    /// HTTPS: TLS first, then HTTP (the caller speaks first), port 443.
+    Https,
     /// TLS straight away, no protocol dialog (the caller speaks first, or already ran its own).
     Tls,
 }
@@ -45,35 +63,60 @@ pub(crate) enum Dialect {
     Lmtp,
     Imap,
     Pop3,
+    Nntp,
+    Sieve,
+    Postgres,
+    Http,
+}
+
+impl Dialect {
+    /// Whether the protocol has a capability list to fetch inside TLS.
+    pub fn has_capabilities(self) -> bool {
+        !matches!(self, Dialect::Postgres | Dialect::Http)
+    }
 }
 
 impl Protocol {
     /// Every protocol, for listings and feature queries.
-    pub const ALL: [Protocol; 9] = [
+    pub const ALL: [Protocol; 16] = [
         Protocol::Smtp,
         Protocol::Submission,
         Protocol::Lmtp,
         Protocol::Imap,
         Protocol::Pop3,
+        Protocol::Nntp,
+        Protocol::Sieve,
+        Protocol::Postgres,
+        Protocol::Http,
         Protocol::Smtps,
         Protocol::Imaps,
         Protocol::Pop3s,
+        Protocol::Nntps,
+        Protocol::PostgresDirect,
+        Protocol::Https,
         Protocol::Tls,
     ];
 
     /// The frozen number naming this protocol in the C ABI (`STARTTLS_PROTO_*`) and Python.
-    /// 5 to 11 are reserved for LDAP, FTP, XMPP, NNTP, ManageSieve, PostgreSQL and HTTP.
+    /// 5, 6 and 7 are reserved for LDAP, FTP and XMPP.
     pub fn code(self) -> u32 {
         match self {
             Protocol::Smtp => 1,
             Protocol::Lmtp => 2,
             Protocol::Imap => 3,
             Protocol::Pop3 => 4,
+            Protocol::Nntp => 8,
+            Protocol::Sieve => 9,
+            Protocol::Postgres => 10,
+            Protocol::Http => 11,
             Protocol::Tls => 12,
             Protocol::Submission => 13,
             Protocol::Smtps => 14,
             Protocol::Imaps => 15,
             Protocol::Pop3s => 16,
+            Protocol::Nntps => 17,
+            Protocol::PostgresDirect => 18,
+            Protocol::Https => 19,
         }
     }
 
@@ -96,9 +139,16 @@ impl Protocol {
             Protocol::Lmtp => "lmtp\0",
             Protocol::Imap => "imap\0",
             Protocol::Pop3 => "pop3\0",
+            Protocol::Nntp => "nntp\0",
+            Protocol::Sieve => "sieve\0",
+            Protocol::Postgres => "postgres\0",
+            Protocol::Http => "http\0",
             Protocol::Smtps => "smtps\0",
             Protocol::Imaps => "imaps\0",
             Protocol::Pop3s => "pop3s\0",
+            Protocol::Nntps => "nntps\0",
+            Protocol::PostgresDirect => "postgres-direct\0",
+            Protocol::Https => "https\0",
             Protocol::Tls => "tls\0",
         }
     }
@@ -111,9 +161,15 @@ impl Protocol {
             Protocol::Lmtp => Some(24),
             Protocol::Imap => Some(143),
             Protocol::Pop3 => Some(110),
+            Protocol::Nntp => Some(119),
+            Protocol::Sieve => Some(4190),
+            Protocol::Postgres | Protocol::PostgresDirect => Some(5432),
+            Protocol::Http => Some(80),
             Protocol::Smtps => Some(465),
             Protocol::Imaps => Some(993),
             Protocol::Pop3s => Some(995),
+            Protocol::Nntps => Some(563),
+            Protocol::Https => Some(443),
             Protocol::Tls => None,
         }
     }
@@ -122,8 +178,22 @@ impl Protocol {
     pub fn is_implicit(self) -> bool {
         matches!(
             self,
-            Protocol::Smtps | Protocol::Imaps | Protocol::Pop3s | Protocol::Tls
+            Protocol::Smtps
+                | Protocol::Imaps
+                | Protocol::Pop3s
+                | Protocol::Nntps
+                | Protocol::PostgresDirect
+                | Protocol::Https
+                | Protocol::Tls
         )
+    }
+
+    /// ALPN this protocol requires, overriding the config's (PostgreSQL direct TLS).
+    pub(crate) fn required_alpn(self) -> Option<&'static [u8]> {
+        match self {
+            Protocol::PostgresDirect => Some(b"postgresql"),
+            _ => None,
+        }
     }
 
     pub(crate) fn dialect(self) -> Option<Dialect> {
@@ -132,6 +202,10 @@ impl Protocol {
             Protocol::Lmtp => Some(Dialect::Lmtp),
             Protocol::Imap | Protocol::Imaps => Some(Dialect::Imap),
             Protocol::Pop3 | Protocol::Pop3s => Some(Dialect::Pop3),
+            Protocol::Nntp | Protocol::Nntps => Some(Dialect::Nntp),
+            Protocol::Sieve => Some(Dialect::Sieve),
+            Protocol::Postgres | Protocol::PostgresDirect => Some(Dialect::Postgres),
+            Protocol::Http | Protocol::Https => Some(Dialect::Http),
             Protocol::Tls => None,
         }
     }
@@ -161,6 +235,10 @@ pub(crate) struct DialogContext<'a> {
     pub timeouts: &'a Timeouts,
     /// The EHLO/LHLO name.
     pub client_name: &'a str,
+    /// The name the certificate is checked against (HTTP `Host`).
+    pub server_name: &'a str,
+    /// The server's port, when known (HTTP `Host`).
+    pub port: Option<u16>,
     /// IMAP command tags are `S1`, `S2`, ...: this is the next number.
     pub next_tag: &'a mut u32,
 }
@@ -236,19 +314,38 @@ pub(crate) fn client_starttls<T: Transport>(
         Dialect::Lmtp => smtp::client_starttls(wire, ctx, smtp::Hello::Lhlo),
         Dialect::Imap => imap::client_starttls(wire, ctx),
         Dialect::Pop3 => pop3::client_starttls(wire, ctx),
+        Dialect::Nntp => nntp::client_starttls(wire, ctx),
+        Dialect::Sieve => sieve::client_starttls(wire, ctx),
+        Dialect::Postgres => postgres::client_starttls(wire, ctx),
+        Dialect::Http => http::client_starttls(wire, ctx),
     }
 }
 
-/// Reads the greeting (inside TLS, for implicit TLS).
+/// What a STARTTLS dialog reads right after the handshake, when the protocol says the server
+/// speaks first (ManageSieve re-sends its capabilities).
+pub(crate) fn client_after_starttls<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Option<Vec<String>>> {
+    match dialect {
+        Dialect::Sieve => sieve::read_capabilities(wire, ctx).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Reads the greeting inside TLS, for implicit TLS; `None` when the client speaks first.
 pub(crate) fn client_greeting<T: Transport>(
     dialect: Dialect,
     wire: &mut Wire<'_, T>,
     ctx: &mut DialogContext<'_>,
-) -> Result<Greeting> {
+) -> Result<Option<Greeting>> {
     match dialect {
-        Dialect::Smtp | Dialect::Lmtp => smtp::client_greeting(wire, ctx),
-        Dialect::Imap => imap::client_greeting(wire, ctx, true),
-        Dialect::Pop3 => pop3::client_greeting(wire, ctx),
+        Dialect::Smtp | Dialect::Lmtp => smtp::client_greeting(wire, ctx).map(Some),
+        Dialect::Imap => imap::client_greeting(wire, ctx, true).map(Some),
+        Dialect::Pop3 => pop3::client_greeting(wire, ctx).map(Some),
+        Dialect::Nntp => nntp::client_greeting(wire, ctx).map(Some),
+        Dialect::Sieve | Dialect::Postgres | Dialect::Http => Ok(None),
     }
 }
 
@@ -263,6 +360,34 @@ pub(crate) fn client_capabilities<T: Transport>(
         Dialect::Lmtp => smtp::client_capabilities(wire, ctx, smtp::Hello::Lhlo),
         Dialect::Imap => imap::client_capabilities(wire, ctx),
         Dialect::Pop3 => pop3::client_capabilities(wire, ctx),
+        Dialect::Nntp => nntp::client_capabilities(wire, ctx),
+        Dialect::Sieve => sieve::client_capabilities(wire, ctx),
+        Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
+            "this protocol has no capabilities to fetch".into(),
+        )),
+    }
+}
+
+/// The body of a dot-terminated multi-line answer (POP3, NNTP), dot-unstuffed and bounded.
+pub(crate) fn read_dot_terminated<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    deadline: &Deadline,
+) -> Result<Vec<String>> {
+    let max = wire.limits().max_lines;
+    let mut lines = Vec::new();
+    loop {
+        let line = wire.read_line(deadline)?;
+        if line == b"." {
+            return Ok(lines);
+        }
+        if lines.len() >= max {
+            return Err(Error::violation(
+                deadline.phase(),
+                format!("multi-line answer longer than {max} lines"),
+            ));
+        }
+        let body = line.strip_prefix(b".").unwrap_or(&line);
+        lines.push(crate::wire::line_text(body));
     }
 }
 
@@ -287,6 +412,8 @@ pub(crate) mod testing {
             policy,
             timeouts: &timeouts,
             client_name: "client.test",
+            server_name: "server.test",
+            port: None,
             next_tag: &mut tag,
         };
         f(&mut ctx)
@@ -313,11 +440,18 @@ mod tests {
             (Protocol::Lmtp, 2),
             (Protocol::Imap, 3),
             (Protocol::Pop3, 4),
+            (Protocol::Nntp, 8),
+            (Protocol::Sieve, 9),
+            (Protocol::Postgres, 10),
+            (Protocol::Http, 11),
             (Protocol::Tls, 12),
             (Protocol::Submission, 13),
             (Protocol::Smtps, 14),
             (Protocol::Imaps, 15),
             (Protocol::Pop3s, 16),
+            (Protocol::Nntps, 17),
+            (Protocol::PostgresDirect, 18),
+            (Protocol::Https, 19),
         ];
         assert_eq!(frozen.len(), Protocol::ALL.len());
         for (p, c) in frozen {

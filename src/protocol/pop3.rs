@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{DialogContext, Greeting, PreTls};
-use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+use crate::wire::{Transport, Wire, line_text, printable};
 
 enum Status {
     Ok,
@@ -83,30 +83,7 @@ pub(crate) fn client_capabilities<T: Transport>(
             reply: printable(&first),
         });
     }
-    read_multiline(wire, &deadline)
-}
-
-/// The body of a dot-terminated multi-line answer, dot-unstuffed.
-fn read_multiline<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    deadline: &Deadline,
-) -> Result<Vec<String>> {
-    let max = wire.limits().max_lines;
-    let mut lines = Vec::new();
-    loop {
-        let line = wire.read_line(deadline)?;
-        if line == b"." {
-            return Ok(lines);
-        }
-        if lines.len() >= max {
-            return Err(Error::violation(
-                deadline.phase(),
-                format!("multi-line answer longer than {max} lines"),
-            ));
-        }
-        let body = line.strip_prefix(b".").unwrap_or(&line);
-        lines.push(line_text(body));
-    }
+    super::read_dot_terminated(wire, &deadline)
 }
 
 #[cfg(test)]

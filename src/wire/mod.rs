@@ -216,6 +216,33 @@ impl<'a, T: Transport> Wire<'a, T> {
         Ok(line)
     }
 
+    /// Reads exactly `n` bytes (binary protocols) before `deadline`, consuming nothing more.
+    pub fn read_bytes(&mut self, n: usize, deadline: &Deadline) -> Result<Vec<u8>> {
+        let phase = deadline.phase();
+        let mut out = Vec::with_capacity(n.min(4096));
+        let mut chunk = [0u8; 4096];
+        while out.len() < n {
+            let left = deadline.remaining()?;
+            self.io
+                .set_read_timeout(Some(left))
+                .map_err(|e| Error::from_io(phase, e))?;
+            let want = chunk.len().min(n - out.len());
+            let got = retry_interrupted(|| self.io.peek(&mut chunk[..want]))
+                .map_err(|e| Error::from_io(phase, e))?;
+            if got == 0 {
+                return Err(Error::Closed { phase });
+            }
+            self.io.consume(got).map_err(|e| Error::from_io(phase, e))?;
+            out.extend_from_slice(&chunk[..got]);
+        }
+        Ok(out)
+    }
+
+    /// Records a line of a binary dialog in the transcript (a description, not the bytes).
+    pub fn note(&mut self, direction: Direction, text: String) {
+        self.record(direction, text);
+    }
+
     /// Sends one command line (CRLF appended) before `deadline`.
     ///
     /// Checks first that the peer has not sent anything unasked: a reply that arrives before its
@@ -238,6 +265,23 @@ impl<'a, T: Transport> Wire<'a, T> {
         self.send_raw(&bytes, deadline)?;
         self.record(Direction::Sent, line.to_owned());
         Ok(())
+    }
+
+    /// Sends bytes as they are, after the same unsolicited-data check as
+    /// [`send_line`](Self::send_line) (binary protocols).
+    pub fn send_message(&mut self, bytes: &[u8], deadline: &Deadline) -> Result<()> {
+        let phase = deadline.phase();
+        let pending = self
+            .io
+            .pending_now()
+            .map_err(|e| Error::from_io(phase, e))?;
+        if pending > 0 {
+            return Err(Error::violation(
+                phase,
+                format!("{pending} byte(s) of unsolicited data from the peer"),
+            ));
+        }
+        self.send_raw(bytes, deadline)
     }
 
     /// Sends bytes as they are (binary protocols, or a line already framed).

@@ -1,0 +1,838 @@
+"""STARTTLS done right: a ctypes wrapper around the ``libstarttls`` C library.
+
+``connect()`` dials a server, runs the protocol's pre-TLS dialog (SMTP, LMTP, IMAP, POP3, or
+implicit TLS), completes the TLS handshake, verifies the certificate, and returns a
+:class:`Connection` that reads and writes decrypted bytes. ``upgrade_socket()`` does the same on
+a socket you connected yourself. Failures raise a subclass of :class:`Error` chosen by the
+library's result code.
+
+The library is found through ``$STARTTLS_LIBRARY``, then ``libstarttls.so*`` beside this
+package, then the Cargo build tree (``target/debug``, ``target/release``), then
+``ctypes.util.find_library("starttls")``.
+
+Blocking calls release the GIL. A :class:`Config` may be shared by any number of threads; a
+:class:`Connection` serialises its own calls with a lock.
+"""
+
+import builtins
+import ctypes
+import enum
+import math
+import os
+import socket
+import threading
+
+from . import _ffi
+from ._ffi import lib as _lib
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Protocol", "Policy", "Result", "Verification",
+    "Error", "InvalidArgumentError", "ConfigError", "PanicError", "BufferTooSmallError",
+    "ConnectionIOError", "TimeoutError", "ClosedError", "ResolveError",
+    "NotOfferedError", "RefusedError", "DowngradeError", "ProtocolError", "InjectionError",
+    "TLSError", "CertificateError",
+    "Config", "Connection", "connect", "upgrade_socket", "handshake_socket",
+    "version", "crypto_provider", "result_name", "result_description", "supports_protocol",
+    "protocol_name", "default_port", "library_path",
+]
+
+library_path = _ffi.library_path
+
+# Header version (include/starttls.h) this wrapper was written against.
+VERSION_MAJOR = 0
+VERSION_MINOR = 1
+VERSION_PATCH = 0
+
+FD_TAKE_OWNERSHIP = 1
+TLS_1_2 = 0x0303
+TLS_1_3 = 0x0304
+DIRECTION_SENT = 0
+DIRECTION_RECEIVED = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Constants
+
+
+class Protocol(enum.IntEnum):
+    """``STARTTLS_PROTO_*``: the dialog run before (or instead of) TLS."""
+
+    SMTP = 1
+    LMTP = 2
+    IMAP = 3
+    POP3 = 4
+    TLS = 12
+    SUBMISSION = 13
+    SMTPS = 14
+    IMAPS = 15
+    POP3S = 16
+
+
+class Policy(enum.IntEnum):
+    """``STARTTLS_POLICY_*``: what happens when TLS cannot be had."""
+
+    REQUIRE = 0
+    OPPORTUNISTIC = 1
+
+
+class Result(enum.IntEnum):
+    """The library's result codes (frozen, append-only)."""
+
+    OK = 0
+    ERR_INVALID_ARGUMENT = 100
+    ERR_CONFIG = 101
+    ERR_PANIC = 102
+    ERR_BUFFER_TOO_SMALL = 103
+    ERR_IO = 200
+    ERR_TIMEOUT = 201
+    ERR_CLOSED = 202
+    ERR_RESOLVE = 203
+    ERR_NOT_OFFERED = 300
+    ERR_REFUSED = 301
+    ERR_DOWNGRADE = 302
+    ERR_PROTOCOL = 303
+    ERR_INJECTION = 304
+    ERR_TLS = 400
+    ERR_CERTIFICATE = 401
+
+
+OK = Result.OK
+# Module-level aliases, e.g. starttls.ERR_NOT_OFFERED == 300.
+globals().update({m.name: m for m in Result})
+
+
+class Verification(str, enum.Enum):
+    """``STARTTLS_VERIFY_*`` as strings: how the server certificate was checked."""
+
+    VERIFIED = "verified"
+    SKIPPED = "skipped"
+    NOT_ENCRYPTED = "not-encrypted"
+
+
+_VERIFICATION = {0: Verification.VERIFIED, 1: Verification.SKIPPED, 2: Verification.NOT_ENCRYPTED}
+
+_DEFAULT_PORTS = {
+    Protocol.SMTP: 25,
+    Protocol.SUBMISSION: 587,
+    Protocol.LMTP: 24,
+    Protocol.IMAP: 143,
+    Protocol.POP3: 110,
+    Protocol.SMTPS: 465,
+    Protocol.IMAPS: 993,
+    Protocol.POP3S: 995,
+}
+
+_TIMEOUT_PHASES = {"connect": 1, "reply": 2, "handshake": 3, "io": 4}
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class Error(Exception):
+    """A failure reported by the library.
+
+    ``code`` is the numeric result code, ``name`` its symbolic name (``STARTTLS_ERR_...``) and
+    ``message`` the detailed message (with the server's reply line where there is one).
+    """
+
+    code = None
+
+    def __init__(self, message="", code=None, name=None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.name = name if name is not None else (
+            result_name(self.code) if self.code is not None else None
+        )
+        self.message = message
+
+    def __str__(self):
+        if self.name:
+            return f"[{self.name}] {self.message}" if self.message else self.name
+        return self.message
+
+
+class InvalidArgumentError(Error):
+    """A bad argument, an unknown enum value, or a call in the wrong state (100)."""
+    code = 100
+
+
+class ConfigError(Error):
+    """The configuration could not be built (101)."""
+    code = 101
+
+
+class PanicError(Error):
+    """A bug inside the library was caught (102)."""
+    code = 102
+
+
+class BufferTooSmallError(Error):
+    """A buffer was too small (103); the wrapper sizes buffers itself, so this is rare."""
+    code = 103
+
+
+class ConnectionIOError(Error, OSError):
+    """An operating-system I/O error (200)."""
+    code = 200
+
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """A step did not finish within its timeout (201); the message names the phase."""
+    code = 201
+
+
+class ClosedError(Error):
+    """The peer closed the connection mid-step, or without close_notify (202)."""
+    code = 202
+
+
+class ResolveError(Error):
+    """The host name did not resolve (203)."""
+    code = 203
+
+
+class NotOfferedError(Error):
+    """The server did not offer STARTTLS, or it was stripped on the way (300)."""
+    code = 300
+
+
+class RefusedError(Error):
+    """The server refused STARTTLS (``454``, ``NO``, ``-ERR``) or the connection (301)."""
+    code = 301
+
+
+class DowngradeError(Error):
+    """The server skipped TLS on its own, e.g. IMAP ``PREAUTH`` (302)."""
+    code = 302
+
+
+class ProtocolError(Error):
+    """The peer broke the protocol: malformed, unexpected or oversized reply (303)."""
+    code = 303
+
+
+class InjectionError(Error):
+    """Plaintext arrived after the go-ahead and before TLS: a possible attack (304)."""
+    code = 304
+
+
+class TLSError(Error):
+    """The TLS handshake or a TLS record failed (400)."""
+    code = 400
+
+
+class CertificateError(Error):
+    """The server's certificate was rejected (401)."""
+    code = 401
+
+
+_ERRORS = {
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError, ConfigError, PanicError, BufferTooSmallError, ConnectionIOError,
+        TimeoutError, ClosedError, ResolveError, NotOfferedError, RefusedError, DowngradeError,
+        ProtocolError, InjectionError, TLSError, CertificateError,
+    )
+}
+
+
+def error_class(code):
+    """The exception class for a result code: a subclass of :class:`Error`, or ``Error``
+    itself for a code this wrapper does not know."""
+    return _ERRORS.get(code, Error)
+
+
+def _error(code, message):
+    cls = error_class(code)
+    return cls(message, code=code, name=result_name(code))
+
+
+def _check(code):
+    """Raises the thread's last error for a non-zero result code."""
+    if code != 0:
+        raise _error(code, _ffi.last_error())
+
+
+# --------------------------------------------------------------------------------------------
+# Library information
+
+
+def _static(ptr):
+    return ptr.decode("utf-8", "replace") if ptr is not None else None
+
+
+def version():
+    """The library's version string, e.g. ``"starttls 0.1.0 (rustls 0.23)"``."""
+    return _static(_lib.starttls_version())
+
+
+def crypto_provider():
+    """The crypto provider rustls was built with: ``"aws-lc-rs"`` or ``"ring"``."""
+    return _static(_lib.starttls_crypto_provider())
+
+
+def result_name(code):
+    """The symbolic name of a result code, ``"STARTTLS_ERR_UNKNOWN"`` for a non-code."""
+    return _static(_lib.starttls_result_name(_u32(code)))
+
+
+def result_description(code):
+    """A one-line description of a result code."""
+    return _static(_lib.starttls_result_description(_u32(code)))
+
+
+def supports_protocol(protocol):
+    """Whether this build of the library supports ``protocol``."""
+    try:
+        p = _protocol(protocol)
+    except ValueError:
+        return False
+    return bool(_lib.starttls_supports_protocol(p))
+
+
+def protocol_name(protocol):
+    """The URL scheme of a protocol (``"smtp"``, ``"imaps"``, ...), or ``None``."""
+    return _static(_lib.starttls_protocol_name(_u32(int(protocol))))
+
+
+def default_port(protocol):
+    """The well-known port of a protocol, or ``None`` (LMTP has 24 by convention; TLS none)."""
+    return _DEFAULT_PORTS.get(_protocol(protocol))
+
+
+def _u32(value):
+    value = int(value)
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{value} does not fit in a uint32_t")
+    return value
+
+
+def _protocol(protocol):
+    """A Protocol (or, for an unknown number, the int itself, which the library rejects)."""
+    if isinstance(protocol, str):
+        try:
+            return Protocol[protocol.strip().upper()]
+        except KeyError:
+            known = ", ".join(p.name.lower() for p in Protocol)
+            raise ValueError(f"unknown protocol {protocol!r} (known: {known})") from None
+    if isinstance(protocol, bool) or not isinstance(protocol, int):
+        raise TypeError(f"protocol must be a Protocol, an int or a str, not {protocol!r}")
+    try:
+        return Protocol(protocol)
+    except ValueError:
+        return _u32(protocol)
+
+
+def _cstr(value, what):
+    """A str or path-like as NUL-terminated bytes (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        b = bytes(value)
+    else:
+        b = os.fsencode(value) if isinstance(value, os.PathLike) else str(value).encode("utf-8")
+    if b"\0" in b:
+        raise ValueError(f"{what} contains a NUL byte")
+    return b
+
+
+def _bytes(value, what):
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    try:
+        return bytes(memoryview(value))
+    except TypeError:
+        raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}") from None
+
+
+def _ms(seconds, what):
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds")
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"{what} must be a positive, finite number of seconds")
+    ms = max(1, math.ceil(seconds * 1000))
+    if ms > 0xFFFFFFFF:
+        raise ValueError(f"{what} is too large")
+    return ms
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+class Config:
+    """An immutable client configuration; share it freely between threads and connections.
+
+    Defaults are the library's safe ones: built-in webpki roots, ``Policy.REQUIRE``,
+    TLS >= 1.2, finite timeouts, verification on.
+
+    - ``ca_file`` / ``ca_pem``: trust only these CAs (plus ``system_roots`` if true) instead of
+      the built-in roots. The file is read now.
+    - ``client_cert`` / ``client_key``: a client certificate chain and key, both file paths or
+      both PEM bytes.
+    - ``policy``: ``Policy.REQUIRE`` (or ``"require"``) or ``Policy.OPPORTUNISTIC``.
+    - ``client_name``: the EHLO/LHLO name. ``alpn``: protocols to offer (bytes or str).
+    - ``min_tls_version``: ``"1.2"`` or ``"1.3"``.
+    - ``timeout``: seconds for every phase, or a dict with some of ``"connect"``, ``"reply"``,
+      ``"handshake"``, ``"io"``.
+    - ``fetch_capabilities``: ask again for the capabilities inside TLS on every connection.
+    - ``log``: ``callable(direction, encrypted, line)`` called for every dialog line, with
+      direction ``"sent"`` or ``"received"``; it runs on the connecting thread.
+
+    The C config is freed by :meth:`close` (or when the object is collected); connections
+    already made from it stay usable.
+    """
+
+    def __init__(self, ca_file=None, ca_pem=None, system_roots=False, client_cert=None,
+                 client_key=None, client_name=None, alpn=(), min_tls_version=None,
+                 policy=Policy.REQUIRE, timeout=None, fetch_capabilities=False,
+                 dangerous_accept_any_certificate=False, log=None):
+        self._ptr = None
+        self._callback = None  # keeps the C callback alive while the config or its conns live
+        if isinstance(policy, str):
+            try:
+                policy = Policy[policy.upper()]
+            except KeyError:
+                raise ValueError(f"unknown policy {policy!r}") from None
+        self.policy = Policy(policy)
+        self._lock = threading.Lock()
+
+        # Validate everything in Python first, so that a TypeError leaks no builder.
+        steps = []
+        if ca_file is not None:
+            steps.append((_lib.starttls_config_builder_set_ca_file, _cstr(ca_file, "ca_file")))
+        if ca_pem is not None:
+            pems = [ca_pem] if isinstance(ca_pem, (str, bytes, bytearray, memoryview)) else ca_pem
+            for pem in pems:
+                data = _bytes(pem, "ca_pem")
+                steps.append((_lib.starttls_config_builder_add_ca_pem, data, len(data)))
+        if system_roots:
+            steps.append((_lib.starttls_config_builder_add_system_roots,))
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        if client_cert is not None:
+            if isinstance(client_cert, (bytes, bytearray, memoryview)):
+                chain, key = _bytes(client_cert, "client_cert"), _bytes(client_key, "client_key")
+                steps.append((_lib.starttls_config_builder_set_client_cert_pem,
+                              chain, len(chain), key, len(key)))
+            else:
+                steps.append((_lib.starttls_config_builder_set_client_cert_files,
+                              _cstr(client_cert, "client_cert"), _cstr(client_key, "client_key")))
+        if client_name is not None:
+            steps.append((_lib.starttls_config_builder_set_client_name,
+                          _cstr(client_name, "client_name")))
+        if isinstance(alpn, (str, bytes)):
+            alpn = (alpn,)
+        for proto in alpn:
+            data = _bytes(proto, "alpn")
+            steps.append((_lib.starttls_config_builder_add_alpn, data, len(data)))
+        if min_tls_version is not None:
+            versions = {"1.2": TLS_1_2, "1.3": TLS_1_3, "TLSv1.2": TLS_1_2, "TLSv1.3": TLS_1_3,
+                        TLS_1_2: TLS_1_2, TLS_1_3: TLS_1_3}
+            if min_tls_version not in versions:
+                raise ValueError(f"min_tls_version must be '1.2' or '1.3', not {min_tls_version!r}")
+            steps.append((_lib.starttls_config_builder_set_min_tls_version,
+                          versions[min_tls_version]))
+        steps.append((_lib.starttls_config_builder_set_policy, int(self.policy)))
+        if isinstance(timeout, dict):
+            for phase, seconds in timeout.items():
+                if phase not in _TIMEOUT_PHASES:
+                    raise ValueError(f"unknown timeout phase {phase!r} "
+                                     f"(known: {', '.join(_TIMEOUT_PHASES)})")
+                steps.append((_lib.starttls_config_builder_set_phase_timeout_ms,
+                              _TIMEOUT_PHASES[phase], _ms(seconds, f"timeout[{phase!r}]")))
+        elif timeout is not None:
+            steps.append((_lib.starttls_config_builder_set_timeout_ms, _ms(timeout, "timeout")))
+        if fetch_capabilities:
+            steps.append((_lib.starttls_config_builder_set_fetch_capabilities, True))
+        if dangerous_accept_any_certificate:
+            steps.append((_lib.starttls_config_builder_dangerous_accept_any_certificate, True))
+        if log is not None:
+            if not callable(log):
+                raise TypeError("log must be callable")
+            self._callback = _make_log_callback(log)
+            steps.append((_lib.starttls_config_builder_set_log_callback,
+                          ctypes.cast(self._callback, ctypes.c_void_p), None))
+
+        builder = _lib.starttls_config_builder_new()
+        if not builder:
+            raise PanicError("starttls_config_builder_new failed", code=102)
+        try:
+            for fn, *args in steps:
+                _check(fn(builder, *args))
+        except BaseException:
+            _lib.starttls_config_builder_free(builder)
+            raise
+        out = ctypes.c_void_p()
+        # build() frees the builder whatever the result.
+        _check(_lib.starttls_config_builder_build(builder, ctypes.byref(out)))
+        self._ptr = out.value
+
+    def _handle(self):
+        if self._ptr is None:
+            raise ValueError("the config is closed")
+        return self._ptr
+
+    def close(self):
+        """Frees the C config. Connections made from it stay usable."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            _lib.starttls_config_free(ptr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_ptr", None) is not None:
+            _lib.starttls_config_free(self._ptr)
+            self._ptr = None
+
+
+def _make_log_callback(log):
+    def trampoline(_userdata, direction, encrypted, line):
+        text = line.decode("utf-8", "replace") if line is not None else ""
+        log("sent" if direction == DIRECTION_SENT else "received", bool(encrypted), text)
+    # An exception raised by `log` is reported through sys.unraisablehook by ctypes.
+    return _ffi.LOG_CALLBACK(trampoline)
+
+
+_default_config = None
+_default_lock = threading.Lock()
+
+
+def _config(config):
+    global _default_config
+    if config is not None:
+        return config
+    with _default_lock:
+        if _default_config is None:
+            _default_config = Config()
+        return _default_config
+
+
+# --------------------------------------------------------------------------------------------
+# Connection
+
+
+class Connection:
+    """An upgraded connection: read and write decrypted bytes.
+
+    Made by :func:`connect`, :func:`upgrade_socket` or :func:`handshake_socket`. It stands
+    where the protocol says the client speaks next (for SMTP: send EHLO again).
+    :meth:`close` sends close_notify (reading may go on); :meth:`free` releases it without
+    that; a ``with`` block does both. The socket is closed on free only when the library owns
+    it (``connect()``, or ``take_ownership=True``). Calls are serialised with a lock, so a
+    call from a second thread waits for the first (a read waits at most the I/O timeout).
+    """
+
+    def __init__(self, ptr, *, sock=None, config=None):
+        self._ptr = ptr
+        self._sock = sock  # a borrowed socket is kept open as long as the connection lives
+        self._config = config  # keeps a log callback alive
+        self._callback = config._callback if config is not None else None
+        self._lock = threading.RLock()
+        self._rbuf = b""
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _handle(self):
+        if self._ptr is None:
+            raise ValueError("I/O operation on a freed connection")
+        return self._ptr
+
+    def _call(self, fn, *args):
+        """Calls ``fn(conn, *args)`` and raises the connection's error on failure."""
+        with self._lock:
+            ptr = self._handle()
+            code = fn(ptr, *args)
+            if code != 0:
+                message = _ffi.get_string(_lib.starttls_conn_error, ptr).decode("utf-8", "replace")
+                raise _error(code, message)
+
+    def _string(self, fn):
+        with self._lock:
+            return _ffi.get_string(fn, self._handle()).decode("utf-8", "replace")
+
+    def _value(self, fn, *args):
+        with self._lock:
+            return fn(self._handle(), *args)
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def read(self, n=16384):
+        """Reads up to ``n`` decrypted bytes, blocking within the I/O timeout. Returns ``b""``
+        when the peer closed cleanly (close_notify); a close without it raises ClosedError."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            if self._rbuf:
+                data, self._rbuf = self._rbuf[:n], self._rbuf[n:]
+                return data
+            if n == 0:
+                return b""
+            buf = ctypes.create_string_buffer(n)
+            out = ctypes.c_size_t()
+            self._call(_lib.starttls_read, buf, n, ctypes.byref(out))
+            return buf.raw[:out.value]
+
+    def readline(self, limit=65536):
+        """Reads up to and including ``b"\\n"`` (or ``limit`` bytes, or to the end)."""
+        with self._lock:
+            while b"\n" not in self._rbuf and len(self._rbuf) < limit:
+                buf = ctypes.create_string_buffer(16384)
+                out = ctypes.c_size_t()
+                self._call(_lib.starttls_read, buf, 16384, ctypes.byref(out))
+                if out.value == 0:
+                    break
+                self._rbuf += buf.raw[:out.value]
+            end = self._rbuf.find(b"\n")
+            end = len(self._rbuf) if end < 0 else end + 1
+            end = min(end, limit)
+            line, self._rbuf = self._rbuf[:end], self._rbuf[end:]
+            return line
+
+    def write(self, data):
+        """Writes ``data`` (bytes-like) and flushes it; returns the number of bytes taken."""
+        data = _bytes(data, "data") if not isinstance(data, bytes) else data
+        out = ctypes.c_size_t()
+        self._call(_lib.starttls_write, data, len(data), ctypes.byref(out))
+        return out.value
+
+    def sendall(self, data):
+        """Writes all of ``data``."""
+        data = _bytes(data, "data") if not isinstance(data, bytes) else data
+        view = memoryview(data)
+        while view:
+            n = self.write(view[:1 << 20].tobytes())
+            view = view[n:]
+
+    def close(self):
+        """Sends close_notify (and, for a socket the library owns, shuts its write side).
+        Does not free: reading may go on until the peer closes. Idempotent after free."""
+        with self._lock:
+            if self._ptr is None:
+                return
+            self._call(_lib.starttls_close)
+
+    def free(self):
+        """Releases the connection without close_notify. Closes the socket only if the
+        library owns it; a borrowed socket stays open and is the caller's again."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+            self._sock = None
+        if ptr is not None:
+            _lib.starttls_conn_free(ptr)
+
+    @property
+    def freed(self):
+        """True after :meth:`free`."""
+        return self._ptr is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self._ptr is not None:
+                self.close()
+        except Error:
+            pass
+        finally:
+            self.free()
+
+    def __del__(self):
+        ptr = getattr(self, "_ptr", None)
+        if ptr is not None:
+            self._ptr = None
+            _lib.starttls_conn_free(ptr)
+
+    def fileno(self):
+        """The socket's fd (the library's for connect(): do not close it)."""
+        return self._value(_lib.starttls_conn_fd)
+
+    # -- details -----------------------------------------------------------------------------
+
+    @property
+    def tls_version(self):
+        """``"TLSv1.2"``, ``"TLSv1.3"``, or ``None`` when not encrypted."""
+        v = self._value(_lib.starttls_conn_tls_version)
+        return {0: None, TLS_1_2: "TLSv1.2", TLS_1_3: "TLSv1.3"}.get(v, f"0x{v:04x}")
+
+    @property
+    def cipher(self):
+        """The IANA name of the cipher suite, or ``None`` when not encrypted."""
+        return self._string(_lib.starttls_conn_cipher_suite) or None
+
+    @property
+    def cipher_id(self):
+        """The IANA number of the cipher suite, 0 when not encrypted."""
+        return self._value(_lib.starttls_conn_cipher_suite_id)
+
+    @property
+    def alpn(self):
+        """The negotiated ALPN protocol (bytes), or ``None``."""
+        buf = ctypes.create_string_buffer(256)  # ALPN names are at most 255 bytes
+        out = ctypes.c_size_t()
+        self._call(_lib.starttls_conn_alpn, buf, 256, ctypes.byref(out))
+        return buf.raw[:out.value] or None
+
+    @property
+    def peer_certificates(self):
+        """The server's chain as a list of DER ``bytes``, leaf first (empty in plaintext)."""
+        certs = []
+        with self._lock:
+            count = _lib.starttls_conn_peer_cert_count(self._handle())
+            for i in range(count):
+                size = _lib.starttls_conn_peer_cert_len(self._ptr, i)
+                buf = ctypes.create_string_buffer(max(size, 1))
+                out = ctypes.c_size_t()
+                self._call(_lib.starttls_conn_peer_cert, i, buf, size, ctypes.byref(out))
+                certs.append(buf.raw[:out.value])
+        return certs
+
+    @property
+    def greeting(self):
+        """The server's greeting (lines joined by ``\\n``), or ``None``. For STARTTLS it came
+        in plaintext: show it, do not act on it."""
+        return self._string(_lib.starttls_conn_greeting) or None
+
+    @property
+    def capabilities_before_tls(self):
+        """Capabilities seen in plaintext (a list of str). UNTRUSTED: informational only."""
+        text = self._string(_lib.starttls_conn_capabilities_before_tls)
+        return text.split("\n") if text else []
+
+    @property
+    def capabilities(self):
+        """Capabilities fetched inside TLS (a list of str), or ``None`` if not fetched."""
+        text = self._string(_lib.starttls_conn_capabilities)
+        return text.split("\n") if text else None
+
+    def fetch_capabilities(self):
+        """Asks the server for its capabilities again, inside TLS, and returns them."""
+        self._call(_lib.starttls_conn_fetch_capabilities)
+        return self.capabilities or []
+
+    @property
+    def encrypted(self):
+        """True when the connection is encrypted (always, under Policy.REQUIRE)."""
+        return bool(self._value(_lib.starttls_conn_is_encrypted))
+
+    @property
+    def plaintext_reason(self):
+        """Why the connection is not encrypted: an Error subclass (e.g. NotOfferedError), or
+        ``None`` when it is encrypted."""
+        code = self._value(_lib.starttls_conn_plaintext_reason)
+        return None if code == 0 else error_class(code)
+
+    @property
+    def starttls_offered(self):
+        """True/False: whether STARTTLS was advertised in plaintext; None when not asked."""
+        v = self._value(_lib.starttls_conn_starttls_offered)
+        return None if v < 0 else bool(v)
+
+    @property
+    def resumed(self):
+        """True when this connection resumed an earlier TLS session of the same config."""
+        return bool(self._value(_lib.starttls_conn_is_resumed))
+
+    @property
+    def verification(self):
+        """``"verified"``, ``"skipped"`` (dangerous mode) or ``"not-encrypted"``."""
+        v = self._value(_lib.starttls_conn_verification)
+        return _VERIFICATION.get(v, Verification.NOT_ENCRYPTED).value
+
+    @property
+    def verification_problem(self):
+        """In dangerous mode, what verification would have rejected; otherwise ``None``."""
+        return self._string(_lib.starttls_conn_verification_problem) or None
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<starttls.Connection freed>"
+        return (f"<starttls.Connection fd={self.fileno()} {self.tls_version or 'plaintext'} "
+                f"{self.verification}>")
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def _new_conn(fn, *args):
+    out = ctypes.c_void_p()
+    _check(fn(*args, ctypes.byref(out)))
+    return out.value
+
+
+def connect(protocol, host, port=None, *, config=None, server_name=None):
+    """Connects to ``host:port``, runs ``protocol``'s upgrade and the TLS handshake, and
+    verifies the certificate for ``server_name`` (default: ``host``).
+
+    ``protocol`` is a :class:`Protocol` or its name (``"smtp"``, ``"imaps"``, ...); ``port``
+    defaults to the protocol's well-known port (``Protocol.TLS`` needs one). The library owns
+    the socket. ``config`` defaults to a shared ``Config()``.
+    """
+    p = _protocol(protocol)
+    if port is None:
+        port = _DEFAULT_PORTS.get(p)
+        if port is None:
+            raise ValueError(f"protocol {protocol!r} has no default port: pass port=")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 0xFFFF:
+        raise ValueError(f"port must be an int in 1..65535, not {port!r}")
+    cfg = _config(config)
+    ptr = _new_conn(_lib.starttls_connect, cfg._handle(), int(p), _cstr(host, "host"), port,
+                    _cstr(server_name, "server_name"))
+    return Connection(ptr, config=cfg)
+
+
+def _fd_upgrade(sock, config, take_ownership, call):
+    if not hasattr(sock, "fileno"):
+        raise TypeError("sock must be a socket object")
+    cfg = _config(config)
+    handle = cfg._handle()
+    flags = FD_TAKE_OWNERSHIP if take_ownership else 0
+    if take_ownership:
+        # The library owns the fd from here on, even if the call fails.
+        fd = sock.detach()
+        keep = None
+    else:
+        fd = sock.fileno()
+        keep = sock
+    if fd < 0:
+        raise ValueError("the socket is closed")
+    ptr = _new_conn(call, handle, fd, flags)
+    return Connection(ptr, sock=keep, config=cfg)
+
+
+def upgrade_socket(sock, protocol, server_name, *, config=None, take_ownership=False):
+    """Runs ``protocol``'s upgrade and the handshake on ``sock``, a socket you connected and
+    have not read from, verifying the certificate for ``server_name``.
+
+    By default the socket is borrowed: the Connection keeps a reference to it, the library
+    works on a duplicate fd and never closes yours, and you must not use the socket until the
+    Connection is freed. The library sets the fd to blocking mode, TCP_NODELAY and its own
+    timeouts. With ``take_ownership=True`` the socket is detached and the library closes the
+    fd when the Connection is freed (or at once on failure).
+    """
+    p = _protocol(protocol)
+    name = _cstr(server_name, "server_name")
+    return _fd_upgrade(sock, config, take_ownership,
+                       lambda cfg, fd, flags, out: _lib.starttls_upgrade_fd(
+                           cfg, int(p), fd, name, flags, out))
+
+
+def handshake_socket(sock, server_name, *, config=None, take_ownership=False):
+    """TLS only, for a caller that ran the dialog itself and read the go-ahead (and nothing
+    after it). Socket ownership as for :func:`upgrade_socket`."""
+    name = _cstr(server_name, "server_name")
+    return _fd_upgrade(sock, config, take_ownership,
+                       lambda cfg, fd, flags, out: _lib.starttls_handshake_fd(
+                           cfg, fd, name, flags, out))

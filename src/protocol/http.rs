@@ -1,0 +1,212 @@
+//! HTTP/1.1 Upgrade to TLS (RFC 2817): the client's pre-TLS request.
+//!
+//! `OPTIONS * HTTP/1.1` with `Upgrade: TLS/1.0` and `Connection: Upgrade` → `101 Switching
+//! Protocols` naming TLS in its `Upgrade` header → TLS. Any other status is a refusal.
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, PreTls};
+use crate::wire::{Transport, Wire, line_text, printable};
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    let deadline = ctx.deadline(Phase::StartTls);
+    let host = if ctx.server_name.contains(':') {
+        format!("[{}]", ctx.server_name)
+    } else {
+        ctx.server_name.to_owned()
+    };
+    let host = match ctx.port {
+        Some(p) if p != 80 => format!("{host}:{p}"),
+        _ => host,
+    };
+    for line in [
+        "OPTIONS * HTTP/1.1",
+        &format!("Host: {host}"),
+        "Upgrade: TLS/1.0",
+        "Connection: Upgrade",
+        "",
+    ] {
+        wire.send_line(line, &deadline)?;
+    }
+
+    let status_line = wire.read_line(&deadline)?;
+    let status = line_text(&status_line);
+    let code = parse_status(&status_line).ok_or_else(|| {
+        Error::violation_in(
+            Phase::StartTls,
+            "malformed status line",
+            &printable(&status_line),
+        )
+    })?;
+    let mut upgrade_to_tls = false;
+    let max = wire.limits().max_lines;
+    let mut headers = 0;
+    loop {
+        let line = wire.read_line(&deadline)?;
+        if line.is_empty() {
+            break;
+        }
+        headers += 1;
+        if headers > max {
+            return Err(Error::violation(
+                Phase::StartTls,
+                format!("more than {max} header lines"),
+            ));
+        }
+        let text = line_text(&line);
+        let Some((name, value)) = text.split_once(':') else {
+            return Err(Error::violation_in(
+                Phase::StartTls,
+                "malformed header",
+                &text,
+            ));
+        };
+        if name.trim().eq_ignore_ascii_case("upgrade") {
+            upgrade_to_tls |= value
+                .split(',')
+                .any(|p| p.trim().to_ascii_uppercase().starts_with("TLS/"));
+        }
+    }
+    match code {
+        101 if upgrade_to_tls => {
+            pre.starttls_offered = Some(true);
+            Ok(pre)
+        }
+        101 => Err(Error::violation_in(
+            Phase::StartTls,
+            "101 without an Upgrade header naming TLS",
+            &status,
+        )),
+        100..=199 => Err(Error::violation_in(
+            Phase::StartTls,
+            "unexpected interim response",
+            &status,
+        )),
+        _ => {
+            pre.starttls_offered = Some(false);
+            let reason = Error::Refused {
+                phase: Phase::StartTls,
+                reply: status,
+            };
+            ctx.tls_impossible(pre, reason)
+        }
+    }
+}
+
+/// `HTTP/1.x NNN reason` → NNN.
+fn parse_status(line: &[u8]) -> Option<u16> {
+    let rest = line
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))?;
+    let digits = rest.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) || !matches!(rest.get(3), None | Some(b' ')) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0u16, |a, d| a * 10 + u16::from(d - b'0')),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::with_ctx;
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    const REQUEST: Step = Step::Client(
+        b"OPTIONS * HTTP/1.1\r\nHost: server.test\r\nUpgrade: TLS/1.0\r\nConnection: Upgrade\r\n\r\n",
+    );
+
+    fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        let mut s = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            client_starttls(&mut Wire::new(&mut s, Limits::default()), ctx)
+        });
+        (r, s)
+    }
+
+    #[test]
+    fn non_101_is_a_refusal() {
+        let (r, _) = run(
+            Policy::Require,
+            vec![
+                REQUEST,
+                Step::Server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert_eq!(e.reply(), Some("HTTP/1.1 200 OK"));
+    }
+
+    #[test]
+    fn switching_to_something_else_is_a_violation() {
+        let (r, _) = run(
+            Policy::Require,
+            vec![
+                REQUEST,
+                Step::Server(b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\n\r\n"),
+            ],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn garbage_status_and_headers_are_violations() {
+        for g in [
+            &b"SMTP 220 hi\r\n"[..],
+            b"HTTP/1.1 1x1 no\r\n",
+            b"HTTP/1.1 101 ok\r\nno colon\r\n\r\n",
+        ] {
+            let g: &'static [u8] = Box::leak(g.to_vec().into_boxed_slice());
+            let (r, _) = run(Policy::Require, vec![REQUEST, Step::Server(g)]);
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn endless_headers_are_bounded() {
+        let flood: &'static [u8] = Box::leak(b"X-A: b\r\n".repeat(5000).into_boxed_slice());
+        let (r, _) = run(
+            Policy::Require,
+            vec![
+                REQUEST,
+                Step::Server(b"HTTP/1.1 101 ok\r\n"),
+                Step::Server(flood),
+            ],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn upgrade_101_is_the_go_ahead() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                REQUEST,
+                Step::Server(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: TLS/1.0, HTTP/1.1\r\nConnection: Upgrade\r\n\r\n",
+                ),
+            ],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn status_parsing() {
+        assert_eq!(parse_status(b"HTTP/1.1 101 Switching"), Some(101));
+        assert_eq!(parse_status(b"HTTP/1.0 426"), Some(426));
+        assert_eq!(parse_status(b"HTTP/2 101 x"), None);
+        assert_eq!(parse_status(b"HTTP/1.1 1011 x"), None);
+    }
+}

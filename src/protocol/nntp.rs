@@ -1,0 +1,227 @@
+//! NNTP (RFC 3977, RFC 4642): the client's pre-TLS dialog.
+//!
+//! `200`/`201` greeting → `STARTTLS` → `382` → TLS. CAPABILITIES is not sent before TLS: its
+//! answer could not be trusted, and `STARTTLS` itself says whether TLS is available (580 or 502
+//! when not), which saves a round trip. After TLS the client re-issues CAPABILITIES.
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, Greeting, PreTls};
+use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+
+/// A status line: the code and the whole line for messages.
+fn status<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<(u16, String)> {
+    let line = wire.read_line(deadline)?;
+    let digits = line.get(..3).filter(|d| d.iter().all(u8::is_ascii_digit));
+    let sep_ok = matches!(line.get(3), None | Some(b' '));
+    match digits {
+        Some(d) if sep_ok && (b'1'..=b'5').contains(&d[0]) => {
+            let code = d.iter().fold(0u16, |a, b| a * 10 + u16::from(b - b'0'));
+            Ok((code, line_text(&line)))
+        }
+        _ => Err(Error::violation_in(
+            deadline.phase(),
+            "malformed status line",
+            &printable(&line),
+        )),
+    }
+}
+
+pub(crate) fn client_greeting<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Greeting> {
+    let (code, text) = status(wire, &ctx.deadline(Phase::Greeting))?;
+    match code {
+        200 | 201 => Ok(Greeting {
+            text,
+            capabilities: None,
+        }),
+        400..=599 => Err(Error::Refused {
+            phase: Phase::Greeting,
+            reply: text,
+        }),
+        _ => Err(Error::violation_in(
+            Phase::Greeting,
+            "greeting is not 200 or 201",
+            &text,
+        )),
+    }
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    pre.greeting = Some(client_greeting(wire, ctx)?.text);
+
+    let deadline = ctx.deadline(Phase::StartTls);
+    wire.send_line("STARTTLS", &deadline)?;
+    let (code, text) = status(wire, &deadline)?;
+    match code {
+        382 => {
+            pre.starttls_offered = Some(true);
+            Ok(pre)
+        }
+        400..=599 => {
+            // 580: cannot start TLS; 502/500: not available or unknown.
+            pre.starttls_offered = Some(false);
+            let reason = Error::Refused {
+                phase: Phase::StartTls,
+                reply: text,
+            };
+            ctx.tls_impossible(pre, reason)
+        }
+        _ => Err(Error::violation_in(
+            Phase::StartTls,
+            "unexpected reply to STARTTLS",
+            &text,
+        )),
+    }
+}
+
+/// `CAPABILITIES` → `101` and a dot-terminated list.
+pub(crate) fn client_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Vec<String>> {
+    let deadline = ctx.deadline(Phase::Capabilities);
+    wire.send_line("CAPABILITIES", &deadline)?;
+    let (code, text) = status(wire, &deadline)?;
+    if code != 101 {
+        return Err(Error::Refused {
+            phase: Phase::Capabilities,
+            reply: text,
+        });
+    }
+    super::read_dot_terminated(wire, &deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::with_ctx;
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        let mut s = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            client_starttls(&mut Wire::new(&mut s, Limits::default()), ctx)
+        });
+        (r, s)
+    }
+
+    #[test]
+    fn refusals_580_and_502_fail_and_send_nothing_more() {
+        for refusal in [
+            &b"580 Can not initiate TLS negotiation\r\n"[..],
+            b"502 Command unavailable\r\n",
+        ] {
+            let refusal: &'static [u8] = Box::leak(refusal.to_vec().into_boxed_slice());
+            let (r, s) = run(
+                Policy::Require,
+                vec![
+                    Step::Server(b"200 news.test ready\r\n"),
+                    Step::Client(b"STARTTLS\r\n"),
+                    Step::Server(refusal),
+                ],
+            );
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Refused);
+            assert_eq!(
+                e.reply().map(|r| &r[..3]),
+                Some(&String::from_utf8_lossy(&refusal[..3])[..])
+            );
+            assert_eq!(s.written_text(), "STARTTLS\r\n");
+        }
+    }
+
+    #[test]
+    fn odd_codes_are_not_a_go_ahead() {
+        for odd in [&b"200 ok\r\n"[..], b"381 more\r\n", b"382-x\r\n", b"38\r\n"] {
+            let odd: &'static [u8] = Box::leak(odd.to_vec().into_boxed_slice());
+            let (r, _) = run(
+                Policy::Require,
+                vec![
+                    Step::Server(b"200 hi\r\n"),
+                    Step::Client(b"STARTTLS\r\n"),
+                    Step::Server(odd),
+                ],
+            );
+            assert_eq!(
+                r.unwrap_err().kind(),
+                ErrorKind::ProtocolViolation,
+                "{odd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn greeting_400_and_502_are_refusals() {
+        for g in [&b"400 busy\r\n"[..], b"502 go away\r\n"] {
+            let g: &'static [u8] = Box::leak(g.to_vec().into_boxed_slice());
+            let (r, s) = run(Policy::Require, vec![Step::Server(g)]);
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+            assert!(s.all_written.is_empty());
+        }
+    }
+
+    #[test]
+    fn opportunistic_580_is_plaintext() {
+        let (r, _) = run(
+            Policy::Opportunistic,
+            vec![
+                Step::Server(b"201 hi\r\n"),
+                Step::Client(b"STARTTLS\r\n"),
+                Step::Server(b"580 no\r\n"),
+            ],
+        );
+        assert!(matches!(
+            r.unwrap().outcome,
+            Outcome::Plaintext(Error::Refused { .. })
+        ));
+    }
+
+    #[test]
+    fn go_ahead_in_three_turns() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(b"200 INN ready\r\n"),
+                Step::Client(b"STARTTLS\r\n"),
+                Step::Server(b"382 Begin TLS negotiation now\r\n"),
+            ],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn capabilities_list_is_read_and_bounded() {
+        let mut s = Script::new(vec![
+            Step::Client(b"CAPABILITIES\r\n"),
+            Step::Server(b"101 Capability list:\r\nVERSION 2\r\nREADER\r\nAUTHINFO USER\r\n.\r\n"),
+        ]);
+        let caps = with_ctx(Policy::Require, |ctx| {
+            client_capabilities(&mut Wire::new(&mut s, Limits::default()), ctx)
+        })
+        .unwrap();
+        assert_eq!(caps, vec!["VERSION 2", "READER", "AUTHINFO USER"]);
+
+        let flood: &'static [u8] = Box::leak(b"X\r\n".repeat(5000).into_boxed_slice());
+        let mut s = Script::new(vec![
+            Step::Client(b"CAPABILITIES\r\n"),
+            Step::Server(b"101 list\r\n"),
+            Step::Server(flood),
+        ]);
+        let e = with_ctx(Policy::Require, |ctx| {
+            client_capabilities(&mut Wire::new(&mut s, Limits::default()), ctx)
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation);
+    }
+}

@@ -1,0 +1,278 @@
+//! ManageSieve (RFC 5804): the client's pre-TLS dialog.
+//!
+//! The greeting is the capability list (`"NAME" "value"` lines) ending in `OK`; `STARTTLS` →
+//! `OK` → TLS; the server then re-sends its capabilities unasked, and the client reads them
+//! (they are the trusted ones).
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, PreTls, has_capability};
+use crate::wire::{Deadline, Transport, Wire, printable};
+
+/// One line of a ManageSieve response.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A capability: its quoted strings, joined by a space (`SASL PLAIN LOGIN`).
+    Capability(String),
+    /// `OK`, `NO` or `BYE` (upper-cased), with the rest of the line.
+    Status(String, String),
+}
+
+fn parse(line: &[u8], phase: Phase) -> Result<Line> {
+    let bad = |what: &str| Error::violation_in(phase, what.to_owned(), &printable(line));
+    if line.first() == Some(&b'"') {
+        let mut words = Vec::new();
+        let mut rest = line;
+        while !rest.is_empty() {
+            let (word, after) = quoted(rest).ok_or_else(|| bad("malformed quoted string"))?;
+            words.push(word);
+            rest = match after {
+                [] => after,
+                [b' ', more @ ..] => more,
+                _ => return Err(bad("junk after a quoted string")),
+            };
+        }
+        return Ok(Line::Capability(words.join(" ")));
+    }
+    if line.ends_with(b"}") {
+        return Err(bad("literal in a dialog response"));
+    }
+    let end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let word = String::from_utf8_lossy(&line[..end]).to_ascii_uppercase();
+    match word.as_str() {
+        "OK" | "NO" | "BYE" => Ok(Line::Status(word, printable(line))),
+        _ => Err(bad("expected a quoted capability or OK/NO/BYE")),
+    }
+}
+
+/// A quoted string at the start of `s` (RFC 5804 §4: `\"` and `\\` escapes); the text and what
+/// follows it.
+fn quoted(s: &[u8]) -> Option<(String, &[u8])> {
+    let body = s.strip_prefix(b"\"")?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => return Some((String::from_utf8_lossy(&out).into_owned(), &body[i + 1..])),
+            b'\\' => {
+                let next = *body.get(i + 1)?;
+                if next != b'"' && next != b'\\' {
+                    return None;
+                }
+                out.push(next);
+                i += 2;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// Reads a capability list up to its `OK` (the greeting, the answer to CAPABILITY, and the
+/// list re-sent after TLS).
+pub(crate) fn read_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Vec<String>> {
+    read_list(wire, &ctx.deadline(Phase::Capabilities))
+}
+
+fn read_list<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Vec<String>> {
+    let phase = deadline.phase();
+    let max = wire.limits().max_lines;
+    let mut caps = Vec::new();
+    while caps.len() <= max {
+        let line = wire.read_line(deadline)?;
+        match parse(&line, phase)? {
+            Line::Capability(c) => caps.push(c),
+            Line::Status(s, _) if s == "OK" => return Ok(caps),
+            Line::Status(_, reply) => return Err(Error::Refused { phase, reply }),
+        }
+    }
+    Err(Error::violation(
+        phase,
+        format!("capability list longer than {max} lines"),
+    ))
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    let caps = read_list(wire, &ctx.deadline(Phase::Greeting))?;
+    let offered = has_capability(&caps, "STARTTLS");
+    pre.greeting = caps
+        .iter()
+        .find(|c| c.starts_with("IMPLEMENTATION "))
+        .cloned();
+    pre.starttls_offered = Some(offered);
+    pre.capabilities = Some(caps);
+    if !offered {
+        let shown = pre.capabilities.as_deref().unwrap_or_default().join(", ");
+        return ctx.tls_impossible(pre, Error::NotOffered { reply: Some(shown) });
+    }
+    let deadline = ctx.deadline(Phase::StartTls);
+    wire.send_line("STARTTLS", &deadline)?;
+    let line = wire.read_line(&deadline)?;
+    match parse(&line, Phase::StartTls)? {
+        Line::Status(s, _) if s == "OK" => Ok(pre),
+        Line::Status(_, reply) => {
+            let reason = Error::Refused {
+                phase: Phase::StartTls,
+                reply,
+            };
+            ctx.tls_impossible(pre, reason)
+        }
+        Line::Capability(_) => Err(Error::violation_in(
+            Phase::StartTls,
+            "capability line instead of a reply to STARTTLS",
+            &printable(&line),
+        )),
+    }
+}
+
+/// `CAPABILITY` → the list and `OK`.
+pub(crate) fn client_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Vec<String>> {
+    let deadline = ctx.deadline(Phase::Capabilities);
+    wire.send_line("CAPABILITY", &deadline)?;
+    read_list(wire, &deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::with_ctx;
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    const GREETING: Step = Step::Server(
+        b"\"IMPLEMENTATION\" \"Dovecot Pigeonhole\"\r\n\"SIEVE\" \"fileinto reject\"\r\n\"STARTTLS\"\r\n\"VERSION\" \"1.0\"\r\nOK \"Dovecot ready.\"\r\n",
+    );
+
+    fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        let mut s = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            client_starttls(&mut Wire::new(&mut s, Limits::default()), ctx)
+        });
+        (r, s)
+    }
+
+    #[test]
+    fn stripped_starttls_fails_and_sends_nothing() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![Step::Server(
+                b"\"IMPLEMENTATION\" \"x\"\r\n\"SASL\" \"PLAIN\"\r\nOK\r\n",
+            )],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotOffered);
+        assert!(e.to_string().contains("SASL PLAIN"));
+        assert!(s.all_written.is_empty());
+    }
+
+    #[test]
+    fn no_and_bye_are_refusals() {
+        for answer in [&b"NO \"not now\"\r\n"[..], b"BYE \"going\"\r\n"] {
+            let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
+            let (r, _) = run(
+                Policy::Require,
+                vec![
+                    GREETING,
+                    Step::Client(b"STARTTLS\r\n"),
+                    Step::Server(answer),
+                ],
+            );
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+        }
+    }
+
+    #[test]
+    fn bye_greeting_is_refused() {
+        let (r, _) = run(Policy::Require, vec![Step::Server(b"BYE \"too many\"\r\n")]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+    }
+
+    #[test]
+    fn garbage_and_literals_are_violations() {
+        for g in [
+            &b"\"unterminated\r\n"[..],
+            b"\"A\"junk\r\n",
+            b"\"bad \\escape\"\r\n",
+            b"HELLO\r\n",
+            b"\"SIEVE\" {99999}\r\n",
+            b"OK {5}\r\n",
+        ] {
+            let g: &'static [u8] = Box::leak(g.to_vec().into_boxed_slice());
+            let (r, _) = run(Policy::Require, vec![Step::Server(g)]);
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn endless_capabilities_are_bounded() {
+        let flood: &'static [u8] = Box::leak(b"\"X\"\r\n".repeat(5000).into_boxed_slice());
+        let (r, _) = run(Policy::Require, vec![Step::Server(flood)]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn go_ahead_and_capabilities() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                GREETING,
+                Step::Client(b"STARTTLS\r\n"),
+                Step::Server(b"OK \"Begin TLS negotiation now.\"\r\n"),
+            ],
+        );
+        let pre = r.unwrap();
+        assert!(matches!(pre.outcome, Outcome::GoAhead));
+        assert_eq!(
+            pre.greeting.as_deref(),
+            Some("IMPLEMENTATION Dovecot Pigeonhole")
+        );
+        assert_eq!(
+            pre.capabilities.unwrap(),
+            vec![
+                "IMPLEMENTATION Dovecot Pigeonhole",
+                "SIEVE fileinto reject",
+                "STARTTLS",
+                "VERSION 1.0"
+            ]
+        );
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn opportunistic_without_starttls_is_plaintext() {
+        let (r, _) = run(
+            Policy::Opportunistic,
+            vec![Step::Server(b"\"SASL\" \"PLAIN\"\r\nOK\r\n")],
+        );
+        assert!(matches!(
+            r.unwrap().outcome,
+            Outcome::Plaintext(Error::NotOffered { .. })
+        ));
+    }
+
+    #[test]
+    fn quoted_strings() {
+        assert_eq!(
+            quoted(b"\"a\\\"b\" x"),
+            Some(("a\"b".to_string(), &b" x"[..]))
+        );
+        assert_eq!(quoted(b"\"\""), Some((String::new(), &b""[..])));
+        assert_eq!(quoted(b"\"open"), None);
+        assert_eq!(quoted(b"bare"), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! NNTP, ManageSieve, PostgreSQL and HTTP Upgrade against rustls servers on loopback, with the
+//! attacks that matter most for each.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use starttls::{ErrorKind, Protocol};
+
+fn connect(protocol: Protocol, port: u16) -> starttls::Result<starttls::Connection> {
+    starttls::connect(&client_config(), protocol, "localhost", port)
+}
+
+#[test]
+fn nntp_starttls_then_capabilities_inside_tls() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"200 news.test InterNetNews NNRP server ready\r\n");
+        assert_eq!(p.line(), "STARTTLS");
+        p.send(b"382 Begin TLS negotiation now\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        assert_eq!(t.line(), "CAPABILITIES");
+        t.send(b"101 Capability list:\r\nVERSION 2\r\nREADER\r\nAUTHINFO USER\r\n.\r\n");
+    });
+    let mut conn = connect(Protocol::Nntp, port).unwrap();
+    assert_eq!(
+        conn.greeting(),
+        Some("200 news.test InterNetNews NNRP server ready")
+    );
+    assert_eq!(
+        conn.fetch_capabilities().unwrap(),
+        ["VERSION 2", "READER", "AUTHINFO USER"]
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn nntps_reads_the_greeting_inside_tls() {
+    let (port, server) = serve(|p| {
+        let mut t = p.tls(server_config(&pki().server));
+        t.send(b"200 nntps ready\r\n");
+    });
+    let conn = connect(Protocol::Nntps, port).unwrap();
+    assert_eq!(conn.greeting(), Some("200 nntps ready"));
+    server.join().unwrap();
+}
+
+#[test]
+fn nntp_580_fails_and_nothing_more_is_sent() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"200 hi\r\n");
+        p.line();
+        p.send(b"580 Can not initiate TLS negotiation\r\n");
+        p.rest()
+    });
+    let e = connect(Protocol::Nntp, port).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    assert!(server.join().unwrap().is_empty());
+}
+
+#[test]
+fn nntp_injection_after_382_is_refused() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"200 hi\r\n");
+        p.line();
+        p.send(b"382 go\r\n101 forged capability list\r\n");
+    });
+    assert_eq!(
+        connect(Protocol::Nntp, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+}
+
+const SIEVE_CAPS: &[u8] = b"\"IMPLEMENTATION\" \"test sieve\"\r\n\"SASL\" \"\"\r\n\"STARTTLS\"\r\n\"VERSION\" \"1.0\"\r\nOK \"ready\"\r\n";
+
+#[test]
+fn sieve_reads_the_capabilities_the_server_resends_after_tls() {
+    let (port, server) = serve(|mut p| {
+        p.send(SIEVE_CAPS);
+        assert_eq!(p.line(), "STARTTLS");
+        p.send(b"OK \"Begin TLS negotiation now.\"\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.send(b"\"IMPLEMENTATION\" \"test sieve\"\r\n\"SASL\" \"PLAIN LOGIN\"\r\n\"VERSION\" \"1.0\"\r\nOK \"TLS done\"\r\n");
+        assert_eq!(t.line(), "LOGOUT");
+        t.send(b"OK \"bye\"\r\n");
+    });
+    let mut conn = connect(Protocol::Sieve, port).unwrap();
+    assert_eq!(
+        conn.capabilities().unwrap(),
+        [
+            "IMPLEMENTATION test sieve",
+            "SASL PLAIN LOGIN",
+            "VERSION 1.0"
+        ]
+    );
+    assert!(
+        conn.capabilities_before_tls()
+            .unwrap()
+            .get_untrusted()
+            .contains(&"STARTTLS".to_string())
+    );
+    conn.write_all(b"LOGOUT\r\n").unwrap();
+    assert_eq!(read_line(&mut conn), "OK \"bye\"");
+    server.join().unwrap();
+}
+
+#[test]
+fn sieve_without_starttls_fails_closed() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"\"IMPLEMENTATION\" \"x\"\r\n\"SASL\" \"PLAIN\"\r\nOK\r\n");
+        p.rest()
+    });
+    assert_eq!(
+        connect(Protocol::Sieve, port).unwrap_err().kind(),
+        ErrorKind::NotOffered
+    );
+    assert!(server.join().unwrap().is_empty());
+}
+
+fn read_ssl_request(p: &mut Peer) -> [u8; 8] {
+    let mut req = [0u8; 8];
+    p.sock.read_exact(&mut req).unwrap();
+    req
+}
+
+#[test]
+fn postgres_sslrequest_then_tls() {
+    let (port, server) = serve(|mut p| {
+        let req = read_ssl_request(&mut p);
+        p.send(b"S");
+        let mut t = p.tls(server_config(&pki().server));
+        // The client speaks first after TLS: a StartupMessage would come here.
+        let mut startup = [0u8; 4];
+        t.stream.read_exact(&mut startup).unwrap();
+        (req, startup)
+    });
+    let mut conn = connect(Protocol::Postgres, port).unwrap();
+    conn.write_all(b"\0\0\0\x08").unwrap();
+    conn.flush().unwrap();
+    let (req, startup) = server.join().unwrap();
+    assert_eq!(req, [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    assert_eq!(&startup, b"\0\0\0\x08");
+    assert_eq!(conn.starttls_offered(), Some(true));
+}
+
+#[test]
+fn postgres_n_is_refused_and_nothing_more_is_sent() {
+    let (port, server) = serve(|mut p| {
+        read_ssl_request(&mut p);
+        p.send(b"N");
+        p.rest()
+    });
+    assert_eq!(
+        connect(Protocol::Postgres, port).unwrap_err().kind(),
+        ErrorKind::Refused
+    );
+    assert!(server.join().unwrap().is_empty());
+}
+
+#[test]
+fn postgres_bytes_after_s_are_injection() {
+    // CVE-2021-23222: the server (or a MITM) queues plaintext behind the S.
+    let (port, server) = serve(|mut p| {
+        read_ssl_request(&mut p);
+        p.send(b"SR\0\0\0\x08\0\0\0\0");
+    });
+    assert_eq!(
+        connect(Protocol::Postgres, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+
+    let (port, server) = serve(|mut p| {
+        read_ssl_request(&mut p);
+        p.send(b"S");
+        thread::sleep(Duration::from_millis(100));
+        let _ = p.sock.write_all(b"R\0\0\0\x08\0\0\0\0");
+    });
+    assert_eq!(
+        connect(Protocol::Postgres, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn postgres_direct_tls_offers_alpn_postgresql() {
+    let cfg = {
+        let mut c = (*server_config(&pki().server)).clone();
+        c.alpn_protocols = vec![b"postgresql".to_vec()];
+        Arc::new(c)
+    };
+    let (port, server) = serve(move |p| {
+        let t = p.tls(cfg);
+        t.stream.conn.alpn_protocol().map(<[u8]>::to_vec)
+    });
+    let conn = connect(Protocol::PostgresDirect, port).unwrap();
+    assert_eq!(conn.alpn_protocol(), Some(&b"postgresql"[..]));
+    assert_eq!(server.join().unwrap().as_deref(), Some(&b"postgresql"[..]));
+}
+
+#[test]
+fn http_upgrade_then_tls() {
+    let (port, server) = serve(move |mut p| {
+        let mut request = Vec::new();
+        loop {
+            let l = p.line();
+            if l.is_empty() {
+                break;
+            }
+            request.push(l);
+        }
+        p.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: TLS/1.0, HTTP/1.1\r\nConnection: Upgrade\r\n\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        let get = t.line();
+        t.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        (request, get)
+    });
+    let mut conn = connect(Protocol::Http, port).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut conn), "HTTP/1.1 200 OK");
+    let (request, get) = server.join().unwrap();
+    assert_eq!(
+        request,
+        [
+            "OPTIONS * HTTP/1.1".to_string(),
+            format!("Host: localhost:{port}"),
+            "Upgrade: TLS/1.0".to_string(),
+            "Connection: Upgrade".to_string(),
+        ]
+    );
+    assert_eq!(get, "GET / HTTP/1.1");
+}
+
+#[test]
+fn http_without_upgrade_is_refused() {
+    let (port, server) = serve(|mut p| {
+        while !p.line().is_empty() {}
+        p.send(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+        p.rest()
+    });
+    let e = connect(Protocol::Http, port).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    assert_eq!(e.reply(), Some("HTTP/1.1 405 Method Not Allowed"));
+    assert!(server.join().unwrap().is_empty());
+}
