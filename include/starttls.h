@@ -78,6 +78,9 @@
 // POP3 with STLS (RFC 2595), port 110.
 #define STARTTLS_PROTO_POP3 4
 
+// LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
+#define STARTTLS_PROTO_LDAP 5
+
 // NNTP with STARTTLS (RFC 4642), port 119.
 #define STARTTLS_PROTO_NNTP 8
 
@@ -113,6 +116,9 @@
 
 // HTTPS: TLS first, the client speaks first, port 443.
 #define STARTTLS_PROTO_HTTPS 19
+
+// LDAP over implicit TLS (ldaps), port 636.
+#define STARTTLS_PROTO_LDAPS 20
 
 // Fail when TLS cannot be had (the default).
 #define STARTTLS_POLICY_REQUIRE 0
@@ -512,12 +518,20 @@ size_t starttls_conn_greeting(const starttls_conn *conn, char *buf, size_t len);
 // `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
 size_t starttls_conn_capabilities_before_tls(const starttls_conn *conn, char *buf, size_t len);
 
-// The capabilities fetched inside TLS, one per line, snprintf-style; empty until
-// `starttls_conn_fetch_capabilities` ran (or the config asked for them).
+// The capabilities learned inside TLS, one per line, snprintf-style: from
+// `starttls_conn_fetch_capabilities` (or the config's fetch option), from an implicit-TLS IMAP
+// greeting that carries them, or re-sent by a ManageSieve server after TLS. Empty when there are
+// none; `starttls_conn_has_capabilities` tells "none known" from "an empty list".
 //
 // # Safety
 // `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
 size_t starttls_conn_capabilities(const starttls_conn *conn, char *buf, size_t len);
+
+// True when capabilities were learned inside TLS (see `starttls_conn_capabilities`).
+//
+// # Safety
+// `conn` is NULL or live.
+bool starttls_conn_has_capabilities(const starttls_conn *conn);
 
 // Asks the server for its capabilities again, inside TLS (EHLO/LHLO, CAPABILITY, CAPA); read
 // them with `starttls_conn_capabilities`. Fails on a plaintext connection.
@@ -546,8 +560,9 @@ bool starttls_conn_is_encrypted(const starttls_conn *conn);
 // `conn` is NULL or live.
 uint32_t starttls_conn_plaintext_reason(const starttls_conn *conn);
 
-// 1 when STARTTLS was advertised before TLS, 0 when it was not, -1 when not asked (implicit TLS,
-// POP3) or NULL.
+// What the server said before TLS about STARTTLS: 1 available (advertised, or the command was
+// accepted), 0 not available (not advertised, or refused), -1 when the dialog did not learn it
+// (implicit TLS) or for NULL. Like everything before TLS, an attacker could have changed it.
 //
 // # Safety
 // `conn` is NULL or live.

@@ -249,3 +249,85 @@ fn http_without_upgrade_is_refused() {
     assert_eq!(e.reply(), Some("HTTP/1.1 405 Method Not Allowed"));
     assert!(server.join().unwrap().is_empty());
 }
+
+/// The StartTLS ExtendedResponse with resultCode `code`.
+fn ldap_response(code: u8) -> Vec<u8> {
+    let oid = b"1.3.6.1.4.1.1466.20037";
+    let mut op = vec![
+        0x0a,
+        0x01,
+        code,
+        0x04,
+        0x00,
+        0x04,
+        0x00,
+        0x8a,
+        oid.len() as u8,
+    ];
+    op.extend_from_slice(oid);
+    let mut body = vec![0x02, 0x01, 0x01, 0x78, op.len() as u8];
+    body.extend(op);
+    let mut msg = vec![0x30, body.len() as u8];
+    msg.extend(body);
+    msg
+}
+
+#[test]
+fn ldap_starttls_then_tls() {
+    let (port, server) = serve(|mut p| {
+        let mut req = [0u8; 31];
+        p.sock.read_exact(&mut req).unwrap();
+        p.send(&ldap_response(0));
+        let mut t = p.tls(server_config(&pki().server));
+        t.send(b"inside");
+        req
+    });
+    let mut conn = connect(Protocol::Ldap, port).unwrap();
+    let mut inside = [0u8; 6];
+    conn.read_exact(&mut inside).unwrap();
+    assert_eq!(&inside, b"inside");
+    let req = server.join().unwrap();
+    assert_eq!(
+        &req[..9],
+        &[0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16]
+    );
+    assert_eq!(&req[9..], b"1.3.6.1.4.1.1466.20037");
+}
+
+#[test]
+fn ldap_refusal_and_injection() {
+    let (port, server) = serve(|mut p| {
+        let mut req = [0u8; 31];
+        p.sock.read_exact(&mut req).unwrap();
+        p.send(&ldap_response(53));
+        p.rest()
+    });
+    let e = connect(Protocol::Ldap, port).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    assert!(e.to_string().contains("unwillingToPerform"), "{e}");
+    assert!(server.join().unwrap().is_empty());
+
+    let (port, server) = serve(|mut p| {
+        let mut req = [0u8; 31];
+        p.sock.read_exact(&mut req).unwrap();
+        let mut both = ldap_response(0);
+        both.extend(ldap_response(0));
+        p.send(&both);
+    });
+    assert_eq!(
+        connect(Protocol::Ldap, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn ldaps_is_tls_first() {
+    let (port, server) = serve(|p| {
+        let mut t = p.tls(server_config(&pki().server));
+        t.line()
+    });
+    let mut conn = connect(Protocol::Ldaps, port).unwrap();
+    conn.write_all(b"bind\r\n").unwrap();
+    assert_eq!(server.join().unwrap(), "bind");
+}

@@ -57,17 +57,27 @@ DIRECTION_RECEIVED = 1
 
 
 class Protocol(enum.IntEnum):
-    """``STARTTLS_PROTO_*``: the dialog run before (or instead of) TLS."""
+    """``STARTTLS_PROTO_*``: the dialog run before (or instead of) TLS. An older library may
+    not support every member: see :func:`supports_protocol`."""
 
     SMTP = 1
     LMTP = 2
     IMAP = 3
     POP3 = 4
+    LDAP = 5
+    NNTP = 8
+    SIEVE = 9
+    POSTGRES = 10
+    HTTP = 11
     TLS = 12
     SUBMISSION = 13
     SMTPS = 14
     IMAPS = 15
     POP3S = 16
+    NNTPS = 17
+    POSTGRES_DIRECT = 18
+    HTTPS = 19
+    LDAPS = 20
 
 
 class Policy(enum.IntEnum):
@@ -122,6 +132,15 @@ _DEFAULT_PORTS = {
     Protocol.SMTPS: 465,
     Protocol.IMAPS: 993,
     Protocol.POP3S: 995,
+    Protocol.NNTP: 119,
+    Protocol.SIEVE: 4190,
+    Protocol.POSTGRES: 5432,
+    Protocol.HTTP: 80,
+    Protocol.NNTPS: 563,
+    Protocol.POSTGRES_DIRECT: 5432,
+    Protocol.HTTPS: 443,
+    Protocol.LDAP: 389,
+    Protocol.LDAPS: 636,
 }
 
 _TIMEOUT_PHASES = {"connect": 1, "reply": 2, "handshake": 3, "io": 4}
@@ -300,7 +319,7 @@ def protocol_name(protocol):
 
 
 def default_port(protocol):
-    """The well-known port of a protocol, or ``None`` (LMTP has 24 by convention; TLS none)."""
+    """The well-known port of a protocol, or ``None`` (``Protocol.TLS`` has none)."""
     return _DEFAULT_PORTS.get(_protocol(protocol))
 
 
@@ -315,9 +334,9 @@ def _protocol(protocol):
     """A Protocol (or, for an unknown number, the int itself, which the library rejects)."""
     if isinstance(protocol, str):
         try:
-            return Protocol[protocol.strip().upper()]
+            return Protocol[protocol.strip().upper().replace("-", "_")]
         except KeyError:
-            known = ", ".join(p.name.lower() for p in Protocol)
+            known = ", ".join(p.name.lower().replace("_", "-") for p in Protocol)
             raise ValueError(f"unknown protocol {protocol!r} (known: {known})") from None
     if isinstance(protocol, bool) or not isinstance(protocol, int):
         raise TypeError(f"protocol must be a Protocol, an int or a str, not {protocol!r}")
@@ -490,10 +509,14 @@ class Config:
     def __exit__(self, *exc):
         self.close()
 
+    # Bound at class creation so that __del__ still works while the interpreter shuts down.
+    _free = staticmethod(_lib.starttls_config_free)
+
     def __del__(self):
-        if getattr(self, "_ptr", None) is not None:
-            _lib.starttls_config_free(self._ptr)
+        ptr = getattr(self, "_ptr", None)
+        if ptr is not None:
             self._ptr = None
+            self._free(ptr)
 
 
 def _make_log_callback(log):
@@ -648,11 +671,13 @@ class Connection:
         finally:
             self.free()
 
+    _free = staticmethod(_lib.starttls_conn_free)
+
     def __del__(self):
         ptr = getattr(self, "_ptr", None)
         if ptr is not None:
             self._ptr = None
-            _lib.starttls_conn_free(ptr)
+            self._free(ptr)
 
     def fileno(self):
         """The socket's fd (the library's for connect(): do not close it)."""
@@ -712,9 +737,11 @@ class Connection:
 
     @property
     def capabilities(self):
-        """Capabilities fetched inside TLS (a list of str), or ``None`` if not fetched."""
+        """Capabilities learned inside TLS (a list of str), or ``None`` if none are known."""
+        if not self._value(_lib.starttls_conn_has_capabilities):
+            return None
         text = self._string(_lib.starttls_conn_capabilities)
-        return text.split("\n") if text else None
+        return text.split("\n") if text else []
 
     def fetch_capabilities(self):
         """Asks the server for its capabilities again, inside TLS, and returns them."""

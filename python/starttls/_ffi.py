@@ -138,6 +138,7 @@ _SIGNATURES = {
     "starttls_conn_greeting": (_size, [_handle, _bufp, _size]),
     "starttls_conn_capabilities_before_tls": (_size, [_handle, _bufp, _size]),
     "starttls_conn_capabilities": (_size, [_handle, _bufp, _size]),
+    "starttls_conn_has_capabilities": (_bool, [_handle]),
     "starttls_conn_fetch_capabilities": (_u32, [_handle]),
     "starttls_conn_fd": (_int, [_handle]),
     "starttls_conn_is_encrypted": (_bool, [_handle]),

@@ -218,7 +218,7 @@ class ScriptedServer:
                 self.saw_eof = True
                 return None
             line += b
-            if len(line) > 65536:
+            if len(line) > 1 << 20:
                 raise AssertionError("line too long")
         encrypted = isinstance(sock, ssl.SSLSocket)
         self.received.append((encrypted, bytes(line).rstrip(b"\r\n").decode("utf-8", "replace")))

@@ -113,9 +113,12 @@ class LibraryTests(unittest.TestCase):
         self.assertTrue(issubclass(starttls.ConnectionIOError, OSError))
 
     def test_protocols(self):
+        # Every protocol the wrapper names is supported by the library, under the same scheme.
         for p in starttls.Protocol:
             self.assertTrue(starttls.supports_protocol(p), p)
-            self.assertEqual(starttls.protocol_name(p), p.name.lower())
+            self.assertEqual(starttls.protocol_name(p), p.name.lower().replace("_", "-"))
+            self.assertIs(starttls._protocol(p.name.lower().replace("_", "-")), p)
+        self.assertIs(starttls._protocol("postgres-direct"), starttls.Protocol.POSTGRES_DIRECT)
         self.assertFalse(starttls.supports_protocol(99))
         self.assertIsNone(starttls.protocol_name(99))
         self.assertEqual(starttls.default_port("imaps"), 993)
@@ -333,9 +336,10 @@ class SmtpTests(unittest.TestCase):
         script = [SMTP_GREETING, ("expect", b"EHLO"),
                   ("send", b"250-mx.test\r\n250 STARTTLS\r\n220 forged go ahead\r\n"), ("hold",)]
         with ScriptedServer(script, context()) as srv:
-            with self.assertRaises((starttls.ProtocolError, starttls.InjectionError)):
+            with self.assertRaises(starttls.ProtocolError) as cm:
                 starttls.connect("smtp", "localhost", srv.port, config=config())
-        self.assertEqual(srv.lines(), ["EHLO [127.0.0.1]"])
+        self.assertIn("unsolicited", str(cm.exception))
+        self.assertEqual(srv.lines(), ["EHLO [127.0.0.1]"])  # STARTTLS was never sent
 
     def test_wrong_ca_raises_certificate_error(self):
         with ScriptedServer(SMTP_UPGRADE, context()) as srv:
@@ -369,6 +373,7 @@ class SmtpTests(unittest.TestCase):
             elapsed = time.monotonic() - start
         self.assertIsInstance(cm.exception, builtins.TimeoutError)
         self.assertEqual(cm.exception.code, 201)
+        self.assertIn("greeting", str(cm.exception))  # the message names the phase
         self.assertGreaterEqual(elapsed, 0.4)
         self.assertLess(elapsed, 3)
         self.assertTrue(srv.saw_eof)
@@ -394,7 +399,7 @@ class SmtpTests(unittest.TestCase):
                 self.assertIsNone(conn.tls_version)
                 self.assertIsNone(conn.cipher)
                 self.assertEqual(conn.peer_certificates, [])
-                with self.assertRaises(starttls.Error):
+                with self.assertRaises(starttls.InvalidArgumentError):
                     conn.fetch_capabilities()  # refused on a plaintext connection
                 conn.write(b"QUIT\r\n")
                 self.assertEqual(conn.readline(), b"221 bye\r\n")
@@ -410,6 +415,54 @@ class SmtpTests(unittest.TestCase):
                 self.assertIs(conn.plaintext_reason, starttls.RefusedError)
                 self.assertIs(conn.starttls_offered, True)
         self.assertIsNone(srv.error)
+
+
+class ConnectionIOTests(unittest.TestCase):
+    def test_close_without_close_notify_raises_closed(self):
+        with ScriptedServer([("send", b"+OK hi\r\n")], context(), implicit_tls=True) as srv:
+            with starttls.connect("pop3s", "localhost", srv.port, config=config()) as conn:
+                srv.join()  # the server closed the TCP connection without close_notify
+                with self.assertRaises(starttls.ClosedError) as cm:
+                    conn.read()
+                self.assertIn("read", cm.exception.message)
+        self.assertIsNone(srv.error)
+
+    def test_read_times_out_after_the_upgrade(self):
+        with ScriptedServer([("send", b"+OK hi\r\n"), ("hold",)], context(),
+                            implicit_tls=True) as srv:
+            cfg = config(timeout={"io": 0.3})
+            with starttls.connect("pop3s", "localhost", srv.port, config=cfg) as conn:
+                start = time.monotonic()
+                with self.assertRaises(starttls.TimeoutError) as cm:
+                    conn.read()
+                self.assertLess(time.monotonic() - start, 2)
+                self.assertIn("read", str(cm.exception))
+        self.assertIsNone(srv.error)
+
+    def test_connection_outlives_its_config(self):
+        script = [("expect", b"PING"), ("send", b"PONG\r\n"), ("hold",)]
+        with ScriptedServer(script, context(), implicit_tls=True) as srv:
+            cfg = config()
+            conn = starttls.connect("tls", "localhost", srv.port, config=cfg)
+            cfg.close()
+            del cfg
+            conn.write(b"PING\r\n")
+            self.assertEqual(conn.readline(), b"PONG\r\n")
+            del conn  # freed by the garbage collector
+        self.assertIsNone(srv.error)
+        self.assertTrue(srv.saw_eof)
+
+    def test_large_writes_and_small_reads(self):
+        big = b"x" * 200000 + b"\r\n"
+        script = [("expect", b"xxxx"), ("send", b"0123456789\r\n"), ("hold",)]
+        with ScriptedServer(script, context(), implicit_tls=True) as srv:
+            with starttls.connect("tls", "localhost", srv.port, config=config()) as conn:
+                conn.sendall(big)
+                self.assertEqual(conn.write(b""), 0)
+                self.assertEqual(conn.read(4), b"0123")
+                self.assertEqual(conn.readline(), b"456789\r\n")
+        self.assertIsNone(srv.error)
+        self.assertEqual(len(srv.lines()[0]), 200000)
 
 
 class ImapTests(unittest.TestCase):

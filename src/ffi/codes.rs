@@ -42,6 +42,8 @@ pub const STARTTLS_PROTO_LMTP: u32 = 2;
 pub const STARTTLS_PROTO_IMAP: u32 = 3;
 /// POP3 with STLS (RFC 2595), port 110.
 pub const STARTTLS_PROTO_POP3: u32 = 4;
+/// LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
+pub const STARTTLS_PROTO_LDAP: u32 = 5;
 /// NNTP with STARTTLS (RFC 4642), port 119.
 pub const STARTTLS_PROTO_NNTP: u32 = 8;
 /// ManageSieve with STARTTLS (RFC 5804), port 4190; the capabilities re-sent after TLS are read.
@@ -67,6 +69,8 @@ pub const STARTTLS_PROTO_NNTPS: u32 = 17;
 pub const STARTTLS_PROTO_POSTGRES_DIRECT: u32 = 18;
 /// HTTPS: TLS first, the client speaks first, port 443.
 pub const STARTTLS_PROTO_HTTPS: u32 = 19;
+/// LDAP over implicit TLS (ldaps), port 636.
+pub const STARTTLS_PROTO_LDAPS: u32 = 20;
 
 /// Fail when TLS cannot be had (the default).
 pub const STARTTLS_POLICY_REQUIRE: u32 = 0;
@@ -161,6 +165,8 @@ mod tests {
             (STARTTLS_PROTO_NNTPS, Protocol::Nntps),
             (STARTTLS_PROTO_POSTGRES_DIRECT, Protocol::PostgresDirect),
             (STARTTLS_PROTO_HTTPS, Protocol::Https),
+            (STARTTLS_PROTO_LDAP, Protocol::Ldap),
+            (STARTTLS_PROTO_LDAPS, Protocol::Ldaps),
         ];
         assert_eq!(pairs.len(), Protocol::ALL.len());
         for (code, p) in pairs {

@@ -509,8 +509,10 @@ pub unsafe extern "C" fn starttls_conn_capabilities_before_tls(
     })
 }
 
-/// The capabilities fetched inside TLS, one per line, snprintf-style; empty until
-/// `starttls_conn_fetch_capabilities` ran (or the config asked for them).
+/// The capabilities learned inside TLS, one per line, snprintf-style: from
+/// `starttls_conn_fetch_capabilities` (or the config's fetch option), from an implicit-TLS IMAP
+/// greeting that carries them, or re-sent by a ManageSieve server after TLS. Empty when there are
+/// none; `starttls_conn_has_capabilities` tells "none known" from "an empty list".
 ///
 /// # Safety
 /// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
@@ -526,6 +528,17 @@ pub unsafe extern "C" fn starttls_conn_capabilities(
             .map(|c| c.join("\n"))
             .unwrap_or_default();
         unsafe { str_out(&caps, buf, len) }
+    })
+}
+
+/// True when capabilities were learned inside TLS (see `starttls_conn_capabilities`).
+///
+/// # Safety
+/// `conn` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_has_capabilities(conn: *const starttls_conn) -> bool {
+    boundary_value(false, || {
+        unsafe { conn_ref(conn) }.is_some_and(|c| c.conn.capabilities().is_some())
     })
 }
 
@@ -573,8 +586,9 @@ pub unsafe extern "C" fn starttls_conn_plaintext_reason(conn: *const starttls_co
     })
 }
 
-/// 1 when STARTTLS was advertised before TLS, 0 when it was not, -1 when not asked (implicit TLS,
-/// POP3) or NULL.
+/// What the server said before TLS about STARTTLS: 1 available (advertised, or the command was
+/// accepted), 0 not available (not advertised, or refused), -1 when the dialog did not learn it
+/// (implicit TLS) or for NULL. Like everything before TLS, an attacker could have changed it.
 ///
 /// # Safety
 /// `conn` is NULL or live.

@@ -12,6 +12,7 @@ use crate::wire::{Deadline, Transport, Wire};
 
 pub(crate) mod http;
 pub(crate) mod imap;
+pub(crate) mod ldap;
 pub(crate) mod nntp;
 pub(crate) mod pop3;
 pub(crate) mod postgres;
@@ -32,6 +33,8 @@ pub enum Protocol {
     Imap,
     /// POP3 with STLS (RFC 2595), port 110.
     Pop3,
+    /// LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
+    Ldap,
     /// NNTP with STARTTLS (RFC 4642), port 119.
     Nntp,
     /// ManageSieve with STARTTLS (RFC 5804), port 4190.
@@ -48,6 +51,8 @@ pub enum Protocol {
     Pop3s,
     /// NNTP over implicit TLS, port 563.
     Nntps,
+    /// LDAP over implicit TLS, port 636.
+    Ldaps,
     /// PostgreSQL 17+ direct TLS (`sslnegotiation=direct`, ALPN `postgresql`), port 5432.
     PostgresDirect,
     /// HTTPS: TLS first, then HTTP (the caller speaks first), port 443.
@@ -63,6 +68,7 @@ pub(crate) enum Dialect {
     Lmtp,
     Imap,
     Pop3,
+    Ldap,
     Nntp,
     Sieve,
     Postgres,
@@ -72,18 +78,19 @@ pub(crate) enum Dialect {
 impl Dialect {
     /// Whether the protocol has a capability list to fetch inside TLS.
     pub fn has_capabilities(self) -> bool {
-        !matches!(self, Dialect::Postgres | Dialect::Http)
+        !matches!(self, Dialect::Ldap | Dialect::Postgres | Dialect::Http)
     }
 }
 
 impl Protocol {
     /// Every protocol, for listings and feature queries.
-    pub const ALL: [Protocol; 16] = [
+    pub const ALL: [Protocol; 18] = [
         Protocol::Smtp,
         Protocol::Submission,
         Protocol::Lmtp,
         Protocol::Imap,
         Protocol::Pop3,
+        Protocol::Ldap,
         Protocol::Nntp,
         Protocol::Sieve,
         Protocol::Postgres,
@@ -92,19 +99,21 @@ impl Protocol {
         Protocol::Imaps,
         Protocol::Pop3s,
         Protocol::Nntps,
+        Protocol::Ldaps,
         Protocol::PostgresDirect,
         Protocol::Https,
         Protocol::Tls,
     ];
 
     /// The frozen number naming this protocol in the C ABI (`STARTTLS_PROTO_*`) and Python.
-    /// 5, 6 and 7 are reserved for LDAP, FTP and XMPP.
+    /// 6 and 7 are reserved for FTP and XMPP.
     pub fn code(self) -> u32 {
         match self {
             Protocol::Smtp => 1,
             Protocol::Lmtp => 2,
             Protocol::Imap => 3,
             Protocol::Pop3 => 4,
+            Protocol::Ldap => 5,
             Protocol::Nntp => 8,
             Protocol::Sieve => 9,
             Protocol::Postgres => 10,
@@ -117,6 +126,7 @@ impl Protocol {
             Protocol::Nntps => 17,
             Protocol::PostgresDirect => 18,
             Protocol::Https => 19,
+            Protocol::Ldaps => 20,
         }
     }
 
@@ -139,6 +149,7 @@ impl Protocol {
             Protocol::Lmtp => "lmtp\0",
             Protocol::Imap => "imap\0",
             Protocol::Pop3 => "pop3\0",
+            Protocol::Ldap => "ldap\0",
             Protocol::Nntp => "nntp\0",
             Protocol::Sieve => "sieve\0",
             Protocol::Postgres => "postgres\0",
@@ -147,6 +158,7 @@ impl Protocol {
             Protocol::Imaps => "imaps\0",
             Protocol::Pop3s => "pop3s\0",
             Protocol::Nntps => "nntps\0",
+            Protocol::Ldaps => "ldaps\0",
             Protocol::PostgresDirect => "postgres-direct\0",
             Protocol::Https => "https\0",
             Protocol::Tls => "tls\0",
@@ -161,6 +173,8 @@ impl Protocol {
             Protocol::Lmtp => Some(24),
             Protocol::Imap => Some(143),
             Protocol::Pop3 => Some(110),
+            Protocol::Ldap => Some(389),
+            Protocol::Ldaps => Some(636),
             Protocol::Nntp => Some(119),
             Protocol::Sieve => Some(4190),
             Protocol::Postgres | Protocol::PostgresDirect => Some(5432),
@@ -182,6 +196,7 @@ impl Protocol {
                 | Protocol::Imaps
                 | Protocol::Pop3s
                 | Protocol::Nntps
+                | Protocol::Ldaps
                 | Protocol::PostgresDirect
                 | Protocol::Https
                 | Protocol::Tls
@@ -202,6 +217,7 @@ impl Protocol {
             Protocol::Lmtp => Some(Dialect::Lmtp),
             Protocol::Imap | Protocol::Imaps => Some(Dialect::Imap),
             Protocol::Pop3 | Protocol::Pop3s => Some(Dialect::Pop3),
+            Protocol::Ldap | Protocol::Ldaps => Some(Dialect::Ldap),
             Protocol::Nntp | Protocol::Nntps => Some(Dialect::Nntp),
             Protocol::Sieve => Some(Dialect::Sieve),
             Protocol::Postgres | Protocol::PostgresDirect => Some(Dialect::Postgres),
@@ -314,6 +330,7 @@ pub(crate) fn client_starttls<T: Transport>(
         Dialect::Lmtp => smtp::client_starttls(wire, ctx, smtp::Hello::Lhlo),
         Dialect::Imap => imap::client_starttls(wire, ctx),
         Dialect::Pop3 => pop3::client_starttls(wire, ctx),
+        Dialect::Ldap => ldap::client_starttls(wire, ctx),
         Dialect::Nntp => nntp::client_starttls(wire, ctx),
         Dialect::Sieve => sieve::client_starttls(wire, ctx),
         Dialect::Postgres => postgres::client_starttls(wire, ctx),
@@ -345,7 +362,7 @@ pub(crate) fn client_greeting<T: Transport>(
         Dialect::Imap => imap::client_greeting(wire, ctx, true).map(Some),
         Dialect::Pop3 => pop3::client_greeting(wire, ctx).map(Some),
         Dialect::Nntp => nntp::client_greeting(wire, ctx).map(Some),
-        Dialect::Sieve | Dialect::Postgres | Dialect::Http => Ok(None),
+        Dialect::Ldap | Dialect::Sieve | Dialect::Postgres | Dialect::Http => Ok(None),
     }
 }
 
@@ -362,7 +379,7 @@ pub(crate) fn client_capabilities<T: Transport>(
         Dialect::Pop3 => pop3::client_capabilities(wire, ctx),
         Dialect::Nntp => nntp::client_capabilities(wire, ctx),
         Dialect::Sieve => sieve::client_capabilities(wire, ctx),
-        Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
+        Dialect::Ldap | Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
             "this protocol has no capabilities to fetch".into(),
         )),
     }
@@ -440,6 +457,7 @@ mod tests {
             (Protocol::Lmtp, 2),
             (Protocol::Imap, 3),
             (Protocol::Pop3, 4),
+            (Protocol::Ldap, 5),
             (Protocol::Nntp, 8),
             (Protocol::Sieve, 9),
             (Protocol::Postgres, 10),
@@ -452,6 +470,7 @@ mod tests {
             (Protocol::Nntps, 17),
             (Protocol::PostgresDirect, 18),
             (Protocol::Https, 19),
+            (Protocol::Ldaps, 20),
         ];
         assert_eq!(frozen.len(), Protocol::ALL.len());
         for (p, c) in frozen {

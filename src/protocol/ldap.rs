@@ -1,0 +1,503 @@
+//! LDAP StartTLS (RFC 4511 §4.14, RFC 4513 §3): the client's pre-TLS exchange.
+//!
+//! ExtendedRequest `1.3.6.1.4.1.1466.20037` (BER) → ExtendedResponse with resultCode 0 → TLS.
+//! The response is read with a small strict BER reader: definite lengths only, bounded sizes,
+//! every element in its place. A Notice of Disconnection, any other PDU, another message id or
+//! another response name fails.
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, PreTls};
+use crate::wire::{Deadline, Direction, Transport, Wire, printable};
+
+const START_TLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
+const NOTICE_OF_DISCONNECTION_OID: &[u8] = b"1.3.6.1.4.1.1466.20036";
+/// The largest LDAPMessage accepted before TLS (a StartTLS response is tens of bytes).
+const MAX_MESSAGE: usize = 16 * 1024;
+/// The message id of our one request.
+const MESSAGE_ID: i64 = 1;
+
+const TAG_SEQUENCE: u8 = 0x30;
+const TAG_INTEGER: u8 = 0x02;
+const TAG_ENUMERATED: u8 = 0x0a;
+const TAG_OCTET_STRING: u8 = 0x04;
+const TAG_EXTENDED_REQUEST: u8 = 0x77; // [APPLICATION 23], constructed
+const TAG_EXTENDED_RESPONSE: u8 = 0x78; // [APPLICATION 24], constructed
+const TAG_REQUEST_NAME: u8 = 0x80; // [0], primitive
+const TAG_REFERRAL: u8 = 0xa3; // [3], constructed
+const TAG_RESPONSE_NAME: u8 = 0x8a; // [10], primitive
+const TAG_RESPONSE_VALUE: u8 = 0x8b; // [11], primitive
+const TAG_CONTROLS: u8 = 0xa0; // [0], constructed
+
+/// The encoded StartTLS ExtendedRequest.
+pub(crate) fn start_tls_request() -> Vec<u8> {
+    let name = tlv(TAG_REQUEST_NAME, START_TLS_OID);
+    let op = tlv(TAG_EXTENDED_REQUEST, &name);
+    let mut body = tlv(TAG_INTEGER, &[MESSAGE_ID as u8]);
+    body.extend_from_slice(&op);
+    tlv(TAG_SEQUENCE, &body)
+}
+
+/// One TLV with a short- or long-form definite length.
+fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = value.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// A decoded ExtendedResponse.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ExtendedResponse {
+    pub message_id: i64,
+    pub result_code: i64,
+    pub diagnostic: String,
+    pub response_name: Option<Vec<u8>>,
+}
+
+impl ExtendedResponse {
+    fn describe(&self) -> String {
+        let name = result_name(self.result_code);
+        if self.diagnostic.is_empty() {
+            format!("resultCode {} ({name})", self.result_code)
+        } else {
+            format!(
+                "resultCode {} ({name}): {}",
+                self.result_code, self.diagnostic
+            )
+        }
+    }
+}
+
+fn result_name(code: i64) -> &'static str {
+    match code {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        7 => "authMethodNotSupported",
+        8 => "strongerAuthRequired",
+        12 => "unavailableCriticalExtension",
+        13 => "confidentialityRequired",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        80 => "other",
+        _ => "unknown",
+    }
+}
+
+/// A strict reader over BER content already in memory.
+struct Ber<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Ber<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Ber { rest: data }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn peek_tag(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    /// The next element's tag and value.
+    fn next(&mut self) -> std::result::Result<(u8, &'a [u8]), &'static str> {
+        let (&tag, after) = self.rest.split_first().ok_or("truncated element")?;
+        if tag & 0x1f == 0x1f {
+            return Err("multi-byte tag");
+        }
+        let (len, after) = read_length(after)?;
+        if len > after.len() {
+            return Err("length beyond the enclosing element");
+        }
+        let (value, rest) = after.split_at(len);
+        self.rest = rest;
+        Ok((tag, value))
+    }
+
+    fn expect(
+        &mut self,
+        tag: u8,
+        what: &'static str,
+    ) -> std::result::Result<&'a [u8], &'static str> {
+        match self.next()? {
+            (t, v) if t == tag => Ok(v),
+            _ => Err(what),
+        }
+    }
+}
+
+/// A definite length (short form, or long form of at most 4 bytes).
+fn read_length(data: &[u8]) -> std::result::Result<(usize, &[u8]), &'static str> {
+    let (&first, rest) = data.split_first().ok_or("truncated length")?;
+    if first < 0x80 {
+        return Ok((usize::from(first), rest));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 {
+        return Err("indefinite length");
+    }
+    if n > 4 || n > rest.len() {
+        return Err("length too long");
+    }
+    let len = rest[..n]
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    Ok((len, &rest[n..]))
+}
+
+/// A two's-complement INTEGER or ENUMERATED of 1 to 8 bytes.
+fn integer(v: &[u8]) -> std::result::Result<i64, &'static str> {
+    if v.is_empty() || v.len() > 8 {
+        return Err("bad integer length");
+    }
+    let negative = v[0] & 0x80 != 0;
+    let start: i64 = if negative { -1 } else { 0 };
+    Ok(v.iter().fold(start, |acc, &b| (acc << 8) | i64::from(b)))
+}
+
+/// Decodes the content of an LDAPMessage SEQUENCE holding an ExtendedResponse.
+pub(crate) fn parse_response(content: &[u8]) -> std::result::Result<ExtendedResponse, String> {
+    let mut msg = Ber::new(content);
+    let message_id = integer(msg.expect(TAG_INTEGER, "messageID is not an INTEGER")?)?;
+    let (tag, op) = msg.next()?;
+    if tag != TAG_EXTENDED_RESPONSE {
+        return Err(format!(
+            "expected an ExtendedResponse, got PDU tag {tag:#04x}"
+        ));
+    }
+    if let Some(TAG_CONTROLS) = msg.peek_tag() {
+        msg.next()?;
+    }
+    if !msg.is_empty() {
+        return Err("data after the response".into());
+    }
+    let mut op = Ber::new(op);
+    let result_code = integer(op.expect(TAG_ENUMERATED, "resultCode is not ENUMERATED")?)?;
+    op.expect(TAG_OCTET_STRING, "matchedDN is not an OCTET STRING")?;
+    let diagnostic =
+        printable(op.expect(TAG_OCTET_STRING, "diagnosticMessage is not an OCTET STRING")?);
+    if op.peek_tag() == Some(TAG_REFERRAL) {
+        op.next()?;
+    }
+    let mut response_name = None;
+    if op.peek_tag() == Some(TAG_RESPONSE_NAME) {
+        response_name = Some(op.next()?.1.to_vec());
+    }
+    if op.peek_tag() == Some(TAG_RESPONSE_VALUE) {
+        op.next()?;
+    }
+    if !op.is_empty() {
+        return Err("unexpected element in the ExtendedResponse".into());
+    }
+    Ok(ExtendedResponse {
+        message_id,
+        result_code,
+        diagnostic,
+        response_name,
+    })
+}
+
+/// Reads one LDAPMessage from the wire: exactly its bytes, bounded by [`MAX_MESSAGE`].
+fn read_message<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Vec<u8>> {
+    let phase = deadline.phase();
+    let bad = |what: &str| Error::violation(phase, format!("LDAP: {what}"));
+    let tag = wire.read_bytes(1, deadline)?;
+    if tag[0] != TAG_SEQUENCE {
+        return Err(bad(&format!(
+            "expected an LDAPMessage SEQUENCE, got tag {:#04x}",
+            tag[0]
+        )));
+    }
+    let first = wire.read_bytes(1, deadline)?[0];
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 {
+            return Err(bad("indefinite length"));
+        }
+        if n > 4 {
+            return Err(bad("length too long"));
+        }
+        let bytes = wire.read_bytes(n, deadline)?;
+        bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+    };
+    if len > MAX_MESSAGE {
+        return Err(bad(&format!(
+            "message of {len} bytes (limit {MAX_MESSAGE})"
+        )));
+    }
+    wire.read_bytes(len, deadline)
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    let deadline = ctx.deadline(Phase::StartTls);
+    wire.send_message(&start_tls_request(), &deadline)?;
+    wire.note(
+        Direction::Sent,
+        "ExtendedRequest StartTLS (1.3.6.1.4.1.1466.20037)".into(),
+    );
+    let content = read_message(wire, &deadline)?;
+    let response = parse_response(&content)
+        .map_err(|e| Error::violation(Phase::StartTls, format!("LDAP: {e}")))?;
+    let text = response.describe();
+    wire.note(Direction::Received, format!("ExtendedResponse {text}"));
+    if response.response_name.as_deref() == Some(NOTICE_OF_DISCONNECTION_OID) {
+        return Err(Error::Refused {
+            phase: Phase::StartTls,
+            reply: format!("Notice of Disconnection: {text}"),
+        });
+    }
+    if response.message_id != MESSAGE_ID {
+        return Err(Error::violation_in(
+            Phase::StartTls,
+            format!(
+                "response to message id {}, not {MESSAGE_ID}",
+                response.message_id
+            ),
+            &text,
+        ));
+    }
+    if let Some(name) = &response.response_name {
+        if name.as_slice() != START_TLS_OID {
+            return Err(Error::violation_in(
+                Phase::StartTls,
+                "response names another operation",
+                &printable(name),
+            ));
+        }
+    }
+    if response.result_code == 0 {
+        pre.starttls_offered = Some(true);
+        return Ok(pre);
+    }
+    pre.starttls_offered = Some(false);
+    let reason = Error::Refused {
+        phase: Phase::StartTls,
+        reply: text,
+    };
+    ctx.tls_impossible(pre, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::with_ctx;
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    /// An LDAPMessage with an ExtendedResponse, built from parts.
+    fn response(id: u8, code: u8, diag: &[u8], name: Option<&[u8]>) -> Vec<u8> {
+        let mut op = tlv(TAG_ENUMERATED, &[code]);
+        op.extend(tlv(TAG_OCTET_STRING, b""));
+        op.extend(tlv(TAG_OCTET_STRING, diag));
+        if let Some(n) = name {
+            op.extend(tlv(TAG_RESPONSE_NAME, n));
+        }
+        let mut body = tlv(TAG_INTEGER, &[id]);
+        body.extend(tlv(TAG_EXTENDED_RESPONSE, &op));
+        tlv(TAG_SEQUENCE, &body)
+    }
+
+    fn leak(v: Vec<u8>) -> &'static [u8] {
+        Box::leak(v.into_boxed_slice())
+    }
+
+    fn run(policy: Policy, reply: Vec<Step>) -> (Result<PreTls>, Script) {
+        let request = leak(start_tls_request());
+        let mut steps = vec![Step::Client(request)];
+        steps.extend(reply);
+        let mut s = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            client_starttls(&mut Wire::new(&mut s, Limits::default()), ctx)
+        });
+        (r, s)
+    }
+
+    #[test]
+    fn request_encoding_is_exact() {
+        let mut expected = vec![0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16];
+        expected.extend_from_slice(START_TLS_OID);
+        assert_eq!(start_tls_request(), expected);
+    }
+
+    #[test]
+    fn non_zero_result_is_a_refusal_with_its_name() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![Step::Server(leak(response(
+                1,
+                2,
+                b"unsupported extended operation",
+                None,
+            )))],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(e.to_string().contains("protocolError"), "{e}");
+        assert!(
+            e.to_string().contains("unsupported extended operation"),
+            "{e}"
+        );
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn notice_of_disconnection_is_an_error_even_when_opportunistic() {
+        let (r, _) = run(
+            Policy::Opportunistic,
+            vec![Step::Server(leak(response(
+                0,
+                52,
+                b"shutting down",
+                Some(NOTICE_OF_DISCONNECTION_OID),
+            )))],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(e.to_string().contains("Notice of Disconnection"));
+    }
+
+    #[test]
+    fn wrong_message_id_or_name_is_a_violation() {
+        for bad in [
+            response(2, 0, b"", None),
+            response(1, 0, b"", Some(b"1.2.3")),
+        ] {
+            let (r, _) = run(Policy::Require, vec![Step::Server(leak(bad))]);
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        }
+    }
+
+    #[test]
+    fn another_pdu_is_a_violation() {
+        // A BindResponse ([APPLICATION 1]) where the ExtendedResponse was due.
+        let mut body = tlv(TAG_INTEGER, &[1]);
+        body.extend(tlv(0x61, &[0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00]));
+        let (r, _) = run(
+            Policy::Require,
+            vec![Step::Server(leak(tlv(TAG_SEQUENCE, &body)))],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation);
+        assert!(e.to_string().contains("0x61"), "{e}");
+    }
+
+    #[test]
+    fn huge_ber_lengths_are_refused_before_reading() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![Step::Server(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02])],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation);
+        assert!(s.consumed() <= 6, "read {} bytes", s.consumed());
+        for bad in [
+            &[0x30u8, 0x80][..],
+            &[0x30, 0x85, 1, 1, 1, 1, 1],
+            &[0x31, 0x00],
+        ] {
+            let (r, _) = run(Policy::Require, vec![Step::Server(leak(bad.to_vec()))]);
+            assert_eq!(
+                r.unwrap_err().kind(),
+                ErrorKind::ProtocolViolation,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn inner_lengths_are_checked() {
+        // The ExtendedResponse claims more bytes than the message holds.
+        let msg = [0x30, 0x08, 0x02, 0x01, 0x01, 0x78, 0x7f, 0x0a, 0x01, 0x00];
+        let (r, _) = run(Policy::Require, vec![Step::Server(leak(msg.to_vec()))]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn truncated_message_is_closed() {
+        let full = response(1, 0, b"", None);
+        let (r, _) = run(
+            Policy::Require,
+            vec![
+                Step::Server(leak(full[..full.len() - 2].to_vec())),
+                Step::Eof,
+            ],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn bytes_after_the_response_are_injection() {
+        let mut both = response(1, 0, b"", Some(START_TLS_OID));
+        both.extend(response(2, 0, b"forged", None));
+        let mut s = Script::new(vec![
+            Step::Client(leak(start_tls_request())),
+            Step::Server(leak(both)),
+        ]);
+        let after = with_ctx(Policy::Require, |ctx| {
+            let mut w = Wire::new(&mut s, Limits::default());
+            client_starttls(&mut w, ctx).unwrap();
+            w.ensure_nothing_after_go_ahead()
+        });
+        assert_eq!(after.unwrap_err().kind(), ErrorKind::Injection);
+    }
+
+    #[test]
+    fn success_is_the_go_ahead() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![Step::Server(leak(response(1, 0, b"", Some(START_TLS_OID))))],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+        // Without the optional response name too.
+        let (r, _) = run(
+            Policy::Require,
+            vec![Step::Server(leak(response(1, 0, b"", None)))],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+    }
+
+    #[test]
+    fn long_form_lengths_round_trip() {
+        let big = vec![b'x'; 300];
+        let enc = tlv(TAG_OCTET_STRING, &big);
+        assert_eq!(&enc[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        let mut r = Ber::new(&enc);
+        assert_eq!(r.next().unwrap(), (TAG_OCTET_STRING, &big[..]));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(integer(&[0x01]), Ok(1));
+        assert_eq!(integer(&[0xff]), Ok(-1));
+        assert_eq!(integer(&[0x00, 0x80]), Ok(128));
+        assert!(integer(&[]).is_err());
+        assert!(integer(&[0; 9]).is_err());
+    }
+}
