@@ -118,8 +118,7 @@ mod tests {
     use crate::config::Policy;
     use crate::error::ErrorKind;
     use crate::protocol::Outcome;
-    use crate::protocol::testing::with_ctx;
-    use crate::wire::Limits;
+    use crate::protocol::testing;
     use crate::wire::script::{Script, Step};
 
     const REQUEST: Step = Step::Client(
@@ -127,11 +126,7 @@ mod tests {
     );
 
     fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
-        let mut s = Script::new(steps);
-        let r = with_ctx(policy, |ctx| {
-            client_starttls(&mut Wire::new(&mut s, Limits::default()), ctx)
-        });
-        (r, s)
+        testing::run(policy, steps, client_starttls)
     }
 
     #[test]
@@ -167,7 +162,7 @@ mod tests {
             b"HTTP/1.1 1x1 no\r\n",
             b"HTTP/1.1 101 ok\r\nno colon\r\n\r\n",
         ] {
-            let g: &'static [u8] = Box::leak(g.to_vec().into_boxed_slice());
+            let g = testing::leak(g);
             let (r, _) = run(Policy::Require, vec![REQUEST, Step::Server(g)]);
             assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation, "{g:?}");
         }
@@ -175,7 +170,7 @@ mod tests {
 
     #[test]
     fn endless_headers_are_bounded() {
-        let flood: &'static [u8] = Box::leak(b"X-A: b\r\n".repeat(5000).into_boxed_slice());
+        let flood = testing::leak(b"X-A: b\r\n".repeat(5000));
         let (r, _) = run(
             Policy::Require,
             vec![

@@ -248,17 +248,11 @@ mod tests {
     use crate::config::Policy;
     use crate::error::ErrorKind;
     use crate::protocol::Outcome;
-    use crate::protocol::testing::with_ctx;
-    use crate::wire::Limits;
+    use crate::protocol::testing;
     use crate::wire::script::{Script, Step};
 
     fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
-        let mut s = Script::new(steps);
-        let r = with_ctx(policy, |ctx| {
-            let mut w = Wire::new(&mut s, Limits::default());
-            client_starttls(&mut w, ctx)
-        });
-        (r, s)
+        testing::run(policy, steps, client_starttls)
     }
 
     fn imap(steps: Vec<Step>) -> (Result<PreTls>, Script) {
@@ -306,7 +300,7 @@ mod tests {
     #[test]
     fn starttls_no_and_bad_are_refusals() {
         for answer in [&b"S1 NO not now\r\n"[..], b"S1 BAD what\r\n"] {
-            let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
+            let answer = testing::leak(answer);
             let (r, _) = imap(vec![
                 Step::Server(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n"),
                 Step::Client(b"S1 STARTTLS\r\n"),
@@ -357,7 +351,7 @@ mod tests {
 
     #[test]
     fn endless_untagged_responses_are_bounded() {
-        let flood: &'static [u8] = Box::leak(b"* OK noise\r\n".repeat(5000).into_boxed_slice());
+        let flood = testing::leak(b"* OK noise\r\n".repeat(5000));
         let (r, _) = imap(vec![
             Step::Server(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n"),
             Step::Client(b"S1 STARTTLS\r\n"),
@@ -406,7 +400,7 @@ mod tests {
             greeting.extend_from_slice(format!(" X-EXT{i}").as_bytes());
         }
         greeting.extend_from_slice(b" STARTTLS] ready\r\n");
-        let greeting: &'static [u8] = Box::leak(greeting.into_boxed_slice());
+        let greeting = testing::leak(greeting);
         let (r, s) = imap(vec![
             Step::Server(greeting),
             Step::Client(b"S1 STARTTLS\r\n"),

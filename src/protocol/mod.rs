@@ -421,6 +421,27 @@ pub(crate) fn has_capability(caps: &[String], name: &str) -> bool {
 pub(crate) mod testing {
     use super::*;
 
+    use crate::wire::Limits;
+    use crate::wire::script::{Script, Step};
+
+    /// Runs `dialog` against a scripted peer; returns its result and the script to inspect.
+    pub fn run<R>(
+        policy: Policy,
+        steps: Vec<Step>,
+        dialog: impl FnOnce(&mut Wire<'_, Script>, &mut DialogContext<'_>) -> R,
+    ) -> (R, Script) {
+        let mut script = Script::new(steps);
+        let r = with_ctx(policy, |ctx| {
+            dialog(&mut Wire::new(&mut script, Limits::default()), ctx)
+        });
+        (r, script)
+    }
+
+    /// Peer bytes built at run time, as the `'static` slices scripts hold.
+    pub fn leak(bytes: impl Into<Vec<u8>>) -> &'static [u8] {
+        Box::leak(bytes.into().into_boxed_slice())
+    }
+
     /// Runs `f` with a dialog context of the given policy and default timeouts.
     pub fn with_ctx<R>(policy: Policy, f: impl FnOnce(&mut DialogContext<'_>) -> R) -> R {
         let timeouts = Timeouts::default();

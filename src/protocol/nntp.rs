@@ -103,16 +103,12 @@ mod tests {
     use crate::config::Policy;
     use crate::error::ErrorKind;
     use crate::protocol::Outcome;
-    use crate::protocol::testing::with_ctx;
+    use crate::protocol::testing::{self, with_ctx};
     use crate::wire::Limits;
     use crate::wire::script::{Script, Step};
 
     fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
-        let mut s = Script::new(steps);
-        let r = with_ctx(policy, |ctx| {
-            client_starttls(&mut Wire::new(&mut s, Limits::default()), ctx)
-        });
-        (r, s)
+        testing::run(policy, steps, client_starttls)
     }
 
     #[test]
@@ -121,7 +117,7 @@ mod tests {
             &b"580 Can not initiate TLS negotiation\r\n"[..],
             b"502 Command unavailable\r\n",
         ] {
-            let refusal: &'static [u8] = Box::leak(refusal.to_vec().into_boxed_slice());
+            let refusal = testing::leak(refusal);
             let (r, s) = run(
                 Policy::Require,
                 vec![
@@ -143,7 +139,7 @@ mod tests {
     #[test]
     fn odd_codes_are_not_a_go_ahead() {
         for odd in [&b"200 ok\r\n"[..], b"381 more\r\n", b"382-x\r\n", b"38\r\n"] {
-            let odd: &'static [u8] = Box::leak(odd.to_vec().into_boxed_slice());
+            let odd = testing::leak(odd);
             let (r, _) = run(
                 Policy::Require,
                 vec![
@@ -163,7 +159,7 @@ mod tests {
     #[test]
     fn greeting_400_and_502_are_refusals() {
         for g in [&b"400 busy\r\n"[..], b"502 go away\r\n"] {
-            let g: &'static [u8] = Box::leak(g.to_vec().into_boxed_slice());
+            let g = testing::leak(g);
             let (r, s) = run(Policy::Require, vec![Step::Server(g)]);
             assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
             assert!(s.all_written.is_empty());
@@ -212,7 +208,7 @@ mod tests {
         .unwrap();
         assert_eq!(caps, vec!["VERSION 2", "READER", "AUTHINFO USER"]);
 
-        let flood: &'static [u8] = Box::leak(b"X\r\n".repeat(5000).into_boxed_slice());
+        let flood = testing::leak(b"X\r\n".repeat(5000));
         let mut s = Script::new(vec![
             Step::Client(b"CAPABILITIES\r\n"),
             Step::Server(b"101 list\r\n"),

@@ -92,17 +92,12 @@ mod tests {
     use crate::config::Policy;
     use crate::error::ErrorKind;
     use crate::protocol::Outcome;
-    use crate::protocol::testing::with_ctx;
+    use crate::protocol::testing::{self, with_ctx};
     use crate::wire::Limits;
     use crate::wire::script::{Script, Step};
 
     fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
-        let mut s = Script::new(steps);
-        let r = with_ctx(policy, |ctx| {
-            let mut w = Wire::new(&mut s, Limits::default());
-            client_starttls(&mut w, ctx)
-        });
-        (r, s)
+        testing::run(policy, steps, client_starttls)
     }
 
     #[test]
@@ -131,7 +126,7 @@ mod tests {
     #[test]
     fn odd_reply_to_stls_is_a_violation() {
         for odd in [&b"+OKAY\r\n"[..], b"OK\r\n", b"+ok\r\n", b"220 go\r\n"] {
-            let odd: &'static [u8] = Box::leak(odd.to_vec().into_boxed_slice());
+            let odd = testing::leak(odd);
             let (r, _) = run(
                 Policy::Require,
                 vec![
@@ -192,7 +187,7 @@ mod tests {
         .unwrap();
         assert_eq!(caps, vec!["TOP", ".odd", "UIDL"]);
 
-        let flood: &'static [u8] = Box::leak(b"X\r\n".repeat(5000).into_boxed_slice());
+        let flood = testing::leak(b"X\r\n".repeat(5000));
         let mut s = Script::new(vec![
             Step::Client(b"CAPA\r\n"),
             Step::Server(b"+OK\r\n"),

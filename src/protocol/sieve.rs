@@ -150,8 +150,7 @@ mod tests {
     use crate::config::Policy;
     use crate::error::ErrorKind;
     use crate::protocol::Outcome;
-    use crate::protocol::testing::with_ctx;
-    use crate::wire::Limits;
+    use crate::protocol::testing;
     use crate::wire::script::{Script, Step};
 
     const GREETING: Step = Step::Server(
@@ -159,11 +158,7 @@ mod tests {
     );
 
     fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
-        let mut s = Script::new(steps);
-        let r = with_ctx(policy, |ctx| {
-            client_starttls(&mut Wire::new(&mut s, Limits::default()), ctx)
-        });
-        (r, s)
+        testing::run(policy, steps, client_starttls)
     }
 
     #[test]
@@ -183,7 +178,7 @@ mod tests {
     #[test]
     fn no_and_bye_are_refusals() {
         for answer in [&b"NO \"not now\"\r\n"[..], b"BYE \"going\"\r\n"] {
-            let answer: &'static [u8] = Box::leak(answer.to_vec().into_boxed_slice());
+            let answer = testing::leak(answer);
             let (r, _) = run(
                 Policy::Require,
                 vec![
@@ -212,7 +207,7 @@ mod tests {
             b"\"SIEVE\" {99999}\r\n",
             b"OK {5}\r\n",
         ] {
-            let g: &'static [u8] = Box::leak(g.to_vec().into_boxed_slice());
+            let g = testing::leak(g);
             let (r, _) = run(Policy::Require, vec![Step::Server(g)]);
             assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation, "{g:?}");
         }
@@ -220,7 +215,7 @@ mod tests {
 
     #[test]
     fn endless_capabilities_are_bounded() {
-        let flood: &'static [u8] = Box::leak(b"\"X\"\r\n".repeat(5000).into_boxed_slice());
+        let flood = testing::leak(b"\"X\"\r\n".repeat(5000));
         let (r, _) = run(Policy::Require, vec![Step::Server(flood)]);
         assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
     }

@@ -248,17 +248,7 @@ impl<'a, T: Transport> Wire<'a, T> {
     /// Checks first that the peer has not sent anything unasked: a reply that arrives before its
     /// command is a desynchronisation attempt, and is refused rather than read later.
     pub fn send_line(&mut self, line: &str, deadline: &Deadline) -> Result<()> {
-        let phase = deadline.phase();
-        let pending = self
-            .io
-            .pending_now()
-            .map_err(|e| Error::from_io(phase, e))?;
-        if pending > 0 {
-            return Err(Error::violation(
-                phase,
-                format!("{pending} byte(s) of unsolicited data from the peer before `{line}`"),
-            ));
-        }
+        self.ensure_quiet(deadline.phase(), &format!(" before `{line}`"))?;
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
@@ -270,7 +260,12 @@ impl<'a, T: Transport> Wire<'a, T> {
     /// Sends bytes as they are, after the same unsolicited-data check as
     /// [`send_line`](Self::send_line) (binary protocols).
     pub fn send_message(&mut self, bytes: &[u8], deadline: &Deadline) -> Result<()> {
-        let phase = deadline.phase();
+        self.ensure_quiet(deadline.phase(), "")?;
+        self.send_raw(bytes, deadline)
+    }
+
+    /// A reply that arrives before its command is a desynchronisation attempt: refuse it.
+    fn ensure_quiet(&mut self, phase: Phase, context: &str) -> Result<()> {
         let pending = self
             .io
             .pending_now()
@@ -278,10 +273,10 @@ impl<'a, T: Transport> Wire<'a, T> {
         if pending > 0 {
             return Err(Error::violation(
                 phase,
-                format!("{pending} byte(s) of unsolicited data from the peer"),
+                format!("{pending} byte(s) of unsolicited data from the peer{context}"),
             ));
         }
-        self.send_raw(bytes, deadline)
+        Ok(())
     }
 
     /// Sends bytes as they are (binary protocols, or a line already framed).
