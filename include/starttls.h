@@ -81,6 +81,9 @@
 // LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
 #define STARTTLS_PROTO_LDAP 5
 
+// XMPP client-to-server with STARTTLS (RFC 6120), port 5222; `server_name` is the XMPP domain.
+#define STARTTLS_PROTO_XMPP 7
+
 // NNTP with STARTTLS (RFC 4642), port 119.
 #define STARTTLS_PROTO_NNTP 8
 
@@ -119,6 +122,12 @@
 
 // LDAP over implicit TLS (ldaps), port 636.
 #define STARTTLS_PROTO_LDAPS 20
+
+// XMPP server-to-server with STARTTLS (`jabber:server`), port 5269.
+#define STARTTLS_PROTO_XMPP_SERVER 21
+
+// XMPP client over direct TLS (XEP-0368, ALPN `xmpp-client`), port 5223.
+#define STARTTLS_PROTO_XMPPS 22
 
 // Fail when TLS cannot be had (the default).
 #define STARTTLS_POLICY_REQUIRE 0

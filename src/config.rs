@@ -293,7 +293,7 @@ impl ClientConfigBuilder {
                 dangerous_no_verify: self.dangerous_no_verify,
                 limits: Limits::default(),
                 observer: self.observer,
-                tls_with_alpn: std::sync::OnceLock::new(),
+                tls_with_alpn: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -426,9 +426,9 @@ pub(crate) struct Inner {
     pub dangerous_no_verify: bool,
     pub limits: Limits,
     pub observer: Option<Arc<DialogObserver>>,
-    /// The TLS config with a protocol's required ALPN, made on first use; it shares the session
+    /// TLS configs with a protocol's required ALPN, made on first use; they share the session
     /// cache with `tls`.
-    pub tls_with_alpn: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    pub tls_with_alpn: std::sync::Mutex<Vec<(&'static [u8], Arc<rustls::ClientConfig>)>>,
 }
 
 impl ClientConfig {
@@ -462,15 +462,22 @@ impl ClientConfig {
     pub(crate) fn tls_for(&self, protocol: crate::Protocol) -> Arc<rustls::ClientConfig> {
         match protocol.required_alpn() {
             None => self.inner.tls.clone(),
-            Some(alpn) => self
-                .inner
-                .tls_with_alpn
-                .get_or_init(|| {
-                    let mut tls = (*self.inner.tls).clone();
-                    tls.alpn_protocols = vec![alpn.to_vec()];
-                    Arc::new(tls)
-                })
-                .clone(),
+            Some(alpn) => {
+                // A poisoned lock only means another thread panicked mid-push: the list is
+                // still a valid cache.
+                let mut cache = match self.inner.tls_with_alpn.lock() {
+                    Ok(c) => c,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if let Some((_, tls)) = cache.iter().find(|(a, _)| *a == alpn) {
+                    return tls.clone();
+                }
+                let mut tls = (*self.inner.tls).clone();
+                tls.alpn_protocols = vec![alpn.to_vec()];
+                let tls = Arc::new(tls);
+                cache.push((alpn, tls.clone()));
+                tls
+            }
         }
     }
 

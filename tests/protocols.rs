@@ -331,3 +331,96 @@ fn ldaps_is_tls_first() {
     conn.write_all(b"bind\r\n").unwrap();
     assert_eq!(server.join().unwrap(), "bind");
 }
+
+/// Reads one XML tag (up to its `>`) from the client, byte by byte.
+fn read_tag(r: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    while r.read(&mut b).unwrap() == 1 {
+        out.push(b[0]);
+        if b[0] == b'>' {
+            break;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+const XMPP_SERVER_HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='chat.example' version='1.0'>";
+
+#[test]
+fn xmpp_starttls_with_a_domain_other_than_the_host_then_stream_restart() {
+    let (port, server) = serve(|mut p| {
+        let decl = read_tag(&mut p.sock);
+        let header = read_tag(&mut p.sock);
+        p.send(XMPP_SERVER_HEADER);
+        p.send(b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>");
+        let starttls = read_tag(&mut p.sock);
+        p.send(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        let mut t = p.tls(server_config(&pki().server));
+        let header2 = format!("{}{}", read_tag(&mut t.stream), read_tag(&mut t.stream));
+        t.send(XMPP_SERVER_HEADER);
+        t.send(b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>");
+        (decl, header, starttls, header2)
+    });
+    // The XMPP domain is `localhost` (what the certificate names); the host is an address.
+    let mut conn = starttls::connect_named(
+        &client_config(),
+        Protocol::Xmpp,
+        "127.0.0.1",
+        port,
+        "localhost",
+    )
+    .unwrap();
+    assert_eq!(
+        conn.capabilities_before_tls().unwrap().get_untrusted(),
+        &vec!["starttls required".to_string()]
+    );
+    assert_eq!(
+        conn.fetch_capabilities().unwrap(),
+        ["mechanisms SCRAM-SHA-1 PLAIN"]
+    );
+    let (decl, header, starttls, header2) = server.join().unwrap();
+    assert!(decl.starts_with("<?xml"), "{decl}");
+    assert!(
+        header.contains("to='localhost'") && header.contains("xmlns='jabber:client'"),
+        "{header}"
+    );
+    assert_eq!(
+        starttls,
+        "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    );
+    assert!(header2.contains("to='localhost'"), "{header2}");
+}
+
+#[test]
+fn xmpp_proceed_followed_by_plaintext_is_injection() {
+    let (port, server) = serve(|mut p| {
+        read_tag(&mut p.sock);
+        read_tag(&mut p.sock);
+        p.send(XMPP_SERVER_HEADER);
+        p.send(b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>");
+        read_tag(&mut p.sock);
+        p.send(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>");
+    });
+    assert_eq!(
+        connect(Protocol::Xmpp, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn xmpps_offers_alpn_xmpp_client() {
+    let cfg = {
+        let mut c = (*server_config(&pki().server)).clone();
+        c.alpn_protocols = vec![b"xmpp-client".to_vec()];
+        Arc::new(c)
+    };
+    let (port, server) = serve(move |p| {
+        let t = p.tls(cfg);
+        t.stream.conn.alpn_protocol().map(<[u8]>::to_vec)
+    });
+    let conn = connect(Protocol::Xmpps, port).unwrap();
+    assert_eq!(conn.alpn_protocol(), Some(&b"xmpp-client"[..]));
+    assert_eq!(server.join().unwrap().as_deref(), Some(&b"xmpp-client"[..]));
+}

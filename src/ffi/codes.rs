@@ -44,6 +44,8 @@ pub const STARTTLS_PROTO_IMAP: u32 = 3;
 pub const STARTTLS_PROTO_POP3: u32 = 4;
 /// LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
 pub const STARTTLS_PROTO_LDAP: u32 = 5;
+/// XMPP client-to-server with STARTTLS (RFC 6120), port 5222; `server_name` is the XMPP domain.
+pub const STARTTLS_PROTO_XMPP: u32 = 7;
 /// NNTP with STARTTLS (RFC 4642), port 119.
 pub const STARTTLS_PROTO_NNTP: u32 = 8;
 /// ManageSieve with STARTTLS (RFC 5804), port 4190; the capabilities re-sent after TLS are read.
@@ -71,6 +73,10 @@ pub const STARTTLS_PROTO_POSTGRES_DIRECT: u32 = 18;
 pub const STARTTLS_PROTO_HTTPS: u32 = 19;
 /// LDAP over implicit TLS (ldaps), port 636.
 pub const STARTTLS_PROTO_LDAPS: u32 = 20;
+/// XMPP server-to-server with STARTTLS (`jabber:server`), port 5269.
+pub const STARTTLS_PROTO_XMPP_SERVER: u32 = 21;
+/// XMPP client over direct TLS (XEP-0368, ALPN `xmpp-client`), port 5223.
+pub const STARTTLS_PROTO_XMPPS: u32 = 22;
 
 /// Fail when TLS cannot be had (the default).
 pub const STARTTLS_POLICY_REQUIRE: u32 = 0;
@@ -167,6 +173,9 @@ mod tests {
             (STARTTLS_PROTO_HTTPS, Protocol::Https),
             (STARTTLS_PROTO_LDAP, Protocol::Ldap),
             (STARTTLS_PROTO_LDAPS, Protocol::Ldaps),
+            (STARTTLS_PROTO_XMPP, Protocol::Xmpp),
+            (STARTTLS_PROTO_XMPP_SERVER, Protocol::XmppServer),
+            (STARTTLS_PROTO_XMPPS, Protocol::Xmpps),
         ];
         assert_eq!(pairs.len(), Protocol::ALL.len());
         for (code, p) in pairs {

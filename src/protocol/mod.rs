@@ -18,6 +18,7 @@ pub(crate) mod pop3;
 pub(crate) mod postgres;
 pub(crate) mod sieve;
 pub(crate) mod smtp;
+pub(crate) mod xmpp;
 
 /// What to speak before TLS (or whether TLS comes first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +38,11 @@ pub enum Protocol {
     Ldap,
     /// NNTP with STARTTLS (RFC 4642), port 119.
     Nntp,
+    /// XMPP client-to-server with STARTTLS (RFC 6120 §5), port 5222. The server name is the XMPP
+    /// domain (`to=`), which may differ from the host connected to.
+    Xmpp,
+    /// XMPP server-to-server with STARTTLS (`jabber:server`), port 5269.
+    XmppServer,
     /// ManageSieve with STARTTLS (RFC 5804), port 4190.
     Sieve,
     /// PostgreSQL with SSLRequest, port 5432.
@@ -53,6 +59,8 @@ pub enum Protocol {
     Nntps,
     /// LDAP over implicit TLS, port 636.
     Ldaps,
+    /// XMPP client over direct TLS (XEP-0368, ALPN `xmpp-client`), port 5223.
+    Xmpps,
     /// PostgreSQL 17+ direct TLS (`sslnegotiation=direct`, ALPN `postgresql`), port 5432.
     PostgresDirect,
     /// HTTPS: TLS first, then HTTP (the caller speaks first), port 443.
@@ -70,6 +78,7 @@ pub(crate) enum Dialect {
     Pop3,
     Ldap,
     Nntp,
+    Xmpp(xmpp::Kind),
     Sieve,
     Postgres,
     Http,
@@ -84,7 +93,7 @@ impl Dialect {
 
 impl Protocol {
     /// Every protocol, for listings and feature queries.
-    pub const ALL: [Protocol; 18] = [
+    pub const ALL: [Protocol; 21] = [
         Protocol::Smtp,
         Protocol::Submission,
         Protocol::Lmtp,
@@ -92,6 +101,8 @@ impl Protocol {
         Protocol::Pop3,
         Protocol::Ldap,
         Protocol::Nntp,
+        Protocol::Xmpp,
+        Protocol::XmppServer,
         Protocol::Sieve,
         Protocol::Postgres,
         Protocol::Http,
@@ -100,13 +111,14 @@ impl Protocol {
         Protocol::Pop3s,
         Protocol::Nntps,
         Protocol::Ldaps,
+        Protocol::Xmpps,
         Protocol::PostgresDirect,
         Protocol::Https,
         Protocol::Tls,
     ];
 
     /// The frozen number naming this protocol in the C ABI (`STARTTLS_PROTO_*`) and Python.
-    /// 6 and 7 are reserved for FTP and XMPP.
+    /// 6 is reserved for FTP.
     pub fn code(self) -> u32 {
         match self {
             Protocol::Smtp => 1,
@@ -114,6 +126,7 @@ impl Protocol {
             Protocol::Imap => 3,
             Protocol::Pop3 => 4,
             Protocol::Ldap => 5,
+            Protocol::Xmpp => 7,
             Protocol::Nntp => 8,
             Protocol::Sieve => 9,
             Protocol::Postgres => 10,
@@ -127,6 +140,8 @@ impl Protocol {
             Protocol::PostgresDirect => 18,
             Protocol::Https => 19,
             Protocol::Ldaps => 20,
+            Protocol::XmppServer => 21,
+            Protocol::Xmpps => 22,
         }
     }
 
@@ -151,6 +166,9 @@ impl Protocol {
             Protocol::Pop3 => "pop3\0",
             Protocol::Ldap => "ldap\0",
             Protocol::Nntp => "nntp\0",
+            Protocol::Xmpp => "xmpp\0",
+            Protocol::XmppServer => "xmpp-server\0",
+            Protocol::Xmpps => "xmpps\0",
             Protocol::Sieve => "sieve\0",
             Protocol::Postgres => "postgres\0",
             Protocol::Http => "http\0",
@@ -176,6 +194,9 @@ impl Protocol {
             Protocol::Ldap => Some(389),
             Protocol::Ldaps => Some(636),
             Protocol::Nntp => Some(119),
+            Protocol::Xmpp => Some(5222),
+            Protocol::XmppServer => Some(5269),
+            Protocol::Xmpps => Some(5223),
             Protocol::Sieve => Some(4190),
             Protocol::Postgres | Protocol::PostgresDirect => Some(5432),
             Protocol::Http => Some(80),
@@ -197,6 +218,7 @@ impl Protocol {
                 | Protocol::Pop3s
                 | Protocol::Nntps
                 | Protocol::Ldaps
+                | Protocol::Xmpps
                 | Protocol::PostgresDirect
                 | Protocol::Https
                 | Protocol::Tls
@@ -207,6 +229,7 @@ impl Protocol {
     pub(crate) fn required_alpn(self) -> Option<&'static [u8]> {
         match self {
             Protocol::PostgresDirect => Some(b"postgresql"),
+            Protocol::Xmpps => Some(b"xmpp-client"),
             _ => None,
         }
     }
@@ -219,6 +242,8 @@ impl Protocol {
             Protocol::Pop3 | Protocol::Pop3s => Some(Dialect::Pop3),
             Protocol::Ldap | Protocol::Ldaps => Some(Dialect::Ldap),
             Protocol::Nntp | Protocol::Nntps => Some(Dialect::Nntp),
+            Protocol::Xmpp | Protocol::Xmpps => Some(Dialect::Xmpp(xmpp::Kind::Client)),
+            Protocol::XmppServer => Some(Dialect::Xmpp(xmpp::Kind::Server)),
             Protocol::Sieve => Some(Dialect::Sieve),
             Protocol::Postgres | Protocol::PostgresDirect => Some(Dialect::Postgres),
             Protocol::Http | Protocol::Https => Some(Dialect::Http),
@@ -332,6 +357,7 @@ pub(crate) fn client_starttls<T: Transport>(
         Dialect::Pop3 => pop3::client_starttls(wire, ctx),
         Dialect::Ldap => ldap::client_starttls(wire, ctx),
         Dialect::Nntp => nntp::client_starttls(wire, ctx),
+        Dialect::Xmpp(kind) => xmpp::client_starttls(wire, ctx, kind),
         Dialect::Sieve => sieve::client_starttls(wire, ctx),
         Dialect::Postgres => postgres::client_starttls(wire, ctx),
         Dialect::Http => http::client_starttls(wire, ctx),
@@ -362,7 +388,9 @@ pub(crate) fn client_greeting<T: Transport>(
         Dialect::Imap => imap::client_greeting(wire, ctx, true).map(Some),
         Dialect::Pop3 => pop3::client_greeting(wire, ctx).map(Some),
         Dialect::Nntp => nntp::client_greeting(wire, ctx).map(Some),
-        Dialect::Ldap | Dialect::Sieve | Dialect::Postgres | Dialect::Http => Ok(None),
+        Dialect::Ldap | Dialect::Xmpp(_) | Dialect::Sieve | Dialect::Postgres | Dialect::Http => {
+            Ok(None)
+        }
     }
 }
 
@@ -378,6 +406,7 @@ pub(crate) fn client_capabilities<T: Transport>(
         Dialect::Imap => imap::client_capabilities(wire, ctx),
         Dialect::Pop3 => pop3::client_capabilities(wire, ctx),
         Dialect::Nntp => nntp::client_capabilities(wire, ctx),
+        Dialect::Xmpp(kind) => xmpp::client_capabilities(wire, ctx, kind),
         Dialect::Sieve => sieve::client_capabilities(wire, ctx),
         Dialect::Ldap | Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
             "this protocol has no capabilities to fetch".into(),
@@ -492,6 +521,9 @@ mod tests {
             (Protocol::PostgresDirect, 18),
             (Protocol::Https, 19),
             (Protocol::Ldaps, 20),
+            (Protocol::Xmpp, 7),
+            (Protocol::XmppServer, 21),
+            (Protocol::Xmpps, 22),
         ];
         assert_eq!(frozen.len(), Protocol::ALL.len());
         for (p, c) in frozen {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Phase, Result};
 
 pub(crate) mod transport;
+pub(crate) mod xml;
 
 pub(crate) use transport::Transport;
 

@@ -1,0 +1,488 @@
+//! XMPP STARTTLS (RFC 6120 §5): the client's (or initiating server's) pre-TLS stream.
+//!
+//! stream header with `to=` the XMPP domain → `<stream:features>` holding
+//! `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>` → `<starttls/>` → `<proceed/>` → TLS.
+//! `<failure/>` and stream errors are refusals; `see-other-host` is never followed before TLS.
+//! After TLS the client opens a new stream; [`client_capabilities`] does that and reads the
+//! features inside TLS.
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, PreTls};
+use crate::wire::xml::{Namespaces, Token, split_name};
+use crate::wire::{Deadline, Direction, Transport, Wire};
+
+const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Most tokens in the features element (or a stream error) before TLS.
+const MAX_TOKENS: usize = 1024;
+/// Deepest nesting accepted inside the stream.
+const MAX_DEPTH: usize = 16;
+
+/// Client-to-server or server-to-server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Client,
+    Server,
+}
+
+impl Kind {
+    fn namespace(self) -> &'static str {
+        match self {
+            Kind::Client => "jabber:client",
+            Kind::Server => "jabber:server",
+        }
+    }
+}
+
+/// An element read whole: name, namespace, attributes, text, children.
+#[derive(Debug, Default)]
+struct Element {
+    local: String,
+    ns: String,
+    text: String,
+    children: Vec<Element>,
+}
+
+/// The stream as read so far: namespace scopes, with the stream element open at depth 1.
+struct Stream {
+    ns: Namespaces,
+}
+
+impl Stream {
+    /// Reads the opening of the server's stream: optional declaration, then `<stream:stream>`.
+    fn open<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Stream> {
+        let phase = deadline.phase();
+        let mut token = wire.read_xml(deadline)?;
+        while matches!(&token, Token::Text(t) if t.trim().is_empty()) || token == Token::Declaration
+        {
+            token = wire.read_xml(deadline)?;
+        }
+        let Token::Start { name, attrs, empty } = token else {
+            return Err(Error::violation(
+                phase,
+                "expected the server's stream header",
+            ));
+        };
+        let mut ns = Namespaces::default();
+        ns.push(&attrs);
+        let (prefix, local) = split_name(&name);
+        if empty || local != "stream" || ns.resolve(prefix) != Some(NS_STREAMS) {
+            return Err(Error::violation_in(
+                phase,
+                "not an XMPP stream header",
+                &name,
+            ));
+        }
+        Ok(Stream { ns })
+    }
+
+    /// Reads the next element inside the stream, whole and bounded. A close of the stream is
+    /// [`Error::Closed`]-like: reported as a refusal with what was said.
+    fn element<T: Transport>(
+        &mut self,
+        wire: &mut Wire<'_, T>,
+        deadline: &Deadline,
+    ) -> Result<Element> {
+        let phase = deadline.phase();
+        let mut stack: Vec<Element> = Vec::new();
+        for _ in 0..MAX_TOKENS {
+            match wire.read_xml(deadline)? {
+                Token::Declaration => {
+                    return Err(Error::violation(phase, "XML declaration inside the stream"));
+                }
+                Token::Text(t) => {
+                    if let Some(top) = stack.last_mut() {
+                        top.text.push_str(&t);
+                    } else if !t.trim().is_empty() {
+                        return Err(Error::violation_in(phase, "text between stanzas", &t));
+                    }
+                }
+                Token::Start { name, attrs, empty } => {
+                    if self.ns.depth() >= MAX_DEPTH {
+                        return Err(Error::violation(
+                            phase,
+                            format!("XML nested deeper than {MAX_DEPTH}"),
+                        ));
+                    }
+                    self.ns.push(&attrs);
+                    let (prefix, local) = split_name(&name);
+                    let el = Element {
+                        local: local.to_owned(),
+                        ns: self.ns.resolve(prefix).unwrap_or_default().to_owned(),
+                        ..Element::default()
+                    };
+                    if empty {
+                        self.ns.pop();
+                        match stack.last_mut() {
+                            Some(parent) => parent.children.push(el),
+                            None => return Ok(el),
+                        }
+                    } else {
+                        stack.push(el);
+                    }
+                }
+                Token::End { name } => {
+                    let (_, local) = split_name(&name);
+                    let Some(done) = stack.pop() else {
+                        // `</stream:stream>`: the server closed the stream.
+                        return Err(Error::Refused {
+                            phase,
+                            reply: format!("the server closed the XMPP stream (</{name}>)"),
+                        });
+                    };
+                    if done.local != local {
+                        return Err(Error::violation_in(phase, "mismatched end tag", &name));
+                    }
+                    self.ns.pop();
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(done),
+                        None => return Ok(done),
+                    }
+                }
+            }
+        }
+        Err(Error::violation(
+            phase,
+            format!("element longer than {MAX_TOKENS} XML tokens"),
+        ))
+    }
+}
+
+/// A stream error as a refusal (`see-other-host` included: it is never followed before TLS).
+fn stream_error(el: &Element, phase: Phase) -> Error {
+    let condition = el
+        .children
+        .iter()
+        .find(|c| c.ns == NS_STREAM_ERRORS && c.local != "text")
+        .map_or("unknown", |c| c.local.as_str());
+    let reply = if condition == "see-other-host" {
+        "stream error see-other-host (redirects are not followed before TLS)".to_owned()
+    } else {
+        format!("stream error {condition}")
+    };
+    Error::Refused { phase, reply }
+}
+
+fn is(el: &Element, ns: &str, local: &str) -> bool {
+    el.ns == ns && el.local == local
+}
+
+/// The features as capability strings: `starttls`, `starttls required`, `mechanisms PLAIN ...`.
+fn feature_list(features: &Element) -> Vec<String> {
+    features
+        .children
+        .iter()
+        .map(|f| {
+            if is(f, NS_TLS, "starttls") {
+                if f.children.iter().any(|c| c.local == "required") {
+                    "starttls required".to_owned()
+                } else {
+                    "starttls".to_owned()
+                }
+            } else if is(f, NS_SASL, "mechanisms") {
+                let mechs: Vec<&str> = f
+                    .children
+                    .iter()
+                    .filter(|m| m.local == "mechanism")
+                    .map(|m| m.text.trim())
+                    .collect();
+                format!("mechanisms {}", mechs.join(" "))
+            } else if f.ns.is_empty() {
+                f.local.clone()
+            } else {
+                format!("{} ({})", f.local, f.ns)
+            }
+        })
+        .collect()
+}
+
+/// Escapes a value for a single-quoted attribute.
+fn attr_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
+}
+
+fn stream_header(kind: Kind, domain: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{NS_STREAMS}' to='{}' \
+         version='1.0'>",
+        kind.namespace(),
+        attr_escape(domain)
+    )
+}
+
+/// Opens a stream to the domain and reads the server's features.
+fn open_and_read_features<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &DialogContext<'_>,
+    kind: Kind,
+    phase: Phase,
+) -> Result<(Stream, Element)> {
+    let deadline = ctx.deadline(phase);
+    let header = stream_header(kind, ctx.server_name);
+    wire.send_message(header.as_bytes(), &deadline)?;
+    wire.note(Direction::Sent, header);
+    let mut stream = Stream::open(wire, &deadline)?;
+    let features = stream.element(wire, &deadline)?;
+    if is(&features, NS_STREAMS, "error") {
+        return Err(stream_error(&features, phase));
+    }
+    if !is(&features, NS_STREAMS, "features") {
+        return Err(Error::violation_in(
+            phase,
+            "expected <stream:features>",
+            &features.local,
+        ));
+    }
+    Ok((stream, features))
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    kind: Kind,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    let (mut stream, features) = open_and_read_features(wire, ctx, kind, Phase::Capabilities)?;
+    let caps = feature_list(&features);
+    // Decided on the element tree: only the TLS namespace counts, whatever the list shows.
+    let offered = features.children.iter().any(|f| is(f, NS_TLS, "starttls"));
+    pre.starttls_offered = Some(offered);
+    pre.capabilities = Some(caps);
+    if !offered {
+        let shown = pre.capabilities.as_deref().unwrap_or_default().join(", ");
+        return ctx.tls_impossible(pre, Error::NotOffered { reply: Some(shown) });
+    }
+
+    let deadline = ctx.deadline(Phase::StartTls);
+    let request = format!("<starttls xmlns='{NS_TLS}'/>");
+    wire.send_message(request.as_bytes(), &deadline)?;
+    wire.note(Direction::Sent, request);
+    let answer = stream.element(wire, &deadline)?;
+    if is(&answer, NS_TLS, "proceed") {
+        return Ok(pre);
+    }
+    if is(&answer, NS_TLS, "failure") {
+        // The server closes the stream after <failure/>: nothing more can be said in plaintext.
+        return Err(Error::Refused {
+            phase: Phase::StartTls,
+            reply: "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".into(),
+        });
+    }
+    if is(&answer, NS_STREAMS, "error") {
+        return Err(stream_error(&answer, Phase::StartTls));
+    }
+    Err(Error::violation_in(
+        Phase::StartTls,
+        "expected <proceed/> or <failure/>",
+        &answer.local,
+    ))
+}
+
+/// After TLS: opens the new stream (RFC 6120 §5.4.3.3) and reads the features, which are then
+/// trusted. The stream stands after `</stream:features>` (the client sends SASL next).
+pub(crate) fn client_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    kind: Kind,
+) -> Result<Vec<String>> {
+    let (_, features) = open_and_read_features(wire, ctx, kind, Phase::Capabilities)?;
+    Ok(feature_list(&features))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::{self, leak};
+    use crate::wire::script::{Script, Step};
+
+    fn header() -> &'static [u8] {
+        leak(stream_header(Kind::Client, "server.test"))
+    }
+
+    const SERVER_HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='server.test' version='1.0'>";
+    const FEATURES_TLS: &[u8] = b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+    const STARTTLS: &[u8] = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+
+    fn run(policy: Policy, after_header: Vec<Step>) -> (Result<PreTls>, Script) {
+        let mut steps = vec![Step::Client(header())];
+        steps.extend(after_header);
+        testing::run(policy, steps, |w, ctx| {
+            client_starttls(w, ctx, Kind::Client)
+        })
+    }
+
+    #[test]
+    fn stripped_starttls_fails_and_sends_nothing_more() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(SERVER_HEADER),
+                Step::Server(b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"),
+            ],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotOffered);
+        assert!(e.to_string().contains("mechanisms PLAIN"), "{e}");
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn starttls_in_another_namespace_does_not_count() {
+        let (r, _) = run(
+            Policy::Require,
+            vec![
+                Step::Server(SERVER_HEADER),
+                Step::Server(b"<stream:features><starttls xmlns='urn:evil'/></stream:features>"),
+            ],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::NotOffered);
+    }
+
+    #[test]
+    fn failure_is_a_refusal() {
+        let (r, _) = run(
+            Policy::Opportunistic,
+            vec![
+                Step::Server(SERVER_HEADER),
+                Step::Server(FEATURES_TLS),
+                Step::Client(STARTTLS),
+                Step::Server(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"),
+            ],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+    }
+
+    #[test]
+    fn see_other_host_is_not_followed() {
+        let (r, _) = run(
+            Policy::Require,
+            vec![
+                Step::Server(SERVER_HEADER),
+                Step::Server(b"<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>evil.example:5222</see-other-host></stream:error>"),
+            ],
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(e.to_string().contains("see-other-host"), "{e}");
+        assert!(
+            !e.to_string().contains("evil.example"),
+            "the redirect target is not echoed as advice"
+        );
+    }
+
+    #[test]
+    fn doctype_and_entities_are_refused() {
+        for bad in [
+            &b"<!DOCTYPE stream:stream [<!ENTITY lol 'lol'>]>"[..],
+            b"<stream:features><x>&lol;</x></stream:features>",
+        ] {
+            let (r, _) = run(
+                Policy::Require,
+                vec![
+                    Step::Server(SERVER_HEADER),
+                    Step::Server(testing::leak(bad)),
+                ],
+            );
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_floods_are_bounded() {
+        let deep = testing::leak(format!("<stream:features>{}", "<a>".repeat(100)));
+        let (r, _) = run(
+            Policy::Require,
+            vec![Step::Server(SERVER_HEADER), Step::Server(deep)],
+        );
+        assert!(r.unwrap_err().to_string().contains("deeper"));
+        let wide = testing::leak(format!("<stream:features>{}", "<a/>".repeat(5000)));
+        let (r, _) = run(
+            Policy::Require,
+            vec![Step::Server(SERVER_HEADER), Step::Server(wide)],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        let long = testing::leak(format!("<stream:features><a x='{}'/>", "y".repeat(100_000)));
+        let (r, s) = run(
+            Policy::Require,
+            vec![Step::Server(SERVER_HEADER), Step::Server(long)],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        assert!(s.consumed() < 20_000);
+    }
+
+    #[test]
+    fn not_a_stream_is_a_violation() {
+        let (r, _) = run(
+            Policy::Require,
+            vec![Step::Server(b"HTTP/1.1 400 Bad Request\r\n\r\n")],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+        let (r, _) = run(
+            Policy::Require,
+            vec![Step::Server(b"<stream:stream xmlns:stream='urn:other'>")],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn proceed_is_the_go_ahead_and_nothing_may_follow() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(SERVER_HEADER),
+                Step::Server(FEATURES_TLS),
+                Step::Client(STARTTLS),
+                Step::Server(b"<proceed xmlns=\"urn:ietf:params:xml:ns:xmpp-tls\"/>"),
+            ],
+        );
+        let pre = r.unwrap();
+        assert!(matches!(pre.outcome, Outcome::GoAhead));
+        assert_eq!(
+            pre.capabilities.unwrap(),
+            vec!["starttls required", "mechanisms PLAIN"]
+        );
+        assert_eq!(s.remaining(), 0);
+
+        let mut steps = vec![
+            Step::Client(header()),
+            Step::Server(SERVER_HEADER),
+            Step::Server(FEATURES_TLS),
+            Step::Client(STARTTLS),
+            Step::Server(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><stream:features/>"),
+        ];
+        steps.truncate(5);
+        let (after, _) = testing::run(Policy::Require, steps, |w, ctx| {
+            client_starttls(w, ctx, Kind::Client).unwrap();
+            w.ensure_nothing_after_go_ahead()
+        });
+        assert_eq!(after.unwrap_err().kind(), ErrorKind::Injection);
+    }
+
+    #[test]
+    fn prefixed_tls_namespace_counts() {
+        let (r, _) = run(
+            Policy::Require,
+            vec![
+                Step::Server(SERVER_HEADER),
+                Step::Server(b"<stream:features><tls:starttls xmlns:tls='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>"),
+                Step::Client(STARTTLS),
+                Step::Server(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'></proceed>"),
+            ],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+    }
+
+    #[test]
+    fn server_to_server_uses_jabber_server() {
+        assert!(stream_header(Kind::Server, "a.example").contains("xmlns='jabber:server'"));
+        assert!(stream_header(Kind::Client, "x'y").contains("to='x&apos;y'"));
+    }
+}
