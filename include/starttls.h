@@ -81,6 +81,9 @@
 // LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
 #define STARTTLS_PROTO_LDAP 5
 
+// FTP with AUTH TLS (RFC 4217), port 21 (the control connection).
+#define STARTTLS_PROTO_FTP 6
+
 // XMPP client-to-server with STARTTLS (RFC 6120), port 5222; `server_name` is the XMPP domain.
 #define STARTTLS_PROTO_XMPP 7
 
@@ -128,6 +131,9 @@
 
 // XMPP client over direct TLS (XEP-0368, ALPN `xmpp-client`), port 5223.
 #define STARTTLS_PROTO_XMPPS 22
+
+// FTP over implicit TLS, port 990: the greeting is read inside TLS.
+#define STARTTLS_PROTO_FTPS 23
 
 // Fail when TLS cannot be had (the default).
 #define STARTTLS_POLICY_REQUIRE 0

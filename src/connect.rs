@@ -103,6 +103,7 @@ fn upgrade_inner(
         verification: Verification::NotEncrypted,
         transcript: Vec::new(),
         next_tag: 1,
+        ftp_data_protected: false,
     };
 
     if let (false, Some(dialect)) = (protocol.is_implicit(), protocol.dialect()) {

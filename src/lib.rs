@@ -34,6 +34,7 @@ mod config;
 mod connect;
 mod error;
 pub mod ffi;
+mod ftp;
 mod protocol;
 mod stream;
 mod wire;

@@ -73,6 +73,8 @@ pub struct Connection {
     pub(crate) verification: Verification,
     pub(crate) transcript: Vec<DialogLine>,
     pub(crate) next_tag: u32,
+    /// FTP: whether `PBSZ 0` / `PROT P` were sent.
+    pub(crate) ftp_data_protected: bool,
 }
 
 impl Connection {

@@ -424,3 +424,130 @@ fn xmpps_offers_alpn_xmpp_client() {
     assert_eq!(conn.alpn_protocol(), Some(&b"xmpp-client"[..]));
     assert_eq!(server.join().unwrap().as_deref(), Some(&b"xmpp-client"[..]));
 }
+
+/// An FTP server: AUTH TLS, PBSZ/PROT, then one passive transfer of `payload`. `pasv` chooses
+/// EPSV or (refusing EPSV) PASV naming `pasv_host` — which the client must ignore.
+fn ftp_server(
+    payload: &'static [u8],
+    use_pasv: bool,
+) -> (u16, thread::JoinHandle<(Vec<String>, bool)>) {
+    serve(move |mut p| {
+        let tls_cfg = server_config(&pki().server);
+        let mut seen = Vec::new();
+        p.send(b"220-Welcome\r\n free text line\r\n220 ready\r\n");
+        seen.push(p.line());
+        p.send(b"234 AUTH TLS successful\r\n");
+        let mut t = p.tls(tls_cfg.clone());
+        let data_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let data_port = data_listener.local_addr().unwrap().port();
+        loop {
+            let cmd = t.line();
+            seen.push(cmd.clone());
+            match cmd.as_str() {
+                "PBSZ 0" => t.send(b"200 PBSZ 0 successful\r\n"),
+                "PROT P" => t.send(b"200 Protection set to Private\r\n"),
+                "EPSV" if use_pasv => t.send(b"500 EPSV not understood\r\n"),
+                "EPSV" => t.send(
+                    format!("229 Entering Extended Passive Mode (|||{data_port}|)\r\n").as_bytes(),
+                ),
+                // Names another loopback address: a client that follows it gets no connection.
+                "PASV" => t.send(
+                    format!(
+                        "227 Entering Passive Mode (127,0,0,2,{},{})\r\n",
+                        data_port / 256,
+                        data_port % 256
+                    )
+                    .as_bytes(),
+                ),
+                c if c.starts_with("RETR") => {
+                    t.send(b"150 Opening BINARY mode data connection\r\n");
+                    let (sock, _) = data_listener.accept().unwrap();
+                    let mut d = Peer { sock }.tls(tls_cfg.clone());
+                    let resumed =
+                        d.stream.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                    d.send(payload);
+                    d.stream.conn.send_close_notify();
+                    d.stream.flush().unwrap();
+                    t.send(b"226 Transfer complete\r\n");
+                    return (seen, resumed);
+                }
+                other => panic!("unexpected command {other:?}"),
+            }
+        }
+    })
+}
+
+#[test]
+fn ftp_protected_transfer_resumes_the_control_session() {
+    for use_pasv in [false, true] {
+        let (port, server) = ftp_server(b"file contents\n", use_pasv);
+        let mut control = connect(Protocol::Ftp, port).unwrap();
+        assert_eq!(
+            control.greeting(),
+            Some("220-Welcome\n free text line\n220 ready")
+        );
+        // Let the control connection take its session tickets before the data connection.
+        let mut data = control.ftp_data("RETR f").unwrap();
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"file contents\n");
+        assert!(
+            data.is_resumed(),
+            "the data connection must resume the control session"
+        );
+        assert_eq!(control.ftp_finish().unwrap(), "226 Transfer complete");
+        let (seen, resumed) = server.join().unwrap();
+        assert!(resumed);
+        let expected: &[&str] = if use_pasv {
+            &["AUTH TLS", "PBSZ 0", "PROT P", "EPSV", "PASV", "RETR f"]
+        } else {
+            &["AUTH TLS", "PBSZ 0", "PROT P", "EPSV", "RETR f"]
+        };
+        assert_eq!(seen, expected);
+    }
+}
+
+#[test]
+fn ftp_230_greeting_is_a_downgrade() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"230 Already logged in\r\n");
+        p.rest()
+    });
+    assert_eq!(
+        connect(Protocol::Ftp, port).unwrap_err().kind(),
+        ErrorKind::Downgrade
+    );
+    assert!(server.join().unwrap().is_empty());
+}
+
+#[test]
+fn ftp_prot_p_refused_fails_the_transfer() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"220 ready\r\n");
+        p.line();
+        p.send(b"234 go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.line();
+        t.send(b"200 PBSZ 0 successful\r\n");
+        t.line();
+        t.send(b"536 Requested PROT level not supported\r\n");
+    });
+    let mut control = connect(Protocol::Ftp, port).unwrap();
+    let e = control.ftp_data("RETR f").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    assert!(e.to_string().contains("536"), "{e}");
+    server.join().unwrap();
+}
+
+#[test]
+fn ftp_methods_refuse_other_protocols() {
+    let (port, server) = serve(|p| {
+        p.tls(server_config(&pki().server));
+    });
+    let mut conn = connect(Protocol::Tls, port).unwrap();
+    assert_eq!(
+        conn.ftp_data("LIST").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    server.join().unwrap();
+}

@@ -44,6 +44,8 @@ pub const STARTTLS_PROTO_IMAP: u32 = 3;
 pub const STARTTLS_PROTO_POP3: u32 = 4;
 /// LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
 pub const STARTTLS_PROTO_LDAP: u32 = 5;
+/// FTP with AUTH TLS (RFC 4217), port 21 (the control connection).
+pub const STARTTLS_PROTO_FTP: u32 = 6;
 /// XMPP client-to-server with STARTTLS (RFC 6120), port 5222; `server_name` is the XMPP domain.
 pub const STARTTLS_PROTO_XMPP: u32 = 7;
 /// NNTP with STARTTLS (RFC 4642), port 119.
@@ -77,6 +79,8 @@ pub const STARTTLS_PROTO_LDAPS: u32 = 20;
 pub const STARTTLS_PROTO_XMPP_SERVER: u32 = 21;
 /// XMPP client over direct TLS (XEP-0368, ALPN `xmpp-client`), port 5223.
 pub const STARTTLS_PROTO_XMPPS: u32 = 22;
+/// FTP over implicit TLS, port 990: the greeting is read inside TLS.
+pub const STARTTLS_PROTO_FTPS: u32 = 23;
 
 /// Fail when TLS cannot be had (the default).
 pub const STARTTLS_POLICY_REQUIRE: u32 = 0;
@@ -176,6 +180,8 @@ mod tests {
             (STARTTLS_PROTO_XMPP, Protocol::Xmpp),
             (STARTTLS_PROTO_XMPP_SERVER, Protocol::XmppServer),
             (STARTTLS_PROTO_XMPPS, Protocol::Xmpps),
+            (STARTTLS_PROTO_FTP, Protocol::Ftp),
+            (STARTTLS_PROTO_FTPS, Protocol::Ftps),
         ];
         assert_eq!(pairs.len(), Protocol::ALL.len());
         for (code, p) in pairs {

@@ -10,6 +10,7 @@ use crate::config::{Policy, Timeouts};
 use crate::error::{Error, Phase, Result};
 use crate::wire::{Deadline, Transport, Wire};
 
+pub(crate) mod ftp;
 pub(crate) mod http;
 pub(crate) mod imap;
 pub(crate) mod ldap;
@@ -36,6 +37,9 @@ pub enum Protocol {
     Pop3,
     /// LDAP with the StartTLS extended operation (RFC 4511 §4.14), port 389.
     Ldap,
+    /// FTP with AUTH TLS (RFC 4217), port 21; protected data connections resume the control
+    /// connection's TLS session ([`crate::Connection::ftp_data`]).
+    Ftp,
     /// NNTP with STARTTLS (RFC 4642), port 119.
     Nntp,
     /// XMPP client-to-server with STARTTLS (RFC 6120 §5), port 5222. The server name is the XMPP
@@ -61,6 +65,8 @@ pub enum Protocol {
     Ldaps,
     /// XMPP client over direct TLS (XEP-0368, ALPN `xmpp-client`), port 5223.
     Xmpps,
+    /// FTP over implicit TLS, port 990.
+    Ftps,
     /// PostgreSQL 17+ direct TLS (`sslnegotiation=direct`, ALPN `postgresql`), port 5432.
     PostgresDirect,
     /// HTTPS: TLS first, then HTTP (the caller speaks first), port 443.
@@ -77,6 +83,7 @@ pub(crate) enum Dialect {
     Imap,
     Pop3,
     Ldap,
+    Ftp,
     Nntp,
     Xmpp(xmpp::Kind),
     Sieve,
@@ -93,13 +100,14 @@ impl Dialect {
 
 impl Protocol {
     /// Every protocol, for listings and feature queries.
-    pub const ALL: [Protocol; 21] = [
+    pub const ALL: [Protocol; 23] = [
         Protocol::Smtp,
         Protocol::Submission,
         Protocol::Lmtp,
         Protocol::Imap,
         Protocol::Pop3,
         Protocol::Ldap,
+        Protocol::Ftp,
         Protocol::Nntp,
         Protocol::Xmpp,
         Protocol::XmppServer,
@@ -112,13 +120,13 @@ impl Protocol {
         Protocol::Nntps,
         Protocol::Ldaps,
         Protocol::Xmpps,
+        Protocol::Ftps,
         Protocol::PostgresDirect,
         Protocol::Https,
         Protocol::Tls,
     ];
 
     /// The frozen number naming this protocol in the C ABI (`STARTTLS_PROTO_*`) and Python.
-    /// 6 is reserved for FTP.
     pub fn code(self) -> u32 {
         match self {
             Protocol::Smtp => 1,
@@ -126,6 +134,7 @@ impl Protocol {
             Protocol::Imap => 3,
             Protocol::Pop3 => 4,
             Protocol::Ldap => 5,
+            Protocol::Ftp => 6,
             Protocol::Xmpp => 7,
             Protocol::Nntp => 8,
             Protocol::Sieve => 9,
@@ -142,6 +151,7 @@ impl Protocol {
             Protocol::Ldaps => 20,
             Protocol::XmppServer => 21,
             Protocol::Xmpps => 22,
+            Protocol::Ftps => 23,
         }
     }
 
@@ -165,6 +175,8 @@ impl Protocol {
             Protocol::Imap => "imap\0",
             Protocol::Pop3 => "pop3\0",
             Protocol::Ldap => "ldap\0",
+            Protocol::Ftp => "ftp\0",
+            Protocol::Ftps => "ftps\0",
             Protocol::Nntp => "nntp\0",
             Protocol::Xmpp => "xmpp\0",
             Protocol::XmppServer => "xmpp-server\0",
@@ -192,6 +204,8 @@ impl Protocol {
             Protocol::Imap => Some(143),
             Protocol::Pop3 => Some(110),
             Protocol::Ldap => Some(389),
+            Protocol::Ftp => Some(21),
+            Protocol::Ftps => Some(990),
             Protocol::Ldaps => Some(636),
             Protocol::Nntp => Some(119),
             Protocol::Xmpp => Some(5222),
@@ -219,6 +233,7 @@ impl Protocol {
                 | Protocol::Nntps
                 | Protocol::Ldaps
                 | Protocol::Xmpps
+                | Protocol::Ftps
                 | Protocol::PostgresDirect
                 | Protocol::Https
                 | Protocol::Tls
@@ -241,6 +256,7 @@ impl Protocol {
             Protocol::Imap | Protocol::Imaps => Some(Dialect::Imap),
             Protocol::Pop3 | Protocol::Pop3s => Some(Dialect::Pop3),
             Protocol::Ldap | Protocol::Ldaps => Some(Dialect::Ldap),
+            Protocol::Ftp | Protocol::Ftps => Some(Dialect::Ftp),
             Protocol::Nntp | Protocol::Nntps => Some(Dialect::Nntp),
             Protocol::Xmpp | Protocol::Xmpps => Some(Dialect::Xmpp(xmpp::Kind::Client)),
             Protocol::XmppServer => Some(Dialect::Xmpp(xmpp::Kind::Server)),
@@ -356,6 +372,7 @@ pub(crate) fn client_starttls<T: Transport>(
         Dialect::Imap => imap::client_starttls(wire, ctx),
         Dialect::Pop3 => pop3::client_starttls(wire, ctx),
         Dialect::Ldap => ldap::client_starttls(wire, ctx),
+        Dialect::Ftp => ftp::client_starttls(wire, ctx),
         Dialect::Nntp => nntp::client_starttls(wire, ctx),
         Dialect::Xmpp(kind) => xmpp::client_starttls(wire, ctx, kind),
         Dialect::Sieve => sieve::client_starttls(wire, ctx),
@@ -388,6 +405,7 @@ pub(crate) fn client_greeting<T: Transport>(
         Dialect::Imap => imap::client_greeting(wire, ctx, true).map(Some),
         Dialect::Pop3 => pop3::client_greeting(wire, ctx).map(Some),
         Dialect::Nntp => nntp::client_greeting(wire, ctx).map(Some),
+        Dialect::Ftp => ftp::client_greeting(wire, ctx).map(Some),
         Dialect::Ldap | Dialect::Xmpp(_) | Dialect::Sieve | Dialect::Postgres | Dialect::Http => {
             Ok(None)
         }
@@ -406,6 +424,7 @@ pub(crate) fn client_capabilities<T: Transport>(
         Dialect::Imap => imap::client_capabilities(wire, ctx),
         Dialect::Pop3 => pop3::client_capabilities(wire, ctx),
         Dialect::Nntp => nntp::client_capabilities(wire, ctx),
+        Dialect::Ftp => ftp::client_capabilities(wire, ctx),
         Dialect::Xmpp(kind) => xmpp::client_capabilities(wire, ctx, kind),
         Dialect::Sieve => sieve::client_capabilities(wire, ctx),
         Dialect::Ldap | Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
@@ -524,6 +543,8 @@ mod tests {
             (Protocol::Xmpp, 7),
             (Protocol::XmppServer, 21),
             (Protocol::Xmpps, 22),
+            (Protocol::Ftp, 6),
+            (Protocol::Ftps, 23),
         ];
         assert_eq!(frozen.len(), Protocol::ALL.len());
         for (p, c) in frozen {

@@ -1,0 +1,86 @@
+//! FTP's protected data channel (RFC 4217 §9, §10): `PBSZ 0` + `PROT P`, a passive data
+//! connection to the control connection's own peer, and TLS on it that resumes the control
+//! connection's session (ProFTPD and vsftpd require that; it proves the data connection comes
+//! from the same client).
+
+use crate::connect::{handshake_only, tcp_connect};
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{Protocol, ftp};
+use crate::stream::Connection;
+
+impl Connection {
+    /// FTP: sends `PBSZ 0` and `PROT P` (once), so that data connections are protected.
+    /// [`ftp_data`](Self::ftp_data) calls it when needed.
+    pub fn ftp_protect_data(&mut self) -> Result<()> {
+        self.require_ftp()?;
+        if self.ftp_data_protected {
+            return Ok(());
+        }
+        self.inside_tls(|w, ctx| {
+            ftp::command(w, ctx, "PBSZ 0", &[200])?;
+            ftp::command(w, ctx, "PROT P", &[200]).map(|_| ())
+        })?;
+        self.ftp_data_protected = true;
+        Ok(())
+    }
+
+    /// FTP: opens a protected data connection for `command` (`RETR name`, `LIST`, `STOR name`,
+    /// ...): EPSV (PASV as a fallback on IPv4), a TCP connection to the control connection's peer
+    /// (the address in a PASV reply is ignored), the command, its `125`/`150` reply, then TLS on
+    /// the data connection, resuming the control session and verifying the same server name.
+    ///
+    /// Read (or write and [`close`](Connection::close)) the returned connection to its end, then
+    /// call [`ftp_finish`](Self::ftp_finish) for the transfer's final reply.
+    pub fn ftp_data(&mut self, command: &str) -> Result<Connection> {
+        self.require_ftp()?;
+        if command.is_empty() || command.contains(['\r', '\n']) {
+            return Err(Error::InvalidArgument(
+                "an FTP command is one non-empty line".into(),
+            ));
+        }
+        self.ftp_protect_data()?;
+        let peer = self
+            .peer_addr
+            .ok_or_else(|| Error::InvalidArgument("the control connection has no peer".into()))?;
+        let port = self.inside_tls(|w, ctx| {
+            let reply = match ftp::command(w, ctx, "EPSV", &[229]) {
+                Ok(r) => r,
+                Err(Error::Refused { .. }) if peer.is_ipv4() => {
+                    ftp::command(w, ctx, "PASV", &[227])?
+                }
+                Err(e) => return Err(e),
+            };
+            ftp::data_port(&reply)
+        })?;
+        let tcp = tcp_connect(&peer.ip().to_string(), port, self.config.timeouts().connect)?;
+        // The server starts TLS on the data connection once it has the transfer command.
+        self.inside_tls(|w, ctx| ftp::command(w, ctx, command, &[125, 150]))?;
+        handshake_only(&self.config, tcp, &self.server_name)
+    }
+
+    /// FTP: reads the final reply of a transfer (`226` or `250`) and returns it.
+    pub fn ftp_finish(&mut self) -> Result<String> {
+        self.require_ftp()?;
+        self.inside_tls(|w, ctx| {
+            let reply = ftp::read_reply(w, &ctx.deadline(Phase::Read))?;
+            match reply.code {
+                226 | 250 => Ok(reply.text()),
+                _ => Err(Error::Refused {
+                    phase: Phase::Read,
+                    reply: reply.text(),
+                }),
+            }
+        })
+    }
+
+    fn require_ftp(&self) -> Result<()> {
+        if matches!(self.protocol, Protocol::Ftp | Protocol::Ftps) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "not an FTP connection ({})",
+                self.protocol
+            )))
+        }
+    }
+}

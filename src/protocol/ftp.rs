@@ -1,0 +1,376 @@
+//! FTP (RFC 959, RFC 2228, RFC 4217): the client's pre-TLS dialog, and the replies the
+//! protected data channel needs (PBSZ/PROT, EPSV/PASV, transfer replies).
+//!
+//! `220` greeting → `AUTH TLS` → `234` → TLS. FEAT is not sent before TLS: its answer could not
+//! be trusted, and AUTH TLS itself says whether TLS is available. A `230` greeting (already
+//! logged in, in plaintext) is a downgrade.
+
+use crate::error::{Error, Phase, Result};
+use crate::protocol::{DialogContext, Greeting, PreTls};
+use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+
+/// One FTP reply: the code and its lines.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    fn is_negative(&self) -> bool {
+        (400..600).contains(&self.code)
+    }
+}
+
+/// Reads one reply (RFC 959 §4.2): `NNN text`, or `NNN-text` ... `NNN text`, where the lines in
+/// between may be any text.
+pub(crate) fn read_reply<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    deadline: &Deadline,
+) -> Result<Reply> {
+    let phase = deadline.phase();
+    let first = wire.read_line(deadline)?;
+    let code = reply_code(&first)
+        .ok_or_else(|| Error::violation_in(phase, "malformed reply line", &printable(&first)))?;
+    let mut lines = vec![line_text(&first)];
+    if first.get(3) == Some(&b'-') {
+        let end = format!("{code} ");
+        let max = wire.limits().max_lines;
+        loop {
+            if lines.len() >= max {
+                return Err(Error::violation(
+                    phase,
+                    format!("reply longer than {max} lines"),
+                ));
+            }
+            let line = wire.read_line(deadline)?;
+            let text = line_text(&line);
+            let last = text.starts_with(&end) || text == end.trim_end();
+            lines.push(text);
+            if last {
+                break;
+            }
+        }
+    } else if !matches!(first.get(3), None | Some(b' ')) {
+        return Err(Error::violation_in(
+            phase,
+            "malformed reply line",
+            &printable(&first),
+        ));
+    }
+    Ok(Reply { code, lines })
+}
+
+fn reply_code(line: &[u8]) -> Option<u16> {
+    let d = line.get(..3)?;
+    if !d.iter().all(u8::is_ascii_digit) || !(b'1'..=b'5').contains(&d[0]) {
+        return None;
+    }
+    Some(d.iter().fold(0u16, |a, b| a * 10 + u16::from(b - b'0')))
+}
+
+pub(crate) fn client_greeting<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Greeting> {
+    let deadline = ctx.deadline(Phase::Greeting);
+    let mut reply = read_reply(wire, &deadline)?;
+    if reply.code == 120 {
+        // "Service ready in nnn minutes": the real greeting follows.
+        reply = read_reply(wire, &deadline)?;
+    }
+    match reply.code {
+        220 => Ok(Greeting {
+            text: reply.text(),
+            capabilities: None,
+        }),
+        230 => Err(Error::Downgrade {
+            reply: reply.text(),
+        }),
+        _ if reply.is_negative() => Err(Error::Refused {
+            phase: Phase::Greeting,
+            reply: reply.text(),
+        }),
+        _ => Err(Error::violation_in(
+            Phase::Greeting,
+            "greeting is not 220",
+            &reply.text(),
+        )),
+    }
+}
+
+pub(crate) fn client_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<PreTls> {
+    let mut pre = PreTls::new();
+    match client_greeting(wire, ctx) {
+        Ok(g) => pre.greeting = Some(g.text),
+        Err(e @ Error::Downgrade { .. }) => {
+            pre.greeting = e.reply().map(str::to_owned);
+            return ctx.tls_impossible(pre, e);
+        }
+        Err(e) => return Err(e),
+    }
+    let deadline = ctx.deadline(Phase::StartTls);
+    wire.send_line("AUTH TLS", &deadline)?;
+    let reply = read_reply(wire, &deadline)?;
+    match reply.code {
+        234 => {
+            pre.starttls_offered = Some(true);
+            Ok(pre)
+        }
+        _ if reply.is_negative() => {
+            pre.starttls_offered = Some(false);
+            let reason = Error::Refused {
+                phase: Phase::StartTls,
+                reply: reply.text(),
+            };
+            ctx.tls_impossible(pre, reason)
+        }
+        _ => Err(Error::violation_in(
+            Phase::StartTls,
+            "unexpected reply to AUTH TLS",
+            &reply.text(),
+        )),
+    }
+}
+
+/// `FEAT` → `211-` list: the feature lines (inside TLS).
+pub(crate) fn client_capabilities<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<Vec<String>> {
+    let deadline = ctx.deadline(Phase::Capabilities);
+    wire.send_line("FEAT", &deadline)?;
+    let reply = read_reply(wire, &deadline)?;
+    if reply.code != 211 {
+        return Err(Error::Refused {
+            phase: Phase::Capabilities,
+            reply: reply.text(),
+        });
+    }
+    let n = reply.lines.len();
+    Ok(reply
+        .lines
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 0 && *i + 1 != n)
+        .map(|(_, l)| l.trim().to_owned())
+        .collect())
+}
+
+/// Sends `command` and reads its reply, which must have code `expect`.
+pub(crate) fn command<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &DialogContext<'_>,
+    command: &str,
+    expect: &[u16],
+) -> Result<Reply> {
+    let deadline = ctx.deadline(Phase::Read);
+    wire.send_line(command, &deadline)?;
+    let reply = read_reply(wire, &deadline)?;
+    if expect.contains(&reply.code) {
+        Ok(reply)
+    } else {
+        Err(Error::Refused {
+            phase: Phase::Read,
+            reply: reply.text(),
+        })
+    }
+}
+
+/// Where to open the data connection: always the control connection's peer address, with the
+/// port from `229 (|||port|)` or `227 (h1,h2,h3,h4,p1,p2)`. The address in a 227 reply is
+/// ignored: following it would let the server (or a MITM) point the client at any host.
+pub(crate) fn data_port(reply: &Reply) -> Result<u16> {
+    let text = reply.text();
+    let bad = || Error::violation_in(Phase::Read, "cannot parse the passive-mode reply", &text);
+    match reply.code {
+        229 => {
+            let open = text.find('(').ok_or_else(bad)?;
+            let close = text[open..].find(')').ok_or_else(bad)? + open;
+            let inner = &text[open + 1..close];
+            let delim = inner.chars().next().ok_or_else(bad)?;
+            let fields: Vec<&str> = inner.split(delim).collect();
+            // (|||port|) splits into ["", "", "", "port", ""].
+            if fields.len() != 5 {
+                return Err(bad());
+            }
+            fields[3]
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(bad)
+        }
+        227 => {
+            let after_code = text.get(3..).unwrap_or_default();
+            let port = after_code
+                .char_indices()
+                .filter(|(i, c)| {
+                    c.is_ascii_digit() && !after_code[..*i].ends_with(|p: char| p.is_ascii_digit())
+                })
+                .find_map(|(i, _)| pasv_port(&after_code[i..]));
+            port.ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `h1,h2,h3,h4,p1,p2` at the start of `s`: the port, if the six numbers are there.
+fn pasv_port(s: &str) -> Option<u16> {
+    let numbers: Vec<u16> = s
+        .split(',')
+        .take(6)
+        .map(|part| {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u16>().ok().filter(|n| *n <= 255)
+        })
+        .collect::<Option<_>>()?;
+    if numbers.len() != 6 {
+        return None;
+    }
+    let port = numbers[4] * 256 + numbers[5];
+    (port != 0).then_some(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::error::ErrorKind;
+    use crate::protocol::Outcome;
+    use crate::protocol::testing::{self, leak};
+    use crate::wire::script::{Script, Step};
+
+    fn run(policy: Policy, steps: Vec<Step>) -> (Result<PreTls>, Script) {
+        testing::run(policy, steps, client_starttls)
+    }
+
+    #[test]
+    fn greeting_230_is_a_downgrade_and_nothing_is_sent() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![Step::Server(b"230 User logged in, proceed.\r\n")],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Downgrade);
+        assert!(s.all_written.is_empty());
+    }
+
+    #[test]
+    fn auth_tls_refusals() {
+        for refusal in [
+            &b"534 Request denied for policy reasons.\r\n"[..],
+            b"500 AUTH not understood\r\n",
+            b"431 Unable to accept\r\n",
+        ] {
+            let (r, s) = run(
+                Policy::Require,
+                vec![
+                    Step::Server(b"220 ftp ready\r\n"),
+                    Step::Client(b"AUTH TLS\r\n"),
+                    Step::Server(leak(refusal)),
+                ],
+            );
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Refused);
+            assert_eq!(s.remaining(), 0);
+        }
+    }
+
+    #[test]
+    fn odd_replies_to_auth_tls_are_violations() {
+        for odd in [&b"334 ADAT=\r\n"[..], b"200 ok\r\n", b"234x\r\n"] {
+            let (r, _) = run(
+                Policy::Require,
+                vec![
+                    Step::Server(b"220 hi\r\n"),
+                    Step::Client(b"AUTH TLS\r\n"),
+                    Step::Server(leak(odd)),
+                ],
+            );
+            assert_eq!(
+                r.unwrap_err().kind(),
+                ErrorKind::ProtocolViolation,
+                "{odd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn multiline_greeting_with_free_text_lines() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(b"220-Welcome\r\n  any text here\r\n220-more\r\n220 ready\r\n"),
+                Step::Client(b"AUTH TLS\r\n"),
+                Step::Server(b"234 AUTH TLS successful\r\n"),
+            ],
+        );
+        let pre = r.unwrap();
+        assert!(matches!(pre.outcome, Outcome::GoAhead));
+        assert_eq!(
+            pre.greeting.unwrap(),
+            "220-Welcome\n  any text here\n220-more\n220 ready"
+        );
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn endless_multiline_reply_is_bounded() {
+        let flood = leak(format!("220-a\r\n{}", "x\r\n".repeat(5000)));
+        let (r, _) = run(Policy::Require, vec![Step::Server(flood)]);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::ProtocolViolation);
+    }
+
+    #[test]
+    fn opportunistic_refusal_is_plaintext() {
+        let (r, _) = run(
+            Policy::Opportunistic,
+            vec![
+                Step::Server(b"220 hi\r\n"),
+                Step::Client(b"AUTH TLS\r\n"),
+                Step::Server(b"502 no\r\n"),
+            ],
+        );
+        assert!(matches!(
+            r.unwrap().outcome,
+            Outcome::Plaintext(Error::Refused { .. })
+        ));
+    }
+
+    fn reply(code: u16, text: &str) -> Reply {
+        Reply {
+            code,
+            lines: vec![format!("{code} {text}")],
+        }
+    }
+
+    #[test]
+    fn passive_replies_give_only_a_port() {
+        assert_eq!(
+            data_port(&reply(229, "Entering Extended Passive Mode (|||6446|)")).unwrap(),
+            6446
+        );
+        assert_eq!(data_port(&reply(229, "ok (!!!21!)")).unwrap(), 21);
+        // The address in a 227 is ignored, only the port is used.
+        assert_eq!(
+            data_port(&reply(227, "Entering Passive Mode (10,0,0,99,25,46).")).unwrap(),
+            25 * 256 + 46
+        );
+        assert_eq!(data_port(&reply(227, "=192,168,1,1,4,1")).unwrap(), 1025);
+        for bad in [
+            reply(229, "no parens"),
+            reply(229, "(|||0|)"),
+            reply(229, "(|||99999|)"),
+            reply(227, "(1,2,3,4,5)"),
+            reply(227, "(1,2,3,4,300,1)"),
+            reply(200, "(|||21|)"),
+        ] {
+            assert!(data_port(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
