@@ -65,6 +65,8 @@ class Protocol(enum.IntEnum):
     IMAP = 3
     POP3 = 4
     LDAP = 5
+    FTP = 6
+    XMPP = 7
     NNTP = 8
     SIEVE = 9
     POSTGRES = 10
@@ -78,6 +80,9 @@ class Protocol(enum.IntEnum):
     POSTGRES_DIRECT = 18
     HTTPS = 19
     LDAPS = 20
+    XMPP_SERVER = 21
+    XMPPS = 22
+    FTPS = 23
 
 
 class Policy(enum.IntEnum):
@@ -141,6 +146,11 @@ _DEFAULT_PORTS = {
     Protocol.HTTPS: 443,
     Protocol.LDAP: 389,
     Protocol.LDAPS: 636,
+    Protocol.FTP: 21,
+    Protocol.FTPS: 990,
+    Protocol.XMPP: 5222,
+    Protocol.XMPP_SERVER: 5269,
+    Protocol.XMPPS: 5223,
 }
 
 _TIMEOUT_PHASES = {"connect": 1, "reply": 2, "handshake": 3, "io": 4}

@@ -113,7 +113,12 @@ class LibraryTests(unittest.TestCase):
         self.assertTrue(issubclass(starttls.ConnectionIOError, OSError))
 
     def test_protocols(self):
-        # Every protocol the wrapper names is supported by the library, under the same scheme.
+        # Every protocol the wrapper names is supported by the library, under the same scheme,
+        # and every protocol the library supports is named by the wrapper.
+        known = {int(p) for p in starttls.Protocol}
+        for code in range(1, 64):
+            if starttls.supports_protocol(code):
+                self.assertIn(code, known, starttls.protocol_name(code))
         for p in starttls.Protocol:
             self.assertTrue(starttls.supports_protocol(p), p)
             self.assertEqual(starttls.protocol_name(p), p.name.lower().replace("_", "-"))
