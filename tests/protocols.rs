@@ -551,3 +551,40 @@ fn ftp_methods_refuse_other_protocols() {
     );
     server.join().unwrap();
 }
+
+#[test]
+fn ftp_sieve_and_http_injection_after_the_go_ahead_is_refused() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"220 ftp ready\r\n");
+        p.line();
+        p.send(b"234 go\r\n230 User logged in\r\n");
+    });
+    assert_eq!(
+        connect(Protocol::Ftp, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+
+    let (port, server) = serve(|mut p| {
+        p.send(SIEVE_CAPS);
+        p.line();
+        p.send(b"OK \"go\"\r\n\"SASL\" \"PLAIN\"\r\nOK\r\n");
+    });
+    assert_eq!(
+        connect(Protocol::Sieve, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+
+    let (port, server) = serve(|mut p| {
+        while !p.line().is_empty() {}
+        p.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: TLS/1.0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+        );
+    });
+    assert_eq!(
+        connect(Protocol::Http, port).unwrap_err().kind(),
+        ErrorKind::Injection
+    );
+    server.join().unwrap();
+}
