@@ -10,7 +10,7 @@ use rustls::{ClientConnection, StreamOwned};
 use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{self, DialogContext, Outcome, Protocol};
-use crate::stream::{Connection, Inner, Untrusted, Verification};
+use crate::stream::{Connection, Inner, Side, Untrusted, Verification};
 use crate::wire::{Deadline, Wire, printable, set_io_timeouts};
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
@@ -90,7 +90,7 @@ fn upgrade_inner(
                 .map_err(|e| Error::from_io(Phase::Connect, e))?,
         ),
         lookahead: Vec::new(),
-        config: config.clone(),
+        side: Side::Client(config.clone()),
         protocol,
         server_name: server_name.to_owned(),
         peer_addr: tcp.peer_addr().ok(),

@@ -6,7 +6,7 @@
 use crate::connect::{handshake_only, tcp_connect};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{Protocol, ftp};
-use crate::stream::Connection;
+use crate::stream::{Connection, Side};
 
 impl Connection {
     /// FTP: sends `PBSZ 0` and `PROT P` (once), so that data connections are protected.
@@ -52,10 +52,13 @@ impl Connection {
             };
             ftp::data_port(&reply)
         })?;
-        let tcp = tcp_connect(&peer.ip().to_string(), port, self.config.timeouts().connect)?;
+        let Side::Client(config) = self.side.clone() else {
+            return Err(Error::InvalidArgument("FTP data channels are client-side".into()));
+        };
+        let tcp = tcp_connect(&peer.ip().to_string(), port, config.timeouts().connect)?;
         // The server starts TLS on the data connection once it has the transfer command.
         self.inside_tls(|w, ctx| ftp::command(w, ctx, command, &[125, 150]))?;
-        handshake_only(&self.config, tcp, &self.server_name)
+        handshake_only(&config, tcp, &self.server_name)
     }
 
     /// FTP: reads the final reply of a transfer (`226` or `250`) and returns it.

@@ -36,6 +36,7 @@ mod error;
 pub mod ffi;
 mod ftp;
 mod protocol;
+mod server_config;
 mod stream;
 mod wire;
 
@@ -43,6 +44,7 @@ pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion
 pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
+pub use server_config::{ClientAuth, ServerConfig, ServerConfigBuilder};
 pub use stream::{Connection, Untrusted, Verification};
 pub use wire::{DialogLine, DialogObserver, Direction};
 

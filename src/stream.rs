@@ -5,13 +5,14 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 
 use rustls::pki_types::CertificateDer;
-use rustls::{ClientConnection, StreamOwned};
+use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Timeouts};
+use crate::server_config::ServerConfig;
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{self, DialogContext, Protocol};
-use crate::wire::transport::TlsTransport;
-use crate::wire::{DialogLine, Wire, set_io_timeouts};
+use crate::wire::transport::{ReadWrite, TlsTransport};
+use crate::wire::{DialogLine, DialogObserver, Limits, Wire, set_io_timeouts};
 
 /// Data that arrived before TLS, so an active attacker could have written it. Use it to show,
 /// never to decide (RFC 3207 §4.2, RFC 2595 §4, RFC 3501 §6.2.1).
@@ -47,7 +48,38 @@ pub enum Verification {
 
 pub(crate) enum Inner {
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    ServerTls(Box<StreamOwned<ServerConnection, TcpStream>>),
     Plain(TcpStream),
+}
+
+/// Which end of the connection this is, with its configuration.
+#[derive(Clone)]
+pub(crate) enum Side {
+    Client(ClientConfig),
+    Server(ServerConfig),
+}
+
+impl Side {
+    fn timeouts(&self) -> &Timeouts {
+        match self {
+            Side::Client(c) => &c.inner.timeouts,
+            Side::Server(s) => &s.inner.timeouts,
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        match self {
+            Side::Client(c) => c.inner.limits,
+            Side::Server(s) => s.inner.limits,
+        }
+    }
+
+    fn observer(&self) -> Option<&DialogObserver> {
+        match self {
+            Side::Client(c) => c.inner.observer.as_deref(),
+            Side::Server(s) => s.inner.observer.as_deref(),
+        }
+    }
 }
 
 /// A connection after the upgrade: read and write application data, inspect the session.
@@ -60,7 +92,7 @@ pub struct Connection {
     pub(crate) inner: Inner,
     /// Bytes read from TLS by a dialog step but not part of its reply; served to `read` first.
     pub(crate) lookahead: Vec<u8>,
-    pub(crate) config: ClientConfig,
+    pub(crate) side: Side,
     pub(crate) protocol: Protocol,
     pub(crate) server_name: String,
     pub(crate) peer_addr: Option<SocketAddr>,
@@ -83,19 +115,25 @@ impl Connection {
         self.protocol
     }
 
-    /// The name the certificate was verified against (and sent in SNI unless it is an address).
+    /// Client side: the name the certificate was verified against (and sent in SNI unless it is
+    /// an address). Server side: the name the client asked for in SNI (empty if none).
     pub fn server_name(&self) -> &str {
         &self.server_name
     }
 
-    /// The address connected to.
+    /// True for a connection accepted by this library's server side.
+    pub fn is_server(&self) -> bool {
+        matches!(self.side, Side::Server(_))
+    }
+
+    /// The peer's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer_addr
     }
 
     /// True when the connection is protected by TLS.
     pub fn is_encrypted(&self) -> bool {
-        matches!(self.inner, Inner::Tls(_))
+        !matches!(self.inner, Inner::Plain(_))
     }
 
     /// Why the connection is plaintext (opportunistic policy only); `None` when encrypted.
@@ -137,9 +175,10 @@ impl Connection {
         &self.transcript
     }
 
-    fn tls(&self) -> Option<&ClientConnection> {
+    fn tls(&self) -> Option<&rustls::CommonState> {
         match &self.inner {
             Inner::Tls(s) => Some(&s.conn),
+            Inner::ServerTls(s) => Some(&s.conn),
             Inner::Plain(_) => None,
         }
     }
@@ -159,7 +198,8 @@ impl Connection {
         self.tls()?.alpn_protocol()
     }
 
-    /// The server's certificate chain (DER), leaf first.
+    /// The peer's certificate chain (DER), leaf first: the server's, or on the server side the
+    /// client's when it presented one.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         self.tls()?.peer_certificates()
     }
@@ -177,6 +217,7 @@ impl Connection {
     pub fn tcp_stream(&self) -> &TcpStream {
         match &self.inner {
             Inner::Tls(s) => &s.sock,
+            Inner::ServerTls(s) => &s.sock,
             Inner::Plain(s) => s,
         }
     }
@@ -197,51 +238,84 @@ impl Connection {
         Ok(self.capabilities.as_deref().unwrap_or_default())
     }
 
-    /// Runs a dialog step inside TLS on the shared wire machinery: the transcript and observer
-    /// see it, and the socket's timeouts go back to the I/O timeout afterwards.
+    /// Runs a client dialog step inside TLS (see [`with_tls_wire`](Self::with_tls_wire)).
     pub(crate) fn inside_tls<R>(
         &mut self,
         step: impl FnOnce(&mut Wire<'_, TlsTransport<'_>>, &mut DialogContext<'_>) -> Result<R>,
     ) -> Result<R> {
-        let Inner::Tls(stream) = &mut self.inner else {
-            return Err(Error::InvalidArgument(
-                "connection is not encrypted: capabilities would be untrusted".into(),
-            ));
+        let Side::Client(config) = self.side.clone() else {
+            return Err(Error::InvalidArgument("a client step on a server connection".into()));
         };
-        let inner = &self.config.inner;
+        let client_name = self.client_name.clone();
+        let server_name = self.server_name.clone();
+        let port = self.peer_addr.map(|a| a.port());
+        let mut next_tag = self.next_tag;
+        let result = self.with_tls_wire(|wire| {
+            let mut ctx = DialogContext {
+                policy: config.inner.policy,
+                timeouts: &config.inner.timeouts,
+                client_name: &client_name,
+                server_name: &server_name,
+                port,
+                next_tag: &mut next_tag,
+            };
+            step(wire, &mut ctx)
+        });
+        self.next_tag = next_tag;
+        result
+    }
+
+    /// Runs a dialog step inside TLS on the shared wire machinery: the transcript and observer
+    /// see it, and the socket's timeouts go back to the I/O timeout afterwards.
+    pub(crate) fn with_tls_wire<R>(
+        &mut self,
+        step: impl FnOnce(&mut Wire<'_, TlsTransport<'_>>) -> Result<R>,
+    ) -> Result<R> {
+        let sock = self
+            .tcp_stream()
+            .try_clone()
+            .map_err(|e| Error::from_io(Phase::Read, e))?;
+        let stream: &mut dyn ReadWrite = match &mut self.inner {
+            Inner::Tls(s) => &mut **s,
+            Inner::ServerTls(s) => &mut **s,
+            Inner::Plain(_) => {
+                return Err(Error::InvalidArgument(
+                    "connection is not encrypted: capabilities would be untrusted".into(),
+                ));
+            }
+        };
         let mut transport = TlsTransport {
             stream,
+            sock,
             lookahead: &mut self.lookahead,
         };
-        let mut wire =
-            Wire::inside_tls(&mut transport, inner.limits).observed_by(inner.observer.as_deref());
-        let mut ctx = DialogContext {
-            policy: inner.policy,
-            timeouts: &inner.timeouts,
-            client_name: &self.client_name,
-            server_name: &self.server_name,
-            port: self.peer_addr.map(|a| a.port()),
-            next_tag: &mut self.next_tag,
-        };
-        let result = step(&mut wire, &mut ctx);
+        let mut wire = Wire::inside_tls(&mut transport, self.side.limits())
+            .observed_by(self.side.observer());
+        let result = step(&mut wire);
         self.transcript.extend(wire.take_transcript());
         let phase = result
             .as_ref()
             .err()
             .and_then(Error::phase)
             .unwrap_or(Phase::Read);
-        set_io_timeouts(self.tcp_stream(), inner.timeouts.io)
+        set_io_timeouts(self.tcp_stream(), self.side.timeouts().io)
             .map_err(|e| Error::from_io(phase, e))?;
         result
     }
 
     /// Sends close_notify (on an encrypted connection) without touching the socket itself.
     pub fn send_close_notify(&mut self) -> Result<()> {
-        if let Inner::Tls(s) = &mut self.inner {
-            s.conn.send_close_notify();
-            s.flush().map_err(|e| Error::from_io(Phase::Close, e))?;
+        match &mut self.inner {
+            Inner::Tls(s) => {
+                s.conn.send_close_notify();
+                s.flush().map_err(|e| Error::from_io(Phase::Close, e))
+            }
+            Inner::ServerTls(s) => {
+                s.conn.send_close_notify();
+                s.flush().map_err(|e| Error::from_io(Phase::Close, e))
+            }
+            Inner::Plain(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// Sends close_notify and shuts the socket's write side. Reading may continue until the
@@ -266,6 +340,7 @@ impl Read for Connection {
         }
         match &mut self.inner {
             Inner::Tls(s) => s.read(buf),
+            Inner::ServerTls(s) => s.read(buf),
             Inner::Plain(s) => s.read(buf),
         }
     }
@@ -275,6 +350,7 @@ impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.inner {
             Inner::Tls(s) => s.write(buf),
+            Inner::ServerTls(s) => s.write(buf),
             Inner::Plain(s) => s.write(buf),
         }
     }
@@ -282,6 +358,7 @@ impl Write for Connection {
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
             Inner::Tls(s) => s.flush(),
+            Inner::ServerTls(s) => s.flush(),
             Inner::Plain(s) => s.flush(),
         }
     }

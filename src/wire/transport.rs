@@ -8,7 +8,6 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use rustls::{ClientConnection, StreamOwned};
 
 pub(crate) trait Transport {
     /// Copies waiting bytes into `buf` without consuming them; blocks until at least one byte is
@@ -72,10 +71,17 @@ impl Transport for TcpStream {
     }
 }
 
+/// Anything readable and writable: a TLS stream of either side.
+pub(crate) trait ReadWrite: Read + Write {}
+
+impl<T: Read + Write> ReadWrite for T {}
+
 /// A TLS stream seen as a transport, for dialog steps inside TLS (capabilities again, the
-/// implicit-TLS greeting). `lookahead` belongs to the connection, which serves it to `read` first.
+/// implicit-TLS greeting). `lookahead` belongs to the connection, which serves it to `read` first;
+/// `sock` is a handle on the same socket, for its timeouts.
 pub(crate) struct TlsTransport<'a> {
-    pub stream: &'a mut StreamOwned<ClientConnection, TcpStream>,
+    pub stream: &'a mut dyn ReadWrite,
+    pub sock: TcpStream,
     pub lookahead: &'a mut Vec<u8>,
 }
 
@@ -117,10 +123,10 @@ impl Transport for TlsTransport<'_> {
     }
 
     fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.sock.set_read_timeout(t)
+        self.sock.set_read_timeout(t)
     }
 
     fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.sock.set_write_timeout(t)
+        self.sock.set_write_timeout(t)
     }
 }
