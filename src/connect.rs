@@ -1,6 +1,5 @@
 //! Client entry points: a socket, a protocol's dialog and the TLS handshake, tied together.
 
-use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -9,9 +8,10 @@ use rustls::{ClientConnection, StreamOwned};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
+use crate::handshake;
 use crate::protocol::{self, DialogContext, Outcome, Protocol};
 use crate::stream::{Connection, Inner, Side, Untrusted, Verification};
-use crate::wire::{Deadline, Wire, printable, set_io_timeouts};
+use crate::wire::{Deadline, Wire, set_io_timeouts};
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
 ///
@@ -104,6 +104,7 @@ fn upgrade_inner(
         transcript: Vec::new(),
         next_tag: 1,
         ftp_data_protected: false,
+        peer_name: None,
     };
 
     if let (false, Some(dialect)) = (protocol.is_implicit(), protocol.dialect()) {
@@ -166,117 +167,33 @@ fn upgrade_inner(
     Ok(conn)
 }
 
-/// The TLS handshake within the handshake timeout. The server's first record is watched: see
-/// [`FirstRecord`].
+/// The client's TLS handshake within the handshake timeout, the server's first record watched
+/// (see [`handshake::drive`]).
 fn handshake(
     config: &ClientConfig,
     protocol: Protocol,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     name: ServerName<'static>,
     after_go_ahead: bool,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>> {
-    let mut tls = ClientConnection::new(config.tls_for(protocol), name).map_err(Error::from_tls)?;
+    let tls = config.tls_for(protocol);
+    let mut conn = ClientConnection::new(tls, name).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
-    let mut io = HandshakeIo {
-        sock: &mut tcp,
-        deadline,
-        first: FirstRecord::default(),
-        not_tls: None,
-    };
-    while tls.is_handshaking() {
-        if let Err(e) = tls.complete_io(&mut io) {
-            let Some(seen) = io.not_tls.take() else {
-                return Err(Error::from_io(Phase::Handshake, e));
-            };
-            return Err(if after_go_ahead {
-                Error::Injection {
-                    bytes: seen.len(),
-                    detail:
-                        "arrived after the go-ahead where the server's first TLS record was due"
-                            .into(),
-                }
-            } else {
-                Error::violation_in(
-                    Phase::Handshake,
-                    "the server did not answer with TLS (a plaintext port?)",
-                    &printable(&seen),
-                )
-            });
+    let tcp = handshake::drive(&mut conn, tcp, deadline, after_go_ahead)?;
+    if let (true, Some(alpn)) = (protocol.alpn_mandatory(), protocol.required_alpn()) {
+        // rustls lets a server ignore ALPN; a protocol that needs it must not talk to a server
+        // that did not agree (cross-protocol confusion, ALPACA).
+        if conn.alpn_protocol() != Some(alpn) {
+            return Err(Error::violation(
+                Phase::Handshake,
+                format!(
+                    "the server did not agree to ALPN {:?}",
+                    String::from_utf8_lossy(alpn)
+                ),
+            ));
         }
     }
-    Ok(StreamOwned::new(tls, tcp))
-}
-
-/// The socket as the handshake sees it: every read and write bounded by the overall deadline,
-/// and the server's first record checked before rustls may act on it.
-struct HandshakeIo<'a> {
-    sock: &'a mut TcpStream,
-    deadline: Deadline,
-    first: FirstRecord,
-    /// The bytes that were not TLS, once seen.
-    not_tls: Option<Vec<u8>>,
-}
-
-impl Read for HandshakeIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.remaining().map_err(|_| timed_out())?;
-        self.sock.set_read_timeout(Some(left))?;
-        let n = self.sock.read(buf)?;
-        if self.first.feed(&buf[..n]) == Some(false) {
-            self.not_tls = Some(buf[..n.min(64)].to_vec());
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "not TLS"));
-        }
-        Ok(n)
-    }
-}
-
-impl Write for HandshakeIo<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.deadline.remaining().map_err(|_| timed_out())?;
-        self.sock.set_write_timeout(Some(left))?;
-        self.sock.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.sock.flush()
-    }
-}
-
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "handshake deadline passed")
-}
-
-/// The server's first TLS record must be a handshake record (ServerHello) or a *fatal* alert.
-/// Plaintext fails the check, and so does a warning alert, which rustls would silently skip:
-/// either one is data that was not the server's TLS answer.
-#[derive(Default)]
-struct FirstRecord {
-    /// Record header (5 bytes) and, for an alert, its level byte.
-    seen: [u8; 6],
-    have: usize,
-    verdict: Option<bool>,
-}
-
-impl FirstRecord {
-    /// Feeds received bytes; `Some(true)` once the record is acceptable, `Some(false)` once it is
-    /// not, `None` while more bytes are needed.
-    fn feed(&mut self, bytes: &[u8]) -> Option<bool> {
-        if self.verdict.is_some() {
-            return self.verdict;
-        }
-        let take = (self.seen.len() - self.have).min(bytes.len());
-        self.seen[self.have..self.have + take].copy_from_slice(&bytes[..take]);
-        self.have += take;
-        let b = &self.seen[..self.have];
-        self.verdict = match (b.first(), b.get(1), b.get(5)) {
-            (Some(0x15 | 0x16), Some(v), _) if *v != 0x03 => Some(false),
-            (Some(0x16), Some(_), _) => Some(true),
-            (Some(0x15), Some(_), Some(&level)) => Some(level == 2),
-            (Some(0x15 | 0x16), _, _) | (None, _, _) => None,
-            (Some(_), _, _) => Some(false),
-        };
-        self.verdict
-    }
+    Ok(StreamOwned::new(conn, tcp))
 }
 
 fn parse_server_name(name: &str) -> Result<ServerName<'static>> {
@@ -369,40 +286,6 @@ fn address_literal(tcp: &TcpStream) -> String {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-
-    fn verdict(chunks: &[&[u8]]) -> Option<bool> {
-        let mut f = FirstRecord::default();
-        chunks.iter().map(|c| f.feed(c)).last().flatten()
-    }
-
-    #[test]
-    fn first_record_must_be_handshake_or_fatal_alert() {
-        assert_eq!(verdict(&[&[0x16, 0x03, 0x03, 0x00, 0x7a]]), Some(true));
-        assert_eq!(verdict(&[&[0x16], &[0x03]]), Some(true));
-        assert_eq!(
-            verdict(&[&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]]),
-            Some(true)
-        );
-        // A warning alert would be skipped by rustls: it is not the server's answer.
-        assert_eq!(
-            verdict(&[&[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x5a]]),
-            Some(false)
-        );
-        assert_eq!(
-            verdict(&[&[0x15, 0x03, 0x03], &[0x00, 0x02], &[0x01]]),
-            Some(false)
-        );
-        assert_eq!(verdict(&[b"250 OK"]), Some(false));
-        assert_eq!(verdict(&[b"* OK"]), Some(false));
-        assert_eq!(verdict(&[&[0x16, 0x02]]), Some(false));
-        assert_eq!(verdict(&[&[0x17, 0x03]]), Some(false));
-        assert_eq!(verdict(&[&[0x16]]), None);
-        assert_eq!(verdict(&[&[0x15, 0x03, 0x03, 0x00]]), None);
-        // Once decided, later bytes change nothing.
-        let mut f = FirstRecord::default();
-        assert_eq!(f.feed(&[0x16, 0x03]), Some(true));
-        assert_eq!(f.feed(b"garbage"), Some(true));
-    }
 
     #[test]
     fn server_names() {

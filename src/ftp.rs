@@ -53,7 +53,9 @@ impl Connection {
             ftp::data_port(&reply)
         })?;
         let Side::Client(config) = self.side.clone() else {
-            return Err(Error::InvalidArgument("FTP data channels are client-side".into()));
+            return Err(Error::InvalidArgument(
+                "FTP data channels are client-side".into(),
+            ));
         };
         let tcp = tcp_connect(&peer.ip().to_string(), port, config.timeouts().connect)?;
         // The server starts TLS on the data connection once it has the transfer command.

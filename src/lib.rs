@@ -30,16 +30,19 @@
 #![deny(unsafe_code)] // `src/ffi/` alone allows it.
 #![warn(missing_docs)]
 
+mod accept;
 mod config;
 mod connect;
 mod error;
 pub mod ffi;
 mod ftp;
+mod handshake;
 mod protocol;
 mod server_config;
 mod stream;
 mod wire;
 
+pub use accept::{accept, accept_tls};
 pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
 pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};

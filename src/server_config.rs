@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::RootCertStore;
 
-use crate::config::{TlsVersion, Timeouts, crypto_provider};
+use crate::config::{Timeouts, TlsVersion, crypto_provider};
 use crate::error::{Error, Result};
 use crate::wire::{DialogLine, DialogObserver, Limits};
 
@@ -26,9 +26,8 @@ impl Pem {
     fn load(&self, what: &str) -> Result<Vec<u8>> {
         match self {
             Pem::Bytes(b) => Ok(b.clone()),
-            Pem::File(p) => std::fs::read(p).map_err(|e| {
-                Error::Config(format!("cannot read {what} {}: {e}", p.display()))
-            }),
+            Pem::File(p) => std::fs::read(p)
+                .map_err(|e| Error::Config(format!("cannot read {what} {}: {e}", p.display()))),
         }
     }
 }
@@ -169,7 +168,10 @@ impl ServerConfigBuilder {
     }
 
     /// Calls `observer` with every dialog line, as for the client.
-    pub fn on_dialog_line(mut self, observer: impl Fn(&DialogLine) + Send + Sync + 'static) -> Self {
+    pub fn on_dialog_line(
+        mut self,
+        observer: impl Fn(&DialogLine) + Send + Sync + 'static,
+    ) -> Self {
         self.observer = Some(Arc::new(observer));
         self
     }
@@ -192,7 +194,9 @@ impl ServerConfigBuilder {
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| Error::Config(format!("certificate chain: bad PEM: {e}")))?;
             if chain.is_empty() {
-                return Err(Error::Config("certificate chain: no CERTIFICATE found".into()));
+                return Err(Error::Config(
+                    "certificate chain: no CERTIFICATE found".into(),
+                ));
             }
             let key = PrivateKeyDer::from_pem_slice(&key_pem)
                 .map_err(|e| Error::Config(format!("private key: {e}")))?;
@@ -219,7 +223,8 @@ impl ServerConfigBuilder {
                 let pem = ca.load("client CA file")?;
                 let mut roots = RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| Error::Config(format!("client CA: bad PEM: {e}")))?;
+                    let cert =
+                        cert.map_err(|e| Error::Config(format!("client CA: bad PEM: {e}")))?;
                     roots
                         .add(cert)
                         .map_err(|e| Error::Config(format!("client CA: {e}")))?;
@@ -241,23 +246,34 @@ impl ServerConfigBuilder {
         };
         let mut tls = builder.with_cert_resolver(Arc::new(SniResolver { default, by_name }));
         if self.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
-            return Err(Error::Config("each ALPN protocol must be 1 to 255 bytes".into()));
+            return Err(Error::Config(
+                "each ALPN protocol must be 1 to 255 bytes".into(),
+            ));
         }
         tls.alpn_protocols = self.alpn.clone();
         if self.tickets {
             tls.ticketer = ticketer()?;
         }
         let t = self.timeouts;
-        if [t.connect, t.reply, t.handshake, t.io].iter().any(Duration::is_zero) {
-            return Err(Error::Config("every timeout must be greater than zero".into()));
+        if [t.connect, t.reply, t.handshake, t.io]
+            .iter()
+            .any(Duration::is_zero)
+        {
+            return Err(Error::Config(
+                "every timeout must be greater than zero".into(),
+            ));
         }
         let hostname = self.hostname.unwrap_or_else(|| "localhost".to_owned());
         if hostname.is_empty() || !hostname.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::Config(format!("hostname {hostname:?} is not a host name")));
+            return Err(Error::Config(format!(
+                "hostname {hostname:?} is not a host name"
+            )));
         }
         if let Some(g) = &self.greeting {
             if g.chars().any(char::is_control) {
-                return Err(Error::Config("the greeting must be one line of text".into()));
+                return Err(Error::Config(
+                    "the greeting must be one line of text".into(),
+                ));
             }
         }
         Ok(ServerConfig {
@@ -268,6 +284,7 @@ impl ServerConfigBuilder {
                 timeouts: self.timeouts,
                 limits: Limits::default(),
                 observer: self.observer,
+                tls_with_alpn: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -315,9 +332,35 @@ pub(crate) struct ServerInner {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub observer: Option<Arc<DialogObserver>>,
+    /// TLS configs with a protocol's ALPN, made on first use (same certificates and caches).
+    pub tls_with_alpn: std::sync::Mutex<Vec<(&'static [u8], Arc<rustls::ServerConfig>)>>,
 }
 
 impl ServerConfig {
+    /// The rustls config for `protocol`: the shared one, or for a protocol with its own ALPN
+    /// (PostgreSQL and XMPP direct TLS) a copy that accepts it.
+    pub(crate) fn tls_for(&self, protocol: crate::Protocol) -> Arc<rustls::ServerConfig> {
+        let Some(alpn) = protocol.required_alpn() else {
+            return self.inner.tls.clone();
+        };
+        if self.inner.tls.alpn_protocols.iter().any(|p| p == alpn) {
+            return self.inner.tls.clone();
+        }
+        // A poisoned lock only means another thread panicked mid-push: the cache is still valid.
+        let mut cache = match self.inner.tls_with_alpn.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((_, tls)) = cache.iter().find(|(a, _)| *a == alpn) {
+            return tls.clone();
+        }
+        let mut tls = (*self.inner.tls).clone();
+        tls.alpn_protocols.push(alpn.to_vec());
+        let tls = Arc::new(tls);
+        cache.push((alpn, tls.clone()));
+        tls
+    }
+
     /// Starts a builder (a certificate is required).
     pub fn builder() -> ServerConfigBuilder {
         ServerConfigBuilder::default()

@@ -8,9 +8,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
 use crate::config::{ClientConfig, Timeouts};
-use crate::server_config::ServerConfig;
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{self, DialogContext, Protocol};
+use crate::server_config::ServerConfig;
 use crate::wire::transport::{ReadWrite, TlsTransport};
 use crate::wire::{DialogLine, DialogObserver, Limits, Wire, set_io_timeouts};
 
@@ -44,6 +44,8 @@ pub enum Verification {
     },
     /// No TLS: the connection is plaintext (opportunistic policy).
     NotEncrypted,
+    /// Server side: the client presented no certificate (none was required).
+    NoPeerCertificate,
 }
 
 pub(crate) enum Inner {
@@ -107,6 +109,8 @@ pub struct Connection {
     pub(crate) next_tag: u32,
     /// FTP: whether `PBSZ 0` / `PROT P` were sent.
     pub(crate) ftp_data_protected: bool,
+    /// Server side: the name the client gave before TLS.
+    pub(crate) peer_name: Option<String>,
 }
 
 impl Connection {
@@ -119,6 +123,12 @@ impl Connection {
     /// an address). Server side: the name the client asked for in SNI (empty if none).
     pub fn server_name(&self) -> &str {
         &self.server_name
+    }
+
+    /// Server side: the name the client gave before TLS (EHLO/LHLO argument, XMPP `to`, HTTP
+    /// `Host`). It came in plaintext: show it, do not act on it.
+    pub fn peer_name(&self) -> Option<Untrusted<&str>> {
+        self.peer_name.as_deref().map(Untrusted::new)
     }
 
     /// True for a connection accepted by this library's server side.
@@ -244,7 +254,9 @@ impl Connection {
         step: impl FnOnce(&mut Wire<'_, TlsTransport<'_>>, &mut DialogContext<'_>) -> Result<R>,
     ) -> Result<R> {
         let Side::Client(config) = self.side.clone() else {
-            return Err(Error::InvalidArgument("a client step on a server connection".into()));
+            return Err(Error::InvalidArgument(
+                "a client step on a server connection".into(),
+            ));
         };
         let client_name = self.client_name.clone();
         let server_name = self.server_name.clone();
@@ -289,8 +301,8 @@ impl Connection {
             sock,
             lookahead: &mut self.lookahead,
         };
-        let mut wire = Wire::inside_tls(&mut transport, self.side.limits())
-            .observed_by(self.side.observer());
+        let mut wire =
+            Wire::inside_tls(&mut transport, self.side.limits()).observed_by(self.side.observer());
         let result = step(&mut wire);
         self.transcript.extend(wire.take_transcript());
         let phase = result

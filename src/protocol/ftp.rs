@@ -6,7 +6,10 @@
 //! logged in, in plaintext) is a downgrade.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, Greeting, PreTls};
+use crate::protocol::{
+    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    serve_commands, verb,
+};
 use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 /// One FTP reply: the code and its lines.
@@ -236,6 +239,38 @@ fn pasv_port(s: &str) -> Option<u16> {
     }
     let port = numbers[4] * 256 + numbers[5];
     (port != 0).then_some(port)
+}
+
+// --- server side ---
+
+pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
+    format!("220 {}\r\n", ctx.greeting_or("FTP server ready"))
+}
+
+/// The server's pre-TLS dialog on the control connection: greeting, FEAT, `AUTH TLS` → `234`,
+/// `530` for logins and everything else that needs TLS.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    wire.send_reply(&server_greeting(ctx), &ctx.deadline(Phase::Greeting))?;
+    serve_commands(wire, ctx, |line| {
+        let (verb, rest) = verb(line);
+        match verb.as_str() {
+            "AUTH" if ["TLS", "TLS-C", "SSL"].contains(&rest.to_ascii_uppercase().as_str()) => {
+                ServerStep::GoAhead("234 AUTH TLS successful\r\n".into())
+            }
+            "AUTH" => ServerStep::Reply("504 Unknown security mechanism\r\n".into()),
+            "FEAT" => ServerStep::Reply(
+                "211-Features:\r\n AUTH TLS\r\n PBSZ\r\n PROT\r\n211 End\r\n".into(),
+            ),
+            "PBSZ" | "PROT" => ServerStep::Reply("503 Bad sequence: AUTH TLS first\r\n".into()),
+            "QUIT" => ServerStep::Close("221 Goodbye\r\n".into(), client_quit()),
+            "NOOP" => ServerStep::Reply("200 OK\r\n".into()),
+            _ => ServerStep::Reply("530 TLS required: use AUTH TLS first\r\n".into()),
+        }
+    })?;
+    Ok(ServerPreTls::default())
 }
 
 #[cfg(test)]

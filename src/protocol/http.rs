@@ -4,7 +4,7 @@
 //! Protocols` naming TLS in its `Upgrade` header → TLS. Any other status is a refusal.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls};
+use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::{Transport, Wire, line_text, printable};
 
 pub(crate) fn client_starttls<T: Transport>(
@@ -110,6 +110,95 @@ fn parse_status(line: &[u8]) -> Option<u16> {
             .iter()
             .fold(0u16, |a, d| a * 10 + u16::from(d - b'0')),
     )
+}
+
+// --- server side ---
+
+const SWITCHING: &str =
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: TLS/1.0, HTTP/1.1\r\nConnection: Upgrade\r\n\r\n";
+const UPGRADE_REQUIRED: &str = "HTTP/1.1 426 Upgrade Required\r\nUpgrade: TLS/1.0, HTTP/1.1\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\n";
+
+/// The server's side (RFC 2817 §3-4): a request asking to upgrade to TLS gets `101`; any other
+/// gets `426 Upgrade Required`. A request with a body is answered and the connection closed (its
+/// body would otherwise be read as the next request).
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    let mut pre = ServerPreTls::default();
+    let max = wire.limits().max_lines;
+    for _ in 0..super::MAX_COMMANDS_BEFORE_TLS {
+        let deadline = ctx.deadline(Phase::StartTls);
+        let request = line_text(&wire.read_line(&deadline)?);
+        let mut parts = request.split(' ');
+        let well_formed = matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some(m), Some(t), Some("HTTP/1.1" | "HTTP/1.0"), None) if !m.is_empty() && !t.is_empty()
+        );
+        if !well_formed {
+            wire.send_reply(
+                "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                &deadline,
+            )?;
+            return Err(Error::violation_in(
+                Phase::StartTls,
+                "malformed request line",
+                &request,
+            ));
+        }
+        let (mut upgrade_tls, mut connection_upgrade, mut has_body) = (false, false, false);
+        let mut headers = 0;
+        loop {
+            let line = wire.read_line(&deadline)?;
+            if line.is_empty() {
+                break;
+            }
+            headers += 1;
+            if headers > max {
+                return Err(Error::violation(
+                    Phase::StartTls,
+                    format!("more than {max} header lines"),
+                ));
+            }
+            let text = line_text(&line);
+            let Some((name, value)) = text.split_once(':') else {
+                return Err(Error::violation_in(
+                    Phase::StartTls,
+                    "malformed header",
+                    &text,
+                ));
+            };
+            let name = name.trim().to_ascii_lowercase();
+            let tokens = || value.split(',').map(|t| t.trim().to_ascii_lowercase());
+            match name.as_str() {
+                "upgrade" => upgrade_tls |= tokens().any(|t| t.starts_with("tls/")),
+                "connection" => connection_upgrade |= tokens().any(|t| t == "upgrade"),
+                "host" => pre.peer_name = Some(value.trim().to_owned()),
+                "content-length" => has_body |= value.trim() != "0",
+                "transfer-encoding" => has_body = true,
+                _ => {}
+            }
+        }
+        if upgrade_tls && connection_upgrade && !has_body {
+            wire.ensure_nothing_after_go_ahead()?;
+            wire.send_reply(SWITCHING, &deadline)?;
+            return Ok(pre);
+        }
+        wire.send_reply(UPGRADE_REQUIRED, &deadline)?;
+        if has_body {
+            return Err(Error::Refused {
+                phase: Phase::StartTls,
+                reply: format!("request with a body before TLS: {request}"),
+            });
+        }
+    }
+    Err(Error::violation(
+        Phase::StartTls,
+        format!(
+            "more than {} requests before the upgrade",
+            super::MAX_COMMANDS_BEFORE_TLS
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! plaintext: a downgrade.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, Greeting, PreTls, has_capability};
+use crate::protocol::{
+    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, has_capability,
+    serve_commands,
+};
 use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 /// One response line, classified.
@@ -240,6 +243,70 @@ pub(crate) fn client_capabilities<T: Transport>(
     ctx: &mut DialogContext<'_>,
 ) -> Result<Vec<String>> {
     Ok(capability_command(wire, ctx, Phase::Capabilities)?.0)
+}
+
+// --- server side ---
+
+const SERVER_CAPABILITIES: &str = "IMAP4rev1 STARTTLS LOGINDISABLED";
+
+/// The greeting; before TLS it advertises STARTTLS and LOGINDISABLED, which saves clients a
+/// CAPABILITY round trip.
+pub(crate) fn server_greeting(ctx: &ServerContext<'_>, before_tls: bool) -> String {
+    let caps = if before_tls {
+        SERVER_CAPABILITIES
+    } else {
+        "IMAP4rev1"
+    };
+    format!(
+        "* OK [CAPABILITY {caps}] {}\r\n",
+        ctx.greeting_or("IMAP4rev1 ready")
+    )
+}
+
+/// The server's pre-TLS dialog: tagged commands; LOGIN and AUTHENTICATE get
+/// `NO [PRIVACYREQUIRED]`; a literal (whose data would follow unseen) ends the connection.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    wire.send_reply(&server_greeting(ctx, true), &ctx.deadline(Phase::Greeting))?;
+    serve_commands(wire, ctx, |line| {
+        let Some((tag, command)) = line.split_once(' ') else {
+            return ServerStep::Reply("* BAD Missing command\r\n".into());
+        };
+        if tag.is_empty()
+            || tag == "*"
+            || tag == "+"
+            || tag.contains(['(', ')', '{', '%', '"', '\\'])
+        {
+            return ServerStep::Reply("* BAD Invalid tag\r\n".into());
+        }
+        if ends_with_literal(line.as_bytes()) {
+            return ServerStep::Close(
+                format!("{tag} BAD Literals are not accepted before STARTTLS\r\n"),
+                Error::violation_in(Phase::StartTls, "literal before STARTTLS", line),
+            );
+        }
+        let (verb, rest) = super::verb(command);
+        match verb.as_str() {
+            "CAPABILITY" => ServerStep::Reply(format!(
+                "* CAPABILITY {SERVER_CAPABILITIES}\r\n{tag} OK CAPABILITY completed\r\n"
+            )),
+            "NOOP" => ServerStep::Reply(format!("{tag} OK NOOP completed\r\n")),
+            "STARTTLS" if rest.is_empty() => {
+                ServerStep::GoAhead(format!("{tag} OK Begin TLS negotiation now\r\n"))
+            }
+            "LOGIN" | "AUTHENTICATE" => ServerStep::Reply(format!(
+                "{tag} NO [PRIVACYREQUIRED] Authentication is disabled before STARTTLS\r\n"
+            )),
+            "LOGOUT" => ServerStep::Close(
+                format!("* BYE Logging out\r\n{tag} OK LOGOUT completed\r\n"),
+                super::client_quit(),
+            ),
+            _ => ServerStep::Reply(format!("{tag} BAD Command not valid before STARTTLS\r\n")),
+        }
+    })?;
+    Ok(ServerPreTls::default())
 }
 
 #[cfg(test)]

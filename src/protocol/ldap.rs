@@ -6,7 +6,7 @@
 //! another response name fails.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls};
+use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::{Deadline, Direction, Transport, Wire, printable};
 
 const START_TLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
@@ -297,6 +297,130 @@ pub(crate) fn client_starttls<T: Transport>(
         reply: text,
     };
     ctx.tls_impossible(pre, reason)
+}
+
+// --- server side ---
+
+const RESULT_PROTOCOL_ERROR: u8 = 2;
+const RESULT_CONFIDENTIALITY_REQUIRED: u8 = 13;
+
+/// A minimal two's-complement INTEGER for a non-negative message id.
+fn encode_id(id: i64) -> Vec<u8> {
+    let bytes = id.to_be_bytes();
+    let mut start = bytes.iter().take_while(|&&b| b == 0).count().min(7);
+    if bytes[start] & 0x80 != 0 {
+        start -= 1;
+    }
+    bytes[start..].to_vec()
+}
+
+/// An LDAPMessage carrying an LDAPResult in a response of `tag`.
+fn result_message(id: i64, tag: u8, code: u8, diag: &str, name: Option<&[u8]>) -> Vec<u8> {
+    let mut op = tlv(TAG_ENUMERATED, &[code]);
+    op.extend(tlv(TAG_OCTET_STRING, b""));
+    op.extend(tlv(TAG_OCTET_STRING, diag.as_bytes()));
+    if let Some(n) = name {
+        op.extend(tlv(TAG_RESPONSE_NAME, n));
+    }
+    let mut body = tlv(TAG_INTEGER, &encode_id(id));
+    body.extend(tlv(tag, &op));
+    tlv(TAG_SEQUENCE, &body)
+}
+
+/// The response operation for a request operation, when it has one.
+fn response_tag(request: u8) -> Option<u8> {
+    match request {
+        0x60 => Some(0x61), // Bind
+        0x63 => Some(0x65), // Search → SearchResultDone
+        0x66 => Some(0x67), // Modify
+        0x68 => Some(0x69), // Add
+        0x4a => Some(0x6b), // Delete (primitive request)
+        0x6c => Some(0x6d), // ModifyDN
+        0x6e => Some(0x6f), // Compare
+        TAG_EXTENDED_REQUEST => Some(TAG_EXTENDED_RESPONSE),
+        _ => None,
+    }
+}
+
+/// The server's side: the StartTLS ExtendedRequest gets success; any other operation gets
+/// `confidentialityRequired` (a Bind with credentials included), Unbind ends the session, and
+/// anything unknown gets a Notice of Disconnection.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    for _ in 0..super::MAX_COMMANDS_BEFORE_TLS {
+        let deadline = ctx.deadline(Phase::StartTls);
+        let content = read_message(wire, &deadline)?;
+        let bad = |what: &str| Error::violation(Phase::StartTls, format!("LDAP: {what}"));
+        let mut msg = Ber::new(&content);
+        let id = msg
+            .expect(TAG_INTEGER, "messageID is not an INTEGER")
+            .and_then(integer)
+            .map_err(bad)?;
+        let (tag, op) = msg.next().map_err(bad)?;
+        if !(0..=i64::from(i32::MAX)).contains(&id) {
+            return Err(bad("message id out of range"));
+        }
+        let is_starttls = tag == TAG_EXTENDED_REQUEST
+            && Ber::new(op).expect(TAG_REQUEST_NAME, "no requestName") == Ok(START_TLS_OID);
+        wire.note(
+            Direction::Received,
+            if is_starttls {
+                format!("ExtendedRequest StartTLS (message {id})")
+            } else {
+                format!("request tag {tag:#04x} (message {id})")
+            },
+        );
+        if is_starttls {
+            wire.ensure_nothing_after_go_ahead()?;
+            let reply = result_message(id, TAG_EXTENDED_RESPONSE, 0, "", Some(START_TLS_OID));
+            wire.send_raw(&reply, &deadline)?;
+            wire.note(
+                Direction::Sent,
+                "ExtendedResponse resultCode 0 (success)".into(),
+            );
+            return Ok(ServerPreTls::default());
+        }
+        let (code, diag) = if tag == TAG_EXTENDED_REQUEST {
+            (RESULT_PROTOCOL_ERROR, "unsupported extended operation")
+        } else {
+            (
+                RESULT_CONFIDENTIALITY_REQUIRED,
+                "StartTLS is required first",
+            )
+        };
+        match (tag, response_tag(tag)) {
+            (0x42, _) => return Err(super::client_quit()), // UnbindRequest
+            (0x50, _) => {}                                // AbandonRequest: no response
+            (_, Some(response)) => {
+                wire.send_raw(&result_message(id, response, code, diag, None), &deadline)?;
+                wire.note(
+                    Direction::Sent,
+                    format!("response {response:#04x} resultCode {code}"),
+                );
+            }
+            (_, None) => {
+                let notice = result_message(
+                    0,
+                    TAG_EXTENDED_RESPONSE,
+                    RESULT_PROTOCOL_ERROR,
+                    "unknown operation",
+                    Some(NOTICE_OF_DISCONNECTION_OID),
+                );
+                wire.send_raw(&notice, &deadline)?;
+                wire.note(Direction::Sent, "Notice of Disconnection".into());
+                return Err(bad(&format!("unknown operation tag {tag:#04x}")));
+            }
+        }
+    }
+    Err(Error::violation(
+        Phase::StartTls,
+        format!(
+            "more than {} requests before StartTLS",
+            super::MAX_COMMANDS_BEFORE_TLS
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -240,7 +240,13 @@ impl Protocol {
         )
     }
 
-    /// ALPN this protocol requires, overriding the config's (PostgreSQL direct TLS).
+    /// True when the peer must agree to [`required_alpn`](Self::required_alpn) (PostgreSQL
+    /// direct TLS, as libpq insists); for XMPP direct TLS it is only offered.
+    pub(crate) fn alpn_mandatory(self) -> bool {
+        self == Protocol::PostgresDirect
+    }
+
+    /// ALPN this protocol offers, overriding the config's (PostgreSQL and XMPP direct TLS).
     pub(crate) fn required_alpn(self) -> Option<&'static [u8]> {
         match self {
             Protocol::PostgresDirect => Some(b"postgresql"),
@@ -431,6 +437,132 @@ pub(crate) fn client_capabilities<T: Transport>(
             "this protocol has no capabilities to fetch".into(),
         )),
     }
+}
+
+/// Most commands a client may send before STARTTLS; more is a protocol violation.
+pub(crate) const MAX_COMMANDS_BEFORE_TLS: usize = 32;
+
+/// What a server dialog needs besides the wire.
+pub(crate) struct ServerContext<'a> {
+    pub timeouts: &'a Timeouts,
+    /// The host name announced in greetings.
+    pub hostname: &'a str,
+    /// The configured greeting text, if any.
+    pub greeting: Option<&'a str>,
+}
+
+impl ServerContext<'_> {
+    /// The deadline for one client command (or the handshake's first record).
+    pub fn deadline(&self, phase: Phase) -> Deadline {
+        Deadline::after(self.timeouts.reply, phase)
+    }
+
+    /// The greeting text: configured, or the protocol's default.
+    pub fn greeting_or(&self, default: &str) -> String {
+        format!("{} {}", self.hostname, self.greeting.unwrap_or(default))
+    }
+}
+
+/// What the server's pre-TLS dialog learned.
+#[derive(Debug, Default)]
+pub(crate) struct ServerPreTls {
+    /// The name the client gave (EHLO/LHLO argument, XMPP `to`, HTTP `Host`), untrusted.
+    pub peer_name: Option<String>,
+}
+
+/// How a server answers one pre-TLS command.
+pub(crate) enum ServerStep {
+    /// Send this reply and wait for the next command.
+    Reply(String),
+    /// Send this go-ahead; TLS starts next.
+    GoAhead(String),
+    /// Send this reply and end the connection with this error.
+    Close(String, Error),
+}
+
+/// The command loop of a line-based server dialog: reads commands (bounded in length, count and
+/// time), answers each through `handle`, and returns after sending the go-ahead. A client that
+/// pipelined anything after its STARTTLS gets no go-ahead: that is an injection.
+pub(crate) fn serve_commands<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+    mut handle: impl FnMut(&str) -> ServerStep,
+) -> Result<()> {
+    for _ in 0..MAX_COMMANDS_BEFORE_TLS {
+        let deadline = ctx.deadline(Phase::StartTls);
+        let line = wire.read_line(&deadline)?;
+        let text = crate::wire::line_text(&line);
+        match handle(&text) {
+            ServerStep::Reply(reply) => wire.send_reply(&reply, &deadline)?,
+            ServerStep::GoAhead(reply) => {
+                wire.ensure_nothing_after_go_ahead()?;
+                return wire.send_reply(&reply, &deadline);
+            }
+            ServerStep::Close(reply, error) => {
+                wire.send_reply(&reply, &deadline)?;
+                return Err(error);
+            }
+        }
+    }
+    Err(Error::violation(
+        Phase::StartTls,
+        format!("more than {MAX_COMMANDS_BEFORE_TLS} commands before STARTTLS"),
+    ))
+}
+
+/// The client ended the session before TLS (QUIT, LOGOUT, ...).
+pub(crate) fn client_quit() -> Error {
+    Error::Closed {
+        phase: Phase::StartTls,
+    }
+}
+
+/// The first word of a command, upper-cased, and the rest.
+pub(crate) fn verb(line: &str) -> (String, &str) {
+    let (v, rest) = line.split_once(' ').unwrap_or((line, ""));
+    (v.to_ascii_uppercase(), rest.trim())
+}
+
+/// Runs the server side of `dialect`'s pre-TLS dialog, up to and including the go-ahead.
+pub(crate) fn server_starttls<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    match dialect {
+        Dialect::Smtp => smtp::server_starttls(wire, ctx, smtp::Hello::Ehlo),
+        Dialect::Lmtp => smtp::server_starttls(wire, ctx, smtp::Hello::Lhlo),
+        Dialect::Imap => imap::server_starttls(wire, ctx),
+        Dialect::Pop3 => pop3::server_starttls(wire, ctx),
+        Dialect::Ldap => ldap::server_starttls(wire, ctx),
+        Dialect::Ftp => ftp::server_starttls(wire, ctx),
+        Dialect::Nntp => nntp::server_starttls(wire, ctx),
+        Dialect::Xmpp(kind) => xmpp::server_starttls(wire, ctx, kind),
+        Dialect::Sieve => sieve::server_starttls(wire, ctx),
+        Dialect::Postgres => postgres::server_starttls(wire, ctx),
+        Dialect::Http => http::server_starttls(wire, ctx),
+    }
+}
+
+/// What the server says first inside TLS: the greeting for implicit TLS, and for ManageSieve the
+/// capabilities it must re-send after STARTTLS.
+pub(crate) fn server_after_tls<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+    implicit: bool,
+) -> Result<()> {
+    let deadline = ctx.deadline(Phase::Greeting);
+    let greeting = match (dialect, implicit) {
+        (Dialect::Smtp, true) => smtp::server_greeting(ctx),
+        (Dialect::Imap, true) => imap::server_greeting(ctx, false),
+        (Dialect::Pop3, true) => pop3::server_greeting(ctx),
+        (Dialect::Nntp, true) => nntp::server_greeting(ctx),
+        (Dialect::Ftp, true) => ftp::server_greeting(ctx),
+        (Dialect::Sieve, false) => sieve::server_capabilities(ctx, false),
+        _ => return Ok(()),
+    };
+    wire.send_reply(&greeting, &deadline)
 }
 
 /// The body of a dot-terminated multi-line answer (POP3, NNTP), dot-unstuffed and bounded.

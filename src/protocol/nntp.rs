@@ -5,7 +5,10 @@
 //! when not), which saves a round trip. After TLS the client re-issues CAPABILITIES.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, Greeting, PreTls};
+use crate::protocol::{
+    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    serve_commands, verb,
+};
 use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 /// A status line: the code and the whole line for messages.
@@ -95,6 +98,38 @@ pub(crate) fn client_capabilities<T: Transport>(
         });
     }
     super::read_dot_terminated(wire, &deadline)
+}
+
+// --- server side ---
+
+pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
+    format!("200 {}\r\n", ctx.greeting_or("NNTP service ready"))
+}
+
+/// The server's pre-TLS dialog: greeting, CAPABILITIES with STARTTLS, `483` for what needs TLS.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    wire.send_reply(&server_greeting(ctx), &ctx.deadline(Phase::Greeting))?;
+    serve_commands(wire, ctx, |line| {
+        let (verb, rest) = verb(line);
+        match verb.as_str() {
+            "CAPABILITIES" => {
+                ServerStep::Reply("101 Capability list:\r\nVERSION 2\r\nSTARTTLS\r\n.\r\n".into())
+            }
+            "STARTTLS" if rest.is_empty() => {
+                ServerStep::GoAhead("382 Continue with TLS negotiation\r\n".into())
+            }
+            "QUIT" => ServerStep::Close("205 Bye\r\n".into(), client_quit()),
+            "DATE" | "HELP" | "MODE" | "AUTHINFO" | "LIST" | "GROUP" | "ARTICLE" | "POST"
+            | "OVER" | "HDR" | "NEWNEWS" | "NEWGROUPS" | "IHAVE" | "STAT" | "HEAD" | "BODY" => {
+                ServerStep::Reply("483 Encryption required: use STARTTLS\r\n".into())
+            }
+            _ => ServerStep::Reply("500 Unknown command\r\n".into()),
+        }
+    })?;
+    Ok(ServerPreTls::default())
 }
 
 #[cfg(test)]

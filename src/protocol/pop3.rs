@@ -4,7 +4,10 @@
 //! trusted, and `STLS` itself tells whether TLS is available, which saves a round trip.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, Greeting, PreTls};
+use crate::protocol::{
+    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    serve_commands, verb,
+};
 use crate::wire::{Transport, Wire, line_text, printable};
 
 enum Status {
@@ -84,6 +87,37 @@ pub(crate) fn client_capabilities<T: Transport>(
         });
     }
     super::read_dot_terminated(wire, &deadline)
+}
+
+// --- server side ---
+
+pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
+    format!("+OK {}\r\n", ctx.greeting_or("POP3 ready"))
+}
+
+/// The server's pre-TLS dialog: greeting, CAPA with STLS only, `-ERR` for credentials.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    wire.send_reply(&server_greeting(ctx), &ctx.deadline(Phase::Greeting))?;
+    serve_commands(wire, ctx, |line| {
+        let (verb, rest) = verb(line);
+        match verb.as_str() {
+            "CAPA" => ServerStep::Reply(
+                "+OK Capability list follows\r\nSTLS\r\nIMPLEMENTATION starttls\r\n.\r\n".into(),
+            ),
+            "STLS" if rest.is_empty() => {
+                ServerStep::GoAhead("+OK Begin TLS negotiation now\r\n".into())
+            }
+            "USER" | "PASS" | "APOP" | "AUTH" => ServerStep::Reply(
+                "-ERR [AUTH] Authentication is not permitted before STLS\r\n".into(),
+            ),
+            "QUIT" => ServerStep::Close("+OK Bye\r\n".into(), client_quit()),
+            _ => ServerStep::Reply("-ERR Command not permitted before STLS\r\n".into()),
+        }
+    })?;
+    Ok(ServerPreTls::default())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! server) fails closed, and any byte after the `S` is an injection (CVE-2021-23222).
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls};
+use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::{Direction, Transport, Wire, printable};
 
 /// Length 8, then the SSLRequest code 80877103 (1234 << 16 | 5679), both big-endian.
@@ -45,6 +45,87 @@ pub(crate) fn client_starttls<T: Transport>(
             &printable(&answer),
         )),
     }
+}
+
+// --- server side ---
+
+const SSL_REQUEST_CODE: u32 = 80_877_103;
+const GSSENC_REQUEST_CODE: u32 = 80_877_104;
+const PROTOCOL_3: u32 = 196_608;
+
+/// An ErrorResponse with SQLSTATE 28000 (invalid authorization specification).
+fn tls_required_error() -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "28000"),
+        (b'M', "TLS is required"),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(
+        &u32::try_from(body.len() + 4)
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    msg.extend(body);
+    msg
+}
+
+/// The server's side: answers SSLRequest with `S` (GSSENCRequest with `N`, then waits for the
+/// SSLRequest); a StartupMessage in plaintext gets an ErrorResponse and the connection ends.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    for _ in 0..2 {
+        let deadline = ctx.deadline(Phase::StartTls);
+        let header = wire.read_bytes(8, &deadline)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let code = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        match (len, code) {
+            (8, SSL_REQUEST_CODE) => {
+                wire.note(Direction::Received, "SSLRequest".into());
+                wire.ensure_nothing_after_go_ahead()?;
+                wire.send_raw(b"S", &deadline)?;
+                wire.note(Direction::Sent, "S".into());
+                return Ok(ServerPreTls::default());
+            }
+            (8, GSSENC_REQUEST_CODE) => {
+                wire.note(Direction::Received, "GSSENCRequest".into());
+                wire.send_raw(b"N", &deadline)?;
+                wire.note(Direction::Sent, "N".into());
+            }
+            (_, PROTOCOL_3) => {
+                wire.note(Direction::Received, "StartupMessage (plaintext)".into());
+                wire.send_raw(&tls_required_error(), &deadline)?;
+                wire.note(
+                    Direction::Sent,
+                    "ErrorResponse FATAL 28000 TLS is required".into(),
+                );
+                return Err(Error::Refused {
+                    phase: Phase::StartTls,
+                    reply: "the client sent a StartupMessage without TLS".into(),
+                });
+            }
+            _ => {
+                return Err(Error::violation_in(
+                    Phase::StartTls,
+                    "not an SSLRequest",
+                    &printable(&header),
+                ));
+            }
+        }
+    }
+    Err(Error::violation(
+        Phase::StartTls,
+        "no SSLRequest after GSSENCRequest",
+    ))
 }
 
 #[cfg(test)]

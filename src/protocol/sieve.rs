@@ -5,7 +5,9 @@
 //! (they are the trusted ones).
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls, has_capability};
+use crate::protocol::{
+    DialogContext, PreTls, ServerContext, ServerPreTls, ServerStep, has_capability, serve_commands,
+};
 use crate::wire::{Deadline, Transport, Wire, printable};
 
 /// One line of a ManageSieve response.
@@ -142,6 +144,54 @@ pub(crate) fn client_capabilities<T: Transport>(
     let deadline = ctx.deadline(Phase::Capabilities);
     wire.send_line("CAPABILITY", &deadline)?;
     read_list(wire, &deadline)
+}
+
+// --- server side ---
+
+/// The capability list ending in OK: with STARTTLS before TLS, with SASL PLAIN after.
+pub(crate) fn server_capabilities(ctx: &ServerContext<'_>, before_tls: bool) -> String {
+    let mut out = String::from("\"IMPLEMENTATION\" \"starttls\"\r\n\"SIEVE\" \"\"\r\n");
+    if before_tls {
+        out.push_str("\"STARTTLS\"\r\n\"SASL\" \"\"\r\n");
+    } else {
+        out.push_str("\"SASL\" \"PLAIN\"\r\n");
+    }
+    let text = ctx
+        .greeting_or("ManageSieve ready")
+        .replace(['"', '\\'], "");
+    out.push_str(&format!("\"VERSION\" \"1.0\"\r\nOK \"{text}\"\r\n"));
+    out
+}
+
+/// The server's pre-TLS dialog; after TLS the library re-sends the capabilities (RFC 5804
+/// §2.2), so the connection stands where the client speaks next.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+) -> Result<ServerPreTls> {
+    wire.send_reply(
+        &server_capabilities(ctx, true),
+        &ctx.deadline(Phase::Greeting),
+    )?;
+    serve_commands(wire, ctx, |line| {
+        if line.ends_with('}') {
+            return ServerStep::Close(
+                "BYE \"Literals are not accepted before STARTTLS\"\r\n".into(),
+                Error::violation_in(Phase::StartTls, "literal before STARTTLS", line),
+            );
+        }
+        let (verb, rest) = super::verb(line);
+        match verb.trim_matches('"') {
+            "STARTTLS" if rest.is_empty() => {
+                ServerStep::GoAhead("OK \"Begin TLS negotiation now\"\r\n".into())
+            }
+            "CAPABILITY" => ServerStep::Reply(server_capabilities(ctx, true)),
+            "NOOP" => ServerStep::Reply("OK \"NOOP completed\"\r\n".into()),
+            "LOGOUT" => ServerStep::Close("OK \"Bye\"\r\n".into(), super::client_quit()),
+            _ => ServerStep::Reply("NO (ENCRYPT-NEEDED) \"Use STARTTLS first\"\r\n".into()),
+        }
+    })?;
+    Ok(ServerPreTls::default())
 }
 
 #[cfg(test)]

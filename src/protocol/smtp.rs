@@ -4,7 +4,10 @@
 //! After TLS the client speaks first (EHLO again, RFC 3207 §4.2).
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, Greeting, PreTls, has_capability};
+use crate::protocol::{
+    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    has_capability, serve_commands, verb,
+};
 use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 /// Which hello the dialect uses.
@@ -221,6 +224,56 @@ pub(crate) fn client_capabilities<T: Transport>(
         });
     }
     Ok(keywords(&reply))
+}
+
+// --- server side ---
+
+pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
+    format!("220 {}\r\n", ctx.greeting_or("ESMTP ready"))
+}
+
+/// The server's pre-TLS dialog: greeting, EHLO/LHLO advertising STARTTLS (and nothing that
+/// would tempt a client into plaintext), `530` for anything that needs TLS.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+    kind: Hello,
+) -> Result<ServerPreTls> {
+    let mut pre = ServerPreTls::default();
+    wire.send_reply(&server_greeting(ctx), &ctx.deadline(Phase::Greeting))?;
+    serve_commands(wire, ctx, |line| {
+        let (verb, rest) = verb(line);
+        match verb.as_str() {
+            v if v == kind.verb() && !rest.is_empty() => {
+                pre.peer_name = Some(rest.to_owned());
+                ServerStep::Reply(format!(
+                    "250-{}\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n",
+                    ctx.hostname
+                ))
+            }
+            "EHLO" | "LHLO" | "HELO" if rest.is_empty() => {
+                ServerStep::Reply("501 5.5.4 A domain is required\r\n".into())
+            }
+            "HELO" if kind == Hello::Ehlo => {
+                pre.peer_name = Some(rest.to_owned());
+                ServerStep::Reply(format!("250 {}\r\n", ctx.hostname))
+            }
+            "EHLO" | "HELO" | "LHLO" => {
+                ServerStep::Reply(format!("500 5.5.1 This server expects {}\r\n", kind.verb()))
+            }
+            "STARTTLS" if rest.is_empty() => {
+                ServerStep::GoAhead("220 2.0.0 Ready to start TLS\r\n".into())
+            }
+            "STARTTLS" => ServerStep::Reply("501 5.5.4 STARTTLS takes no parameters\r\n".into()),
+            "NOOP" | "RSET" => ServerStep::Reply("250 2.0.0 OK\r\n".into()),
+            "QUIT" => ServerStep::Close("221 2.0.0 Bye\r\n".into(), client_quit()),
+            "AUTH" | "MAIL" | "RCPT" | "DATA" | "BDAT" | "VRFY" | "EXPN" | "ETRN" | "TURN" => {
+                ServerStep::Reply("530 5.7.0 Must issue a STARTTLS command first\r\n".into())
+            }
+            _ => ServerStep::Reply("500 5.5.2 Command unrecognized\r\n".into()),
+        }
+    })?;
+    Ok(pre)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! features inside TLS.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls};
+use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::xml::{Namespaces, Token, split_name};
 use crate::wire::{Deadline, Direction, Transport, Wire};
 
@@ -39,6 +39,8 @@ impl Kind {
 /// An element read whole: name, namespace, attributes, text, children.
 #[derive(Debug, Default)]
 struct Element {
+    /// The name as written (`prefix:local`), to match its end tag.
+    name: String,
     local: String,
     ns: String,
     text: String,
@@ -51,19 +53,28 @@ struct Stream {
 }
 
 impl Stream {
-    /// Reads the opening of the server's stream: optional declaration, then `<stream:stream>`.
-    fn open<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Stream> {
+    /// Reads the opening of the peer's stream: optional declaration, then `<stream:stream>`;
+    /// returns the header's attributes too.
+    fn open<T: Transport>(
+        wire: &mut Wire<'_, T>,
+        deadline: &Deadline,
+    ) -> Result<(Stream, Vec<(String, String)>)> {
         let phase = deadline.phase();
         let mut token = wire.read_xml(deadline)?;
-        while matches!(&token, Token::Text(t) if t.trim().is_empty()) || token == Token::Declaration
-        {
+        // At most one declaration, and a little whitespace, before the header.
+        for seen in 0.. {
+            let skippable = match &token {
+                Token::Declaration => seen == 0,
+                Token::Text(t) => t.trim().is_empty() && seen < 4,
+                _ => false,
+            };
+            if !skippable {
+                break;
+            }
             token = wire.read_xml(deadline)?;
         }
         let Token::Start { name, attrs, empty } = token else {
-            return Err(Error::violation(
-                phase,
-                "expected the server's stream header",
-            ));
+            return Err(Error::violation(phase, "expected an XMPP stream header"));
         };
         let mut ns = Namespaces::default();
         ns.push(&attrs);
@@ -75,7 +86,7 @@ impl Stream {
                 &name,
             ));
         }
-        Ok(Stream { ns })
+        Ok((Stream { ns }, attrs))
     }
 
     /// Reads the next element inside the stream, whole and bounded. A close of the stream is
@@ -109,6 +120,7 @@ impl Stream {
                     self.ns.push(&attrs);
                     let (prefix, local) = split_name(&name);
                     let el = Element {
+                        name: name.clone(),
                         local: local.to_owned(),
                         ns: self.ns.resolve(prefix).unwrap_or_default().to_owned(),
                         ..Element::default()
@@ -124,7 +136,6 @@ impl Stream {
                     }
                 }
                 Token::End { name } => {
-                    let (_, local) = split_name(&name);
                     let Some(done) = stack.pop() else {
                         // `</stream:stream>`: the server closed the stream.
                         return Err(Error::Refused {
@@ -132,7 +143,7 @@ impl Stream {
                             reply: format!("the server closed the XMPP stream (</{name}>)"),
                         });
                     };
-                    if done.local != local {
+                    if done.name != name {
                         return Err(Error::violation_in(phase, "mismatched end tag", &name));
                     }
                     self.ns.pop();
@@ -226,7 +237,16 @@ fn open_and_read_features<T: Transport>(
     let header = stream_header(kind, ctx.server_name);
     wire.send_message(header.as_bytes(), &deadline)?;
     wire.note(Direction::Sent, header);
-    let mut stream = Stream::open(wire, &deadline)?;
+    let (mut stream, attrs) = Stream::open(wire, &deadline)?;
+    if !attrs
+        .iter()
+        .any(|(n, v)| n == "version" && v.starts_with("1."))
+    {
+        // A pre-1.0 server sends no features, hence no STARTTLS.
+        return Err(Error::NotOffered {
+            reply: Some("stream header without version='1.0' (no stream features)".into()),
+        });
+    }
     let features = stream.element(wire, &deadline)?;
     if is(&features, NS_STREAMS, "error") {
         return Err(stream_error(&features, phase));
@@ -292,6 +312,70 @@ pub(crate) fn client_capabilities<T: Transport>(
 ) -> Result<Vec<String>> {
     let (_, features) = open_and_read_features(wire, ctx, kind, Phase::Capabilities)?;
     Ok(feature_list(&features))
+}
+
+// --- server side ---
+
+/// A random stream id (RFC 6120 §4.7.3: unpredictable).
+fn stream_id() -> Result<String> {
+    let mut bytes = [0u8; 12];
+    crate::config::crypto_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| Error::Config("no secure random source".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The server's side: reads the client's stream header, answers with its own and features
+/// that require STARTTLS, and answers `<starttls/>` with `<proceed/>`. Anything else before TLS
+/// is a policy violation that closes the stream.
+pub(crate) fn server_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &ServerContext<'_>,
+    kind: Kind,
+) -> Result<ServerPreTls> {
+    let deadline = ctx.deadline(Phase::StartTls);
+    let (mut stream, attrs) = Stream::open(wire, &deadline)?;
+    let attr = |name: &str| {
+        attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let pre = ServerPreTls {
+        peer_name: attr("to"),
+    };
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{NS_STREAMS}' id='{}' \
+         from='{}' version='1.0'><stream:features><starttls xmlns='{NS_TLS}'><required/>\
+         </starttls></stream:features>",
+        kind.namespace(),
+        stream_id()?,
+        attr_escape(ctx.hostname)
+    );
+    wire.send_reply(&header, &deadline)?;
+    if attr("xmlns").as_deref() != Some(kind.namespace()) {
+        wire.send_reply(&stream_error_reply("invalid-namespace"), &deadline)?;
+        return Err(Error::violation(Phase::StartTls, "wrong stream namespace"));
+    }
+    let request = stream.element(wire, &deadline)?;
+    if is(&request, NS_TLS, "starttls") {
+        wire.ensure_nothing_after_go_ahead()?;
+        wire.send_reply(&format!("<proceed xmlns='{NS_TLS}'/>"), &deadline)?;
+        return Ok(pre);
+    }
+    wire.send_reply(&stream_error_reply("policy-violation"), &deadline)?;
+    Err(Error::violation_in(
+        Phase::StartTls,
+        "stanza before STARTTLS",
+        &request.local,
+    ))
+}
+
+fn stream_error_reply(condition: &str) -> String {
+    format!(
+        "<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/></stream:error></stream:stream>"
+    )
 }
 
 #[cfg(test)]

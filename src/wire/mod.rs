@@ -258,6 +258,16 @@ impl<'a, T: Transport> Wire<'a, T> {
         Ok(())
     }
 
+    /// Sends a reply of one or more CRLF-terminated lines, without the unsolicited-data check
+    /// (a server may legitimately have pipelined commands waiting).
+    pub fn send_reply(&mut self, reply: &str, deadline: &Deadline) -> Result<()> {
+        self.send_raw(reply.as_bytes(), deadline)?;
+        for line in reply.split("\r\n").filter(|l| !l.is_empty()) {
+            self.record(Direction::Sent, line.to_owned());
+        }
+        Ok(())
+    }
+
     /// Sends bytes as they are, after the same unsolicited-data check as
     /// [`send_line`](Self::send_line) (binary protocols).
     pub fn send_message(&mut self, bytes: &[u8], deadline: &Deadline) -> Result<()> {

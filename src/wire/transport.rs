@@ -8,7 +8,6 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-
 pub(crate) trait Transport {
     /// Copies waiting bytes into `buf` without consuming them; blocks until at least one byte is
     /// there or the peer closed (`Ok(0)`).

@@ -1,0 +1,370 @@
+//! The library's server side: its own client against it for every protocol, and hostile
+//! clients (pipelining after STARTTLS, credentials before TLS, floods, plaintext instead of a
+//! ClientHello, silence).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use common::*;
+use starttls::{ErrorKind, Phase, Protocol, ServerConfig, Timeouts};
+
+fn server_cfg() -> ServerConfig {
+    ServerConfig::builder()
+        .certificate_pem(pki().server.chain_pem.clone(), pki().server.key_pem.clone())
+        .hostname("mx.test")
+        .timeouts(Timeouts {
+            reply: Duration::from_secs(5),
+            handshake: Duration::from_secs(5),
+            ..Timeouts::default()
+        })
+        .build()
+        .unwrap()
+}
+
+/// Accepts one connection with the library's server side and hands the result to `then`.
+fn accept_one<R: Send + 'static>(
+    protocol: Protocol,
+    cfg: ServerConfig,
+    then: impl FnOnce(starttls::Result<starttls::Connection>) -> R + Send + 'static,
+) -> (u16, JoinHandle<R>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        then(starttls::accept(&cfg, protocol, sock))
+    });
+    (port, handle)
+}
+
+const ALL: [Protocol; 23] = [
+    Protocol::Smtp,
+    Protocol::Submission,
+    Protocol::Lmtp,
+    Protocol::Imap,
+    Protocol::Pop3,
+    Protocol::Ldap,
+    Protocol::Ftp,
+    Protocol::Xmpp,
+    Protocol::XmppServer,
+    Protocol::Nntp,
+    Protocol::Sieve,
+    Protocol::Postgres,
+    Protocol::Http,
+    Protocol::Smtps,
+    Protocol::Imaps,
+    Protocol::Pop3s,
+    Protocol::Nntps,
+    Protocol::Ldaps,
+    Protocol::Xmpps,
+    Protocol::Ftps,
+    Protocol::PostgresDirect,
+    Protocol::Https,
+    Protocol::Tls,
+];
+
+#[test]
+fn the_library_client_upgrades_against_the_library_server_for_every_protocol() {
+    assert_eq!(
+        ALL.len(),
+        Protocol::ALL.len(),
+        "a protocol is missing from this test"
+    );
+    for protocol in ALL {
+        let (port, server) = accept_one(protocol, server_cfg(), |conn| {
+            let mut conn = conn.unwrap();
+            assert!(conn.is_server() && conn.is_encrypted());
+            conn.write_all(b"from server\r\n").unwrap();
+            let got = read_line(&mut conn);
+            (
+                got,
+                conn.peer_name().map(|n| n.get_untrusted().to_string()),
+                conn.server_name().to_owned(),
+            )
+        });
+        let mut conn = starttls::connect(&client_config(), protocol, "localhost", port)
+            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
+        assert!(conn.is_encrypted(), "{protocol}");
+        assert_eq!(read_line(&mut conn), "from server", "{protocol}");
+        conn.write_all(b"from client\r\n").unwrap();
+        let (got, peer_name, sni) = server.join().unwrap();
+        assert_eq!(got, "from client", "{protocol}");
+        assert_eq!(sni, "localhost", "{protocol}");
+        match protocol {
+            Protocol::Smtp | Protocol::Submission | Protocol::Lmtp => {
+                assert_eq!(peer_name.as_deref(), Some("[127.0.0.1]"), "{protocol}");
+            }
+            Protocol::Xmpp | Protocol::XmppServer => {
+                assert_eq!(peer_name.as_deref(), Some("localhost"), "{protocol}");
+            }
+            Protocol::Http => assert!(peer_name.unwrap().starts_with("localhost:")),
+            _ => {}
+        }
+        if protocol == Protocol::Sieve {
+            // The capabilities re-sent after TLS were read by the client.
+            assert!(
+                conn.capabilities()
+                    .unwrap()
+                    .contains(&"SASL PLAIN".to_string())
+            );
+        }
+    }
+}
+
+/// A raw client: writes, and reads what the server says.
+struct Raw(TcpStream);
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw(s)
+    }
+
+    fn send(&mut self, b: &[u8]) {
+        self.0.write_all(b).unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        read_line(&mut self.0)
+    }
+
+    /// Everything until the server closes.
+    fn rest(&mut self) -> String {
+        let mut out = Vec::new();
+        let _ = self.0.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+fn accept_err(protocol: Protocol) -> (u16, JoinHandle<starttls::Error>) {
+    accept_one(protocol, server_cfg(), |r| r.unwrap_err())
+}
+
+#[test]
+fn smtp_command_pipelined_after_starttls_is_injection_and_never_answered() {
+    let (port, server) = accept_err(Protocol::Smtp);
+    let mut c = Raw::connect(port);
+    assert!(c.line().starts_with("220 mx.test"));
+    c.send(b"EHLO evil\r\nSTARTTLS\r\nMAIL FROM:<attacker@evil>\r\n");
+    let rest = c.rest();
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::Injection);
+    assert!(rest.contains("250 STARTTLS"), "{rest}");
+    assert!(
+        !rest.contains("220 2.0.0"),
+        "no go-ahead may be sent: {rest}"
+    );
+}
+
+#[test]
+fn imap_and_pop3_pipelining_after_starttls_is_injection() {
+    let (port, server) = accept_err(Protocol::Imap);
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send(b"a STARTTLS\r\nb LOGIN user pass\r\n");
+    assert!(!c.rest().contains("a OK"));
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::Injection);
+
+    let (port, server) = accept_err(Protocol::Pop3);
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send(b"STLS\r\nUSER x\r\n");
+    assert!(!c.rest().contains("+OK Begin"));
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::Injection);
+}
+
+#[test]
+fn plaintext_after_the_go_ahead_instead_of_a_client_hello_is_injection() {
+    let (port, server) = accept_err(Protocol::Smtp);
+    let mut c = Raw::connect(port);
+    c.line();
+    c.send(b"STARTTLS\r\n");
+    assert_eq!(c.line(), "220 2.0.0 Ready to start TLS");
+    c.send(b"MAIL FROM:<x@y>\r\n");
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::Injection);
+}
+
+#[test]
+fn credentials_before_tls_are_refused_in_every_protocol() {
+    let cases: [(Protocol, &[u8], &str); 6] = [
+        (
+            Protocol::Smtp,
+            b"AUTH PLAIN AHVzZXIAcGFzcw==\r\n",
+            "530 5.7.0",
+        ),
+        (
+            Protocol::Imap,
+            b"a LOGIN user pass\r\n",
+            "a NO [PRIVACYREQUIRED]",
+        ),
+        (Protocol::Pop3, b"USER user\r\n", "-ERR"),
+        (Protocol::Ftp, b"USER user\r\n", "530"),
+        (Protocol::Nntp, b"AUTHINFO USER user\r\n", "483"),
+        (
+            Protocol::Sieve,
+            b"AUTHENTICATE \"PLAIN\" \"AHVzZXIAcGFzcw==\"\r\n",
+            "NO (ENCRYPT-NEEDED)",
+        ),
+    ];
+    for (protocol, creds, refusal) in cases {
+        let (port, server) = accept_err(protocol);
+        let mut c = Raw::connect(port);
+        // Skip the greeting (ManageSieve's ends with its OK line).
+        loop {
+            let l = c.line();
+            if protocol != Protocol::Sieve || l.starts_with("OK") {
+                break;
+            }
+        }
+        c.send(creds);
+        let reply = c.line();
+        assert!(reply.starts_with(refusal), "{protocol}: {reply}");
+        drop(c);
+        let e = server.join().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Closed, "{protocol}: {e}");
+    }
+}
+
+#[test]
+fn ldap_bind_before_starttls_is_confidentiality_required() {
+    let (port, server) = accept_err(Protocol::Ldap);
+    let mut c = Raw::connect(port);
+    // BindRequest, message 1, simple auth "cn=x" / "pw".
+    c.send(&[
+        0x30, 0x10, 0x02, 0x01, 0x01, 0x60, 0x0b, 0x02, 0x01, 0x03, 0x04, 0x04, b'c', b'n', b'=',
+        b'x', 0x80, 0x00,
+    ]);
+    let mut resp = [0u8; 14];
+    c.0.read_exact(&mut resp).unwrap();
+    // BindResponse (0x61) with resultCode 13 (confidentialityRequired).
+    assert_eq!(resp[5], 0x61);
+    assert_eq!(&resp[7..10], &[0x0a, 0x01, 13]);
+    drop(c);
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::Closed);
+}
+
+#[test]
+fn an_overlong_line_fails_cleanly() {
+    let (port, server) = accept_err(Protocol::Smtp);
+    let mut c = Raw::connect(port);
+    c.line();
+    let chunk = vec![b'A'; 64 * 1024];
+    for _ in 0..16 {
+        if c.0.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::ProtocolViolation);
+}
+
+#[test]
+fn endless_commands_before_starttls_are_bounded() {
+    let (port, server) = accept_err(Protocol::Smtp);
+    let mut c = Raw::connect(port);
+    c.line();
+    for _ in 0..100 {
+        if c.0.write_all(b"NOOP\r\n").is_err() {
+            break;
+        }
+    }
+    let e = server.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::ProtocolViolation, "{e}");
+}
+
+#[test]
+fn a_silent_client_times_out() {
+    let cfg = ServerConfig::builder()
+        .certificate_pem(pki().server.chain_pem.clone(), pki().server.key_pem.clone())
+        .timeouts(Timeouts {
+            reply: Duration::from_millis(300),
+            ..Timeouts::default()
+        })
+        .build()
+        .unwrap();
+    let (port, server) = accept_one(Protocol::Imap, cfg, |r| r.unwrap_err());
+    let _c = Raw::connect(port);
+    let e = server.join().unwrap();
+    assert!(
+        matches!(
+            e,
+            starttls::Error::Timeout {
+                phase: Phase::StartTls
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn tls_only_accept_refuses_leftover_buffered_bytes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (sock, _) = listener.accept().unwrap();
+    let e = starttls::accept_tls(&server_cfg(), sock, b"MAIL FROM:<x@y>\r\n").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Injection);
+}
+
+#[test]
+fn tls_only_accept_after_the_callers_own_dialog() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.write_all(b"220 go ahead\r\n").unwrap();
+        let mut conn = starttls::accept_tls(&server_cfg(), sock, b"").unwrap();
+        read_line(&mut conn)
+    });
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(read_line(&mut tcp), "220 go ahead");
+    let mut conn = starttls::handshake_only(&client_config(), tcp, "localhost").unwrap();
+    conn.write_all(b"EHLO inside\r\n").unwrap();
+    assert_eq!(server.join().unwrap(), "EHLO inside");
+}
+
+#[test]
+fn postgres_plaintext_startup_gets_an_error_response() {
+    let (port, server) = accept_err(Protocol::Postgres);
+    let mut c = Raw::connect(port);
+    let params = b"user\0x\0\0";
+    let mut msg = ((8 + params.len()) as u32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&196608u32.to_be_bytes());
+    msg.extend_from_slice(params);
+    c.send(&msg);
+    let rest = c.rest();
+    assert!(rest.starts_with('E') && rest.contains("28000"), "{rest:?}");
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::Refused);
+}
+
+#[test]
+fn http_without_upgrade_gets_426_then_may_upgrade() {
+    let (port, server) = accept_one(Protocol::Http, server_cfg(), |r| r.map(|_| ()));
+    let mut c = Raw::connect(port);
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.line(), "HTTP/1.1 426 Upgrade Required");
+    while !c.line().is_empty() {}
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nUpgrade: TLS/1.0\r\nConnection: Upgrade\r\n\r\n");
+    assert_eq!(c.line(), "HTTP/1.1 101 Switching Protocols");
+    while !c.line().is_empty() {}
+    let conn = starttls::handshake_only(&client_config(), c.0, "localhost");
+    assert!(conn.is_ok());
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn server_config_errors() {
+    let e = ServerConfig::builder().build().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let e = ServerConfig::builder()
+        .certificate_pem(pki().server.chain_pem.clone(), pki().client.key_pem.clone())
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Config,
+        "a key that does not match the certificate: {e}"
+    );
+}
