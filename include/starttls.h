@@ -166,6 +166,15 @@
 // The connection is not encrypted (opportunistic policy).
 #define STARTTLS_VERIFY_NOT_ENCRYPTED 2
 
+// Server side: the client presented no certificate (none was required).
+#define STARTTLS_VERIFY_NO_PEER_CERTIFICATE 3
+
+// Server: clients may present a certificate, verified when they do.
+#define STARTTLS_CLIENT_AUTH_OPTIONAL 1
+
+// Server: clients must present a certificate that verifies.
+#define STARTTLS_CLIENT_AUTH_REQUIRED 2
+
 // A dialog line sent by this side (log callback).
 #define STARTTLS_DIRECTION_SENT 0
 
@@ -200,6 +209,14 @@ typedef struct starttls_config_builder starttls_config_builder;
 
 // An upgraded connection. Use it from one thread at a time; free it with `starttls_conn_free`.
 typedef struct starttls_conn starttls_conn;
+
+// An immutable server configuration. Thread-safe: share one among any number of threads and
+// connections; connections keep what they need alive.
+typedef struct starttls_server_config starttls_server_config;
+
+// Collects options for a server config. Not thread-safe; consumed by
+// `starttls_server_config_builder_build`.
+typedef struct starttls_server_config_builder starttls_server_config_builder;
 
 // Receives each dialog line: `direction` is `STARTTLS_DIRECTION_*`, `encrypted` says whether the
 // line travelled inside TLS, `line` is NUL-terminated and valid only during the call. Called on
@@ -542,6 +559,19 @@ size_t starttls_conn_capabilities_before_tls(const starttls_conn *conn, char *bu
 // `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
 size_t starttls_conn_capabilities(const starttls_conn *conn, char *buf, size_t len);
 
+// True for a connection made by `starttls_accept_fd` / `starttls_accept_tls_fd`.
+//
+// # Safety
+// `conn` is NULL or live.
+bool starttls_conn_is_server(const starttls_conn *conn);
+
+// Server side: the name the client gave before TLS (EHLO/LHLO argument, XMPP `to`, HTTP
+// `Host`), snprintf-style; empty when none. Untrusted: it came in plaintext.
+//
+// # Safety
+// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+size_t starttls_conn_peer_name(const starttls_conn *conn, char *buf, size_t len);
+
 // True when capabilities were learned inside TLS (see `starttls_conn_capabilities`).
 //
 // # Safety
@@ -589,8 +619,9 @@ int starttls_conn_starttls_offered(const starttls_conn *conn);
 // `conn` is NULL or live.
 bool starttls_conn_is_resumed(const starttls_conn *conn);
 
-// How the certificate was checked: `STARTTLS_VERIFY_VERIFIED`, `_SKIPPED` (dangerous mode) or
-// `_NOT_ENCRYPTED`.
+// How the peer's certificate was checked: `STARTTLS_VERIFY_VERIFIED`, `_SKIPPED` (dangerous
+// mode), `_NOT_ENCRYPTED`, or on the server side `_NO_PEER_CERTIFICATE` when the client
+// presented none.
 //
 // # Safety
 // `conn` is NULL or live.
@@ -602,6 +633,151 @@ uint32_t starttls_conn_verification(const starttls_conn *conn);
 // # Safety
 // `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
 size_t starttls_conn_verification_problem(const starttls_conn *conn, char *buf, size_t len);
+
+// A new server config builder. A certificate must be added before building. Defaults: TLS >=
+// 1.2, host name `localhost`, finite timeouts, an in-memory session cache.
+starttls_server_config_builder *starttls_server_config_builder_new(void);
+
+// Frees a builder that was not built. NULL is fine.
+//
+// # Safety
+// `b` is NULL or a live builder, not used afterwards.
+void starttls_server_config_builder_free(starttls_server_config_builder *b);
+
+// The certificate chain and private key (PEM files: RSA, ECDSA or Ed25519), read now. Served
+// when no SNI-specific certificate matches.
+//
+// # Safety
+// `b` is NULL or live; the paths are NULL or NUL-terminated.
+uint32_t starttls_server_config_builder_set_certificate_files(starttls_server_config_builder *b,
+                                                              const char *chain_path,
+                                                              const char *key_path);
+
+// The certificate chain and private key as PEM bytes (copied).
+//
+// # Safety
+// `b` is NULL or live; `chain` and `key` point to their lengths in readable bytes.
+uint32_t starttls_server_config_builder_add_certificate_pem(starttls_server_config_builder *b,
+                                                            const uint8_t *chain,
+                                                            size_t chain_len,
+                                                            const uint8_t *key,
+                                                            size_t key_len);
+
+// A certificate served when the client's SNI is `name` (PEM bytes, copied).
+//
+// # Safety
+// `b` is NULL or live; `name` is NULL or NUL-terminated; `chain` and `key` point to their
+// lengths in readable bytes.
+uint32_t starttls_server_config_builder_add_sni_certificate_pem(starttls_server_config_builder *b,
+                                                                const char *name,
+                                                                const uint8_t *chain,
+                                                                size_t chain_len,
+                                                                const uint8_t *key,
+                                                                size_t key_len);
+
+// Verifies client certificates against the CAs in this PEM file (read when built):
+// `STARTTLS_CLIENT_AUTH_OPTIONAL` or `STARTTLS_CLIENT_AUTH_REQUIRED`.
+//
+// # Safety
+// `b` is NULL or live; `ca_path` is NULL or NUL-terminated.
+uint32_t starttls_server_config_builder_set_client_ca_file(starttls_server_config_builder *b,
+                                                           const char *ca_path,
+                                                           uint32_t mode);
+
+// Adds one ALPN protocol the server accepts (1 to 255 bytes, copied).
+//
+// # Safety
+// `b` is NULL or live; `protocol` points to `len` readable bytes.
+uint32_t starttls_server_config_builder_add_alpn(starttls_server_config_builder *b,
+                                                 const uint8_t *protocol,
+                                                 size_t len);
+
+// The lowest TLS version accepted: `STARTTLS_TLS_1_2` (default) or `STARTTLS_TLS_1_3`.
+//
+// # Safety
+// `b` is NULL or live.
+uint32_t starttls_server_config_builder_set_min_tls_version(starttls_server_config_builder *b,
+                                                            uint16_t version);
+
+// Stateless session tickets in addition to the in-memory session cache (off by default).
+//
+// # Safety
+// `b` is NULL or live.
+uint32_t starttls_server_config_builder_set_session_tickets(starttls_server_config_builder *b,
+                                                            bool yes);
+
+// The host name announced in greetings (default `localhost`).
+//
+// # Safety
+// `b` is NULL or live; `name` is NULL or NUL-terminated.
+uint32_t starttls_server_config_builder_set_hostname(starttls_server_config_builder *b,
+                                                     const char *name);
+
+// The greeting text after the code and host name (one line).
+//
+// # Safety
+// `b` is NULL or live; `text` is NULL or NUL-terminated.
+uint32_t starttls_server_config_builder_set_greeting(starttls_server_config_builder *b,
+                                                     const char *text);
+
+// The same timeout, in milliseconds, for every phase (each client command, the handshake, each
+// read and write). Must be > 0.
+//
+// # Safety
+// `b` is NULL or live.
+uint32_t starttls_server_config_builder_set_timeout_ms(starttls_server_config_builder *b,
+                                                       uint32_t ms);
+
+// Calls `callback(userdata, direction, encrypted, line)` for every dialog line, as on the
+// client side (same rules). NULL removes it.
+//
+// # Safety
+// As `starttls_config_builder_set_log_callback`.
+uint32_t starttls_server_config_builder_set_log_callback(starttls_server_config_builder *b,
+                                                         starttls_log_callback callback,
+                                                         void *userdata);
+
+// Builds the server config, and frees the builder whatever the result.
+//
+// # Safety
+// `b` is NULL or live, not used afterwards; `config_out` is NULL or writable.
+uint32_t starttls_server_config_builder_build(starttls_server_config_builder *b,
+                                              const starttls_server_config **config_out);
+
+// Releases a server config. NULL is fine; connections made from it stay usable.
+//
+// # Safety
+// `config` is NULL or live, not used afterwards by the caller.
+void starttls_server_config_free(const starttls_server_config *config);
+
+// Plays the server's side of `protocol`'s upgrade on a socket the caller accepted (greeting,
+// capabilities with STARTTLS, "TLS first" replies to anything else, credentials refused, the
+// go-ahead, the handshake). On return the connection stands where the client speaks next.
+// A client that pipelines anything after STARTTLS gets no go-ahead: `STARTTLS_ERR_INJECTION`.
+// fd ownership as for `starttls_upgrade_fd`: borrowed unless `STARTTLS_FD_TAKE_OWNERSHIP`.
+//
+// # Safety
+// `config` is NULL or live; `fd` is an open socket; `conn_out` is NULL or writable.
+uint32_t starttls_accept_fd(const starttls_server_config *config,
+                            uint32_t protocol,
+                            int fd,
+                            uint32_t flags,
+                            starttls_conn **conn_out);
+
+// TLS only, for a server that ran its own dialog and just sent its go-ahead. `buffered` holds
+// whatever the caller had already read from the client after its STARTTLS command: if
+// `buffered_len` is not 0 the client pipelined data, and this fails with
+// `STARTTLS_ERR_INJECTION` without reading anything. fd ownership as for `starttls_accept_fd`.
+//
+// # Safety
+// `config` is NULL or live; `fd` is an open socket; `buffered` points to `buffered_len`
+// readable bytes (or is NULL with 0); `conn_out` is NULL or writable.
+uint32_t starttls_accept_tls_fd(const starttls_server_config *config,
+                                int fd,
+                                const uint8_t *buffered,
+                                size_t buffered_len,
+                                uint32_t flags,
+                                starttls_conn **conn_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -399,3 +399,112 @@ fn static_library_links() {
     let o = run(&mut Command::new(&exe));
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
 }
+
+fn cert_files(dir: &str) -> (PathBuf, PathBuf) {
+    let d = scratch(dir);
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::write(&cert, &pki().server.chain_pem).unwrap();
+    std::fs::write(&key, &pki().server.key_pem).unwrap();
+    (cert, key)
+}
+
+/// Starts `smtp_sink` for `connections` connections; returns the child and its port.
+fn start_sink(
+    exe: &Path,
+    connections: u32,
+    under_valgrind: bool,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    u16,
+) {
+    use std::io::BufRead;
+    let (cert, key) = cert_files(&format!("sink-{connections}-{under_valgrind}"));
+    let mut cmd = if under_valgrind {
+        maybe_valgrind(exe)
+    } else {
+        Command::new(exe)
+    };
+    let mut child = cmd
+        .arg("0")
+        .arg(&cert)
+        .arg(&key)
+        .arg(connections.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("smtp_sink");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("smtp_sink said {first:?}"));
+    (child, out, port)
+}
+
+#[test]
+fn smtp_sink_example_serves_starttls_to_the_library_and_refuses_pipelining() {
+    use std::io::{Read, Write};
+    let exe = example("smtp_sink");
+    let (mut child, mut out, port) = start_sink(&exe, 2, true);
+
+    // 1. A well-behaved client sends a message.
+    let mut conn = starttls::connect(
+        &client_config(),
+        starttls::Protocol::Smtp,
+        "localhost",
+        port,
+    )
+    .unwrap();
+    let mut say = |line: &str| -> String {
+        conn.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut reply = read_line(&mut conn);
+        while reply.as_bytes().get(3) == Some(&b'-') {
+            reply = read_line(&mut conn);
+        }
+        reply
+    };
+    assert_eq!(say("EHLO client.test"), "250 SIZE 10485760");
+    assert_eq!(say("STARTTLS"), "503 5.5.1 TLS already active");
+    assert_eq!(say("MAIL FROM:<a@test>"), "250 2.0.0 OK");
+    assert_eq!(say("RCPT TO:<b@test>"), "250 2.0.0 OK");
+    assert_eq!(say("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    assert_eq!(
+        say("Subject: hi\r\n\r\n..dot line\r\n."),
+        "250 2.0.0 Message accepted"
+    );
+    assert_eq!(say("QUIT"), "221 2.0.0 Bye");
+
+    // 2. An attacker pipelines a command after STARTTLS: no go-ahead, nothing executed.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    raw.write_all(b"EHLO evil\r\nSTARTTLS\r\nMAIL FROM:<evil@x>\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let _ = raw.read_to_end(&mut seen);
+    assert!(!String::from_utf8_lossy(&seen).contains("220 2.0.0"));
+
+    let status = child.wait().unwrap();
+    let mut log = String::new();
+    out.read_to_string(&mut log).unwrap();
+    assert!(
+        status.success(),
+        "smtp_sink (valgrind: {}) failed:\n{log}",
+        have_valgrind()
+    );
+    assert!(
+        log.contains("TLS 0x0304 with client \"[127.0.0.1]\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("Subject: hi\n\n.dot line\n--- end ---"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused connection: STARTTLS_ERR_INJECTION"),
+        "{log}"
+    );
+}

@@ -107,6 +107,14 @@ pub const STARTTLS_VERIFY_SKIPPED: u32 = 1;
 /// The connection is not encrypted (opportunistic policy).
 pub const STARTTLS_VERIFY_NOT_ENCRYPTED: u32 = 2;
 
+/// Server side: the client presented no certificate (none was required).
+pub const STARTTLS_VERIFY_NO_PEER_CERTIFICATE: u32 = 3;
+
+/// Server: clients may present a certificate, verified when they do.
+pub const STARTTLS_CLIENT_AUTH_OPTIONAL: u32 = 1;
+/// Server: clients must present a certificate that verifies.
+pub const STARTTLS_CLIENT_AUTH_REQUIRED: u32 = 2;
+
 /// A dialog line sent by this side (log callback).
 pub const STARTTLS_DIRECTION_SENT: u32 = 0;
 /// A dialog line received from the peer (log callback).

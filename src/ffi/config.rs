@@ -363,9 +363,9 @@ pub unsafe extern "C" fn starttls_config_builder_dangerous_accept_any_certificat
     unsafe { with_builder(b, |inner| Ok(inner.dangerous_accept_any_certificate(yes))) }
 }
 
-struct LogTarget {
-    callback: unsafe extern "C" fn(*mut c_void, u32, bool, *const c_char),
-    userdata: *mut c_void,
+pub(super) struct LogTarget {
+    pub(super) callback: unsafe extern "C" fn(*mut c_void, u32, bool, *const c_char),
+    pub(super) userdata: *mut c_void,
 }
 
 // SAFETY: the caller promises (documented on the setter) that the callback and its userdata may
@@ -374,7 +374,7 @@ unsafe impl Send for LogTarget {}
 unsafe impl Sync for LogTarget {}
 
 impl LogTarget {
-    fn emit(&self, line: &crate::DialogLine) {
+    pub(super) fn emit(&self, line: &crate::DialogLine) {
         let direction = match line.direction {
             Direction::Sent => STARTTLS_DIRECTION_SENT,
             Direction::Received => STARTTLS_DIRECTION_RECEIVED,

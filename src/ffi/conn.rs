@@ -22,7 +22,7 @@ pub struct starttls_conn {
     error: String,
 }
 
-fn protocol_in(code: u32) -> Result<Protocol, Error> {
+pub(super) fn protocol_in(code: u32) -> Result<Protocol, Error> {
     Protocol::from_code(code)
         .ok_or_else(|| Error::InvalidArgument(format!("unknown or unsupported protocol {code}")))
 }
@@ -31,7 +31,12 @@ fn protocol_in(code: u32) -> Result<Protocol, Error> {
 ///
 /// # Safety
 /// `conn_out` is non-NULL and writable.
-unsafe fn hand_out(conn: Connection, fd: RawFd, owns_fd: bool, conn_out: *mut *mut starttls_conn) {
+pub(super) unsafe fn hand_out(
+    conn: Connection,
+    fd: RawFd,
+    owns_fd: bool,
+    conn_out: *mut *mut starttls_conn,
+) {
     let boxed = Box::new(starttls_conn {
         conn,
         fd,
@@ -111,7 +116,7 @@ pub unsafe extern "C" fn starttls_connect(
 ///
 /// # Safety
 /// `fd` is an open descriptor; when `take` is true the caller gives it up.
-unsafe fn stream_from_fd(fd: RawFd, take: bool) -> Result<TcpStream, Error> {
+pub(super) unsafe fn stream_from_fd(fd: RawFd, take: bool) -> Result<TcpStream, Error> {
     if fd < 0 {
         return Err(Error::InvalidArgument(format!("invalid fd {fd}")));
     }
@@ -132,7 +137,7 @@ unsafe fn stream_from_fd(fd: RawFd, take: bool) -> Result<TcpStream, Error> {
     Ok(tcp)
 }
 
-fn take_flag(flags: u32) -> Result<bool, Error> {
+pub(super) fn take_flag(flags: u32) -> Result<bool, Error> {
     if flags & !STARTTLS_FD_TAKE_OWNERSHIP != 0 {
         return Err(Error::InvalidArgument(format!("unknown flags {flags:#x}")));
     }
@@ -531,6 +536,36 @@ pub unsafe extern "C" fn starttls_conn_capabilities(
     })
 }
 
+/// True for a connection made by `starttls_accept_fd` / `starttls_accept_tls_fd`.
+///
+/// # Safety
+/// `conn` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_is_server(conn: *const starttls_conn) -> bool {
+    boundary_value(false, || {
+        unsafe { conn_ref(conn) }.is_some_and(|c| c.conn.is_server())
+    })
+}
+
+/// Server side: the name the client gave before TLS (EHLO/LHLO argument, XMPP `to`, HTTP
+/// `Host`), snprintf-style; empty when none. Untrusted: it came in plaintext.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_peer_name(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    boundary_value(0, || {
+        let name = unsafe { conn_ref(conn) }
+            .and_then(|c| c.conn.peer_name().map(|n| n.get_untrusted().to_string()))
+            .unwrap_or_default();
+        unsafe { str_out(&name, buf, len) }
+    })
+}
+
 /// True when capabilities were learned inside TLS (see `starttls_conn_capabilities`).
 ///
 /// # Safety
@@ -614,8 +649,9 @@ pub unsafe extern "C" fn starttls_conn_is_resumed(conn: *const starttls_conn) ->
     })
 }
 
-/// How the certificate was checked: `STARTTLS_VERIFY_VERIFIED`, `_SKIPPED` (dangerous mode) or
-/// `_NOT_ENCRYPTED`.
+/// How the peer's certificate was checked: `STARTTLS_VERIFY_VERIFIED`, `_SKIPPED` (dangerous
+/// mode), `_NOT_ENCRYPTED`, or on the server side `_NO_PEER_CERTIFICATE` when the client
+/// presented none.
 ///
 /// # Safety
 /// `conn` is NULL or live.
@@ -625,6 +661,7 @@ pub unsafe extern "C" fn starttls_conn_verification(conn: *const starttls_conn) 
         match unsafe { conn_ref(conn) }.map(|c| c.conn.verification()) {
             Some(Verification::Verified) => STARTTLS_VERIFY_VERIFIED,
             Some(Verification::Skipped { .. }) => STARTTLS_VERIFY_SKIPPED,
+            Some(Verification::NoPeerCertificate) => STARTTLS_VERIFY_NO_PEER_CERTIFICATE,
             _ => STARTTLS_VERIFY_NOT_ENCRYPTED,
         }
     })

@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind};
 pub mod codes;
 pub mod config;
 pub mod conn;
+pub mod server;
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };

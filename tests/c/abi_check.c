@@ -102,6 +102,35 @@ int main(void) {
     CHECK(starttls_conn_verification(NULL) == STARTTLS_VERIFY_NOT_ENCRYPTED);
     CHECK(starttls_conn_verification_problem(NULL, buf, sizeof buf) == 0);
 
+    /* The server side: NULL and bad input everywhere. */
+    const starttls_server_config *sconfig = NULL;
+    CHECK(starttls_server_config_builder_set_certificate_files(NULL, "c", "k") == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_add_certificate_pem(NULL, NULL, 0, NULL, 0) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_add_sni_certificate_pem(NULL, "n", NULL, 0, NULL, 0) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_client_ca_file(NULL, "x", STARTTLS_CLIENT_AUTH_REQUIRED) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_add_alpn(NULL, (const uint8_t *)"x", 1) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_min_tls_version(NULL, STARTTLS_TLS_1_3) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_session_tickets(NULL, true) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_hostname(NULL, "x") == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_greeting(NULL, "x") == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_timeout_ms(NULL, 1) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_log_callback(NULL, NULL, NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_build(NULL, &sconfig) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(sconfig == NULL);
+    starttls_server_config_builder_free(NULL);
+    starttls_server_config_free(NULL);
+    CHECK(starttls_accept_fd(NULL, STARTTLS_PROTO_SMTP, 0, 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_accept_tls_fd(NULL, 0, NULL, 0, 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_accept_tls_fd(NULL, 0, NULL, 5, 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(!starttls_conn_is_server(NULL));
+    CHECK(starttls_conn_peer_name(NULL, buf, sizeof buf) == 0);
+    starttls_server_config_builder *sb = starttls_server_config_builder_new();
+    CHECK(starttls_server_config_builder_set_certificate_files(sb, "/nonexistent/c.pem", "/nonexistent/k.pem") == STARTTLS_ERR_CONFIG);
+    CHECK(starttls_server_config_builder_set_client_ca_file(sb, "/nonexistent/ca.pem", 9) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_server_config_builder_set_greeting(sb, "two\r\nlines") == STARTTLS_OK); /* checked when built */
+    CHECK(starttls_server_config_builder_build(sb, &sconfig) == STARTTLS_ERR_CONFIG);    /* no certificate */
+    CHECK(sconfig == NULL);
+
     /* The thread-local message: snprintf-style, truncated and NUL-terminated. */
     size_t full = starttls_last_error(NULL, 0);
     CHECK(full > 0);
