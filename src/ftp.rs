@@ -3,7 +3,7 @@
 //! connection's session (ProFTPD and vsftpd require that; it proves the data connection comes
 //! from the same client).
 
-use crate::connect::{handshake_only, tcp_connect};
+use crate::connect::handshake_only;
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{Protocol, ftp};
 use crate::stream::{Connection, Side};
@@ -33,7 +33,7 @@ impl Connection {
     /// call [`ftp_finish`](Self::ftp_finish) for the transfer's final reply.
     pub fn ftp_data(&mut self, command: &str) -> Result<Connection> {
         self.require_ftp()?;
-        if command.is_empty() || command.contains(['\r', '\n']) {
+        if command.is_empty() || command.contains(['\r', '\n', '\0']) {
             return Err(Error::InvalidArgument(
                 "an FTP command is one non-empty line".into(),
             ));
@@ -57,7 +57,11 @@ impl Connection {
                 "FTP data channels are client-side".into(),
             ));
         };
-        let tcp = tcp_connect(&peer.ip().to_string(), port, config.timeouts().connect)?;
+        // The peer's own address (an IPv6 zone index included), with the passive port.
+        let mut data_addr = peer;
+        data_addr.set_port(port);
+        let tcp = std::net::TcpStream::connect_timeout(&data_addr, config.timeouts().connect)
+            .map_err(|e| Error::from_io(Phase::Connect, e))?;
         // The server starts TLS on the data connection once it has the transfer command.
         self.inside_tls(|w, ctx| ftp::command(w, ctx, command, &[125, 150]))?;
         handshake_only(&config, tcp, &self.server_name)

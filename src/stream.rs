@@ -319,6 +319,7 @@ impl Connection {
     pub fn send_close_notify(&mut self) -> Result<()> {
         match &mut self.inner {
             Inner::Tls(s) => {
+                take_waiting_records(s);
                 s.conn.send_close_notify();
                 s.flush().map_err(|e| Error::from_io(Phase::Close, e))
             }
@@ -340,6 +341,26 @@ impl Connection {
             Err(e) => Err(Error::from_io(Phase::Close, e)),
         }
     }
+}
+
+/// Processes TLS records that already arrived without blocking, so that session tickets sent
+/// after the handshake are kept even on a connection that was only written to (an FTP upload):
+/// later connections can then resume.
+fn take_waiting_records(s: &mut StreamOwned<ClientConnection, TcpStream>) {
+    if s.sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    for _ in 0..16 {
+        match s.conn.read_tls(&mut s.sock) {
+            Ok(n) if n > 0 => {
+                if s.conn.process_new_packets().is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let _ = s.sock.set_nonblocking(false);
 }
 
 impl Read for Connection {

@@ -211,13 +211,18 @@ pub(crate) fn data_port(reply: &Reply) -> Result<u16> {
                 .ok_or_else(bad)
         }
         227 => {
-            let after_code = text.get(3..).unwrap_or_default();
+            // Only the first line, and each candidate looked at through a short window: linear.
+            let first = reply.lines.first().map(String::as_str).unwrap_or_default();
+            let after_code = first.get(3..).unwrap_or_default();
             let port = after_code
                 .char_indices()
                 .filter(|(i, c)| {
                     c.is_ascii_digit() && !after_code[..*i].ends_with(|p: char| p.is_ascii_digit())
                 })
-                .find_map(|(i, _)| pasv_port(&after_code[i..]));
+                .find_map(|(i, _)| {
+                    let end = after_code.len().min(i + 32);
+                    after_code.get(i..end).and_then(pasv_port)
+                });
             port.ok_or_else(bad)
         }
         _ => Err(bad()),

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
-use crate::wire::{Transport, Wire, line_text, printable};
+use crate::wire::{Deadline, Transport, Wire, line_text, printable};
 
 pub(crate) fn client_starttls<T: Transport>(
     wire: &mut Wire<'_, T>,
@@ -32,44 +32,8 @@ pub(crate) fn client_starttls<T: Transport>(
         wire.send_line(line, &deadline)?;
     }
 
-    let status_line = wire.read_line(&deadline)?;
-    let status = line_text(&status_line);
-    let code = parse_status(&status_line).ok_or_else(|| {
-        Error::violation_in(
-            Phase::StartTls,
-            "malformed status line",
-            &printable(&status_line),
-        )
-    })?;
-    let mut upgrade_to_tls = false;
-    let max = wire.limits().max_lines;
-    let mut headers = 0;
-    loop {
-        let line = wire.read_line(&deadline)?;
-        if line.is_empty() {
-            break;
-        }
-        headers += 1;
-        if headers > max {
-            return Err(Error::violation(
-                Phase::StartTls,
-                format!("more than {max} header lines"),
-            ));
-        }
-        let text = line_text(&line);
-        let Some((name, value)) = text.split_once(':') else {
-            return Err(Error::violation_in(
-                Phase::StartTls,
-                "malformed header",
-                &text,
-            ));
-        };
-        if name.trim().eq_ignore_ascii_case("upgrade") {
-            upgrade_to_tls |= value
-                .split(',')
-                .any(|p| p.trim().to_ascii_uppercase().starts_with("TLS/"));
-        }
-    }
+    let response = read_response(wire, &deadline)?;
+    let (code, status, upgrade_to_tls) = (response.code, response.status, response.upgrade_to_tls);
     match code {
         101 if upgrade_to_tls => {
             pre.starttls_offered = Some(true);
@@ -91,10 +55,112 @@ pub(crate) fn client_starttls<T: Transport>(
                 phase: Phase::StartTls,
                 reply: status,
             };
-            ctx.tls_impossible(pre, reason)
+            let pre = ctx.tls_impossible(pre, reason)?;
+            // Opportunistic: the refusal's body must not be left for the application to read as
+            // its own.
+            discard_body(wire, &deadline, response.body)?;
+            Ok(pre)
         }
     }
 }
+
+/// How the body of a response is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Body {
+    Length(usize),
+    /// Chunked or until close: not read before or right after TLS.
+    Unbounded,
+}
+
+/// The largest response body read during the upgrade.
+const MAX_BODY: usize = 64 * 1024;
+
+struct Response {
+    code: u16,
+    status: String,
+    upgrade_to_tls: bool,
+    body: Body,
+}
+
+/// Reads a status line and headers (bounded).
+fn read_response<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Response> {
+    let phase = deadline.phase();
+    let status_line = wire.read_line(deadline)?;
+    let status = line_text(&status_line);
+    let code = parse_status(&status_line).ok_or_else(|| {
+        Error::violation_in(phase, "malformed status line", &printable(&status_line))
+    })?;
+    let mut upgrade_to_tls = false;
+    let mut body = Body::Length(0);
+    let max = wire.limits().max_lines;
+    let mut headers = 0;
+    loop {
+        let line = wire.read_line(deadline)?;
+        if line.is_empty() {
+            break;
+        }
+        headers += 1;
+        if headers > max {
+            return Err(Error::violation(
+                phase,
+                format!("more than {max} header lines"),
+            ));
+        }
+        let text = line_text(&line);
+        let Some((name, value)) = text.split_once(':') else {
+            return Err(Error::violation_in(phase, "malformed header", &text));
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("upgrade") {
+            upgrade_to_tls |= value
+                .split(',')
+                .any(|p| p.trim().to_ascii_uppercase().starts_with("TLS/"));
+        } else if name.eq_ignore_ascii_case("content-length") {
+            body = match value.trim().parse::<usize>() {
+                Ok(n) => Body::Length(n),
+                Err(_) => return Err(Error::violation_in(phase, "bad Content-Length", &text)),
+            };
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            body = Body::Unbounded;
+        }
+    }
+    Ok(Response {
+        code,
+        status,
+        upgrade_to_tls,
+        body,
+    })
+}
+
+fn discard_body<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    deadline: &Deadline,
+    body: Body,
+) -> Result<()> {
+    match body {
+        Body::Length(0) => Ok(()),
+        Body::Length(n) if n <= MAX_BODY => wire.read_bytes(n, deadline).map(|_| ()),
+        _ => Err(Error::violation(
+            deadline.phase(),
+            format!("response body not delimited by a Content-Length of at most {MAX_BODY}"),
+        )),
+    }
+}
+
+/// After TLS the server answers the original `OPTIONS *` request (RFC 2817 §3.3); the answer is
+/// read here so that the application's first read is the answer to its own request.
+pub(crate) fn client_after_starttls<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+) -> Result<()> {
+    let deadline = ctx.deadline(Phase::Capabilities);
+    let response = read_response(wire, &deadline)?;
+    discard_body(wire, &deadline, response.body)
+}
+
+/// The server's answer to `OPTIONS *`, sent right after TLS (RFC 2817 §3.3).
+pub(crate) const OPTIONS_RESPONSE: &str =
+    "HTTP/1.1 200 OK\r\nAllow: OPTIONS, GET, HEAD, POST\r\nContent-Length: 0\r\n\r\n";
 
 /// `HTTP/1.x NNN reason` → NNN.
 fn parse_status(line: &[u8]) -> Option<u16> {

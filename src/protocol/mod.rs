@@ -388,7 +388,7 @@ pub(crate) fn client_starttls<T: Transport>(
 }
 
 /// What a STARTTLS dialog reads right after the handshake, when the protocol says the server
-/// speaks first (ManageSieve re-sends its capabilities).
+/// speaks first (ManageSieve re-sends its capabilities; HTTP answers the `OPTIONS *`).
 pub(crate) fn client_after_starttls<T: Transport>(
     dialect: Dialect,
     wire: &mut Wire<'_, T>,
@@ -396,6 +396,7 @@ pub(crate) fn client_after_starttls<T: Transport>(
 ) -> Result<Option<Vec<String>>> {
     match dialect {
         Dialect::Sieve => sieve::read_capabilities(wire, ctx).map(Some),
+        Dialect::Http => http::client_after_starttls(wire, ctx).map(|()| None),
         _ => Ok(None),
     }
 }
@@ -544,8 +545,8 @@ pub(crate) fn server_starttls<T: Transport>(
     }
 }
 
-/// What the server says first inside TLS: the greeting for implicit TLS, and for ManageSieve the
-/// capabilities it must re-send after STARTTLS.
+/// What the server says first inside TLS: the greeting for implicit TLS, for ManageSieve the
+/// capabilities it must re-send after STARTTLS, for HTTP the answer to `OPTIONS *`.
 pub(crate) fn server_after_tls<T: Transport>(
     dialect: Dialect,
     wire: &mut Wire<'_, T>,
@@ -560,6 +561,7 @@ pub(crate) fn server_after_tls<T: Transport>(
         (Dialect::Nntp, true) => nntp::server_greeting(ctx),
         (Dialect::Ftp, true) => ftp::server_greeting(ctx),
         (Dialect::Sieve, false) => sieve::server_capabilities(ctx, false),
+        (Dialect::Http, false) => http::OPTIONS_RESPONSE.to_owned(),
         _ => return Ok(()),
     };
     wire.send_reply(&greeting, &deadline)

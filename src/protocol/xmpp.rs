@@ -60,7 +60,7 @@ impl Stream {
         deadline: &Deadline,
     ) -> Result<(Stream, Vec<(String, String)>)> {
         let phase = deadline.phase();
-        let mut token = wire.read_xml(deadline)?;
+        let mut token = wire.read_xml(deadline, false)?;
         // At most one declaration, and a little whitespace, before the header.
         for seen in 0.. {
             let skippable = match &token {
@@ -71,7 +71,7 @@ impl Stream {
             if !skippable {
                 break;
             }
-            token = wire.read_xml(deadline)?;
+            token = wire.read_xml(deadline, false)?;
         }
         let Token::Start { name, attrs, empty } = token else {
             return Err(Error::violation(phase, "expected an XMPP stream header"));
@@ -99,7 +99,7 @@ impl Stream {
         let phase = deadline.phase();
         let mut stack: Vec<Element> = Vec::new();
         for _ in 0..MAX_TOKENS {
-            match wire.read_xml(deadline)? {
+            match wire.read_xml(deadline, !stack.is_empty())? {
                 Token::Declaration => {
                     return Err(Error::violation(phase, "XML declaration inside the stream"));
                 }

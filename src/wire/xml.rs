@@ -27,8 +27,10 @@ pub(crate) enum Token {
 }
 
 impl<T: Transport> Wire<'_, T> {
-    /// Reads the next XML token before `deadline`.
-    pub fn read_xml(&mut self, deadline: &Deadline) -> Result<Token> {
+    /// Reads the next XML token before `deadline`. With `text_ok` false (between stanzas, before
+    /// the stream header) only whitespace may stand between tags, and anything else fails at once
+    /// instead of waiting for a `<` that a non-XMPP peer will never send.
+    pub fn read_xml(&mut self, deadline: &Deadline, text_ok: bool) -> Result<Token> {
         let phase = deadline.phase();
         let max = self.limits().max_line;
         let mut raw: Vec<u8> = Vec::new();
@@ -45,6 +47,14 @@ impl<T: Transport> Wire<'_, T> {
             } else {
                 scan.end_of_tag(seen).map_or(got, |i| i + 1)
             };
+            if is_text && !text_ok && !seen[..take].iter().all(u8::is_ascii_whitespace) {
+                let text = printable(&seen[..take]);
+                return Err(Error::violation_in(
+                    phase,
+                    "not XML (text outside an element)",
+                    &text,
+                ));
+            }
             self.consume_peeked(take, phase)?;
             raw.extend_from_slice(&seen[..take]);
             let complete = if is_text { take < got } else { scan.done };
@@ -56,10 +66,6 @@ impl<T: Transport> Wire<'_, T> {
                     phase,
                     format!("XML token longer than {max} bytes"),
                 ));
-            }
-            if is_text && self.pending_now_bytes(phase)? == 0 {
-                // Text with nothing more buffered: it is complete as far as the peer sent it.
-                break;
             }
         }
         let text = printable(&raw);
@@ -288,10 +294,6 @@ impl<T: Transport> Wire<'_, T> {
 
     fn consume_peeked(&mut self, n: usize, phase: Phase) -> Result<()> {
         self.io.consume(n).map_err(|e| Error::from_io(phase, e))
-    }
-
-    fn pending_now_bytes(&mut self, phase: Phase) -> Result<usize> {
-        self.io.pending_now().map_err(|e| Error::from_io(phase, e))
     }
 }
 
