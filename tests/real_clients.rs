@@ -245,3 +245,208 @@ fn python_stdlib_clients_starttls() {
         );
     }
 }
+
+/// SMTP after TLS, enough for swaks and curl to send a message.
+fn smtp_app(conn: &mut Connection) {
+    loop {
+        let line = read_line(conn);
+        let verb = line
+            .split([' ', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "" => return,
+            "EHLO" => b"250-mx.test\r\n250-8BITMIME\r\n250 SIZE 100000\r\n",
+            "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 2.0.0 OK\r\n",
+            "DATA" => {
+                conn.write_all(b"354 go ahead\r\n").unwrap();
+                while read_line(conn) != "." {}
+                b"250 2.0.0 queued\r\n"
+            }
+            "QUIT" => {
+                conn.write_all(b"221 2.0.0 bye\r\n").unwrap();
+                return;
+            }
+            _ => b"502 5.5.1 not implemented\r\n",
+        };
+        conn.write_all(reply).unwrap();
+    }
+}
+
+/// POP3 after TLS, enough for curl to list a mailbox.
+fn pop3_app(conn: &mut Connection) {
+    loop {
+        let line = read_line(conn);
+        let verb = line
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "" => return,
+            "CAPA" => b"+OK\r\nUSER\r\nUIDL\r\n.\r\n",
+            "USER" | "PASS" | "NOOP" => b"+OK\r\n",
+            "STAT" => b"+OK 0 0\r\n",
+            "LIST" | "UIDL" => b"+OK\r\n.\r\n",
+            "QUIT" => {
+                conn.write_all(b"+OK bye\r\n").unwrap();
+                return;
+            }
+            _ => b"-ERR unknown\r\n",
+        };
+        conn.write_all(reply).unwrap();
+    }
+}
+
+/// IMAP after TLS, enough for curl to log in and list.
+fn imap_app(conn: &mut Connection) {
+    loop {
+        let line = read_line(conn);
+        let mut words = line.split(' ');
+        let (tag, verb) = (
+            words.next().unwrap_or_default(),
+            words.next().unwrap_or_default(),
+        );
+        let reply = match verb.to_ascii_uppercase().as_str() {
+            "" => return,
+            // curl keeps the LOGINDISABLED it saw before TLS (it does not forget pre-TLS
+            // capabilities), so it needs a SASL mechanism to log in.
+            "CAPABILITY" => {
+                format!("* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\n{tag} OK done\r\n")
+            }
+            "LOGIN" | "AUTHENTICATE" | "SELECT" | "EXAMINE" | "NOOP" => {
+                format!("{tag} OK done\r\n")
+            }
+            "LIST" => format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n"),
+            "LOGOUT" => {
+                conn.write_all(format!("* BYE\r\n{tag} OK bye\r\n").as_bytes())
+                    .unwrap();
+                return;
+            }
+            _ => format!("{tag} BAD unknown\r\n"),
+        };
+        conn.write_all(reply.as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn curl_ssl_reqd_smtp_imap_pop3() {
+    if !have("curl", "--version") {
+        eprintln!("SKIPPED curl: not installed");
+        return;
+    }
+    let ca = ca_file("curl");
+    let mail = std::env::temp_dir().join(format!("starttls-curl-mail-{}", std::process::id()));
+    std::fs::write(&mail, "Subject: test\r\n\r\nhello\r\n").unwrap();
+    type App = fn(&mut Connection);
+    let cases: [(Protocol, &str, &[&str], App); 3] = [
+        (
+            Protocol::Smtp,
+            "smtp",
+            &["--mail-from", "a@test", "--mail-rcpt", "b@test", "-T"],
+            smtp_app,
+        ),
+        (Protocol::Imap, "imap", &["-u", "user:pass"], imap_app),
+        (Protocol::Pop3, "pop3", &["-u", "user:pass"], pop3_app),
+    ];
+    for (protocol, scheme, extra, app) in cases {
+        let (port, server) = serve_app(protocol, app);
+        let mut cmd = Command::new("curl");
+        cmd.args(["--silent", "--show-error", "--ssl-reqd", "--max-time", "20"])
+            .arg("--cacert")
+            .arg(&ca)
+            .arg(format!("{scheme}://localhost:{port}/"))
+            .args(extra);
+        if protocol == Protocol::Smtp {
+            cmd.arg(&mail);
+        }
+        let out = cmd.output().unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result = server.join().unwrap();
+        assert!(
+            out.status.success(),
+            "curl {scheme}: {log}\nserver: {result:?}"
+        );
+        assert!(result.is_ok(), "curl {scheme}: server: {result:?}");
+    }
+}
+
+#[test]
+fn gnutls_cli_starttls_protocols() {
+    if !have("gnutls-cli", "--version") {
+        eprintln!("SKIPPED gnutls-cli: not installed (Debian package gnutls-bin)");
+        return;
+    }
+    let ca = ca_file("gnutls");
+    for (protocol, name) in [
+        (Protocol::Smtp, "smtp"),
+        (Protocol::Imap, "imap"),
+        (Protocol::Pop3, "pop3"),
+        (Protocol::Ftp, "ftp"),
+        (Protocol::Xmpp, "xmpp"),
+        (Protocol::Ldap, "ldap"),
+        (Protocol::Nntp, "nntp"),
+        (Protocol::Sieve, "sieve"),
+        (Protocol::Postgres, "postgres"),
+        (Protocol::Lmtp, "lmtp"),
+    ] {
+        let (port, server) = serve_app(protocol, drain);
+        let out = Command::new("gnutls-cli")
+            .arg(format!("--starttls-proto={name}"))
+            .arg(format!("--x509cafile={}", ca.display()))
+            .args(["-p", &port.to_string(), "localhost"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result = server.join().unwrap();
+        assert!(
+            result.is_ok(),
+            "gnutls-cli {name}: server: {result:?}\n{log}"
+        );
+        assert!(
+            log.contains("Handshake was completed"),
+            "gnutls-cli {name}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn swaks_sends_a_message_over_starttls() {
+    if !have("swaks", "--version") {
+        eprintln!("SKIPPED swaks: not installed");
+        return;
+    }
+    let ca = ca_file("swaks");
+    let (port, server) = serve_app(Protocol::Smtp, smtp_app);
+    let out = Command::new("swaks")
+        .args([
+            "--tls",
+            "--tls-verify",
+            "--server",
+            &format!("localhost:{port}"),
+        ])
+        .arg("--tls-ca-path")
+        .arg(&ca)
+        .args(["--from", "a@test", "--to", "b@test", "--timeout", "20"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    let result = server.join().unwrap();
+    assert!(
+        out.status.success(),
+        "swaks:\n{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(result.is_ok(), "swaks: server: {result:?}");
+    assert!(log.contains("250 2.0.0 queued"), "{log}");
+}
