@@ -6,11 +6,15 @@ implicit TLS), completes the TLS handshake, verifies the certificate, and return
 a socket you connected yourself. Failures raise a subclass of :class:`Error` chosen by the
 library's result code.
 
+The server side: :func:`accept_socket` plays a protocol's server dialog (greeting,
+capabilities, the go-ahead) and the TLS handshake on a socket you accepted, with a
+:class:`ServerConfig`; :func:`accept_tls_socket` does the handshake alone after your own dialog.
+
 The library is found through ``$STARTTLS_LIBRARY``, then ``libstarttls.so*`` beside this
 package, then the Cargo build tree (``target/debug``, ``target/release``), then
 ``ctypes.util.find_library("starttls")``.
 
-Blocking calls release the GIL. A :class:`Config` may be shared by any number of threads; a
+Blocking calls release the GIL. A :class:`Config` or :class:`ServerConfig` may be shared by any number of threads; a
 :class:`Connection` serialises its own calls with a lock.
 """
 
@@ -34,6 +38,7 @@ __all__ = [
     "NotOfferedError", "RefusedError", "DowngradeError", "ProtocolError", "InjectionError",
     "TLSError", "CertificateError",
     "Config", "Connection", "connect", "upgrade_socket", "handshake_socket",
+    "ServerConfig", "accept_socket", "accept_tls_socket",
     "version", "crypto_provider", "result_name", "result_description", "supports_protocol",
     "protocol_name", "default_port", "library_path",
 ]
@@ -50,6 +55,8 @@ TLS_1_2 = 0x0303
 TLS_1_3 = 0x0304
 DIRECTION_SENT = 0
 DIRECTION_RECEIVED = 1
+CLIENT_AUTH_OPTIONAL = 1
+CLIENT_AUTH_REQUIRED = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,14 +126,17 @@ globals().update({m.name: m for m in Result})
 
 
 class Verification(str, enum.Enum):
-    """``STARTTLS_VERIFY_*`` as strings: how the server certificate was checked."""
+    """``STARTTLS_VERIFY_*`` as strings: how the peer's certificate was checked
+    (``NO_PEER_CERTIFICATE``: server side, the client presented none)."""
 
     VERIFIED = "verified"
     SKIPPED = "skipped"
     NOT_ENCRYPTED = "not-encrypted"
+    NO_PEER_CERTIFICATE = "no-peer-certificate"
 
 
-_VERIFICATION = {0: Verification.VERIFIED, 1: Verification.SKIPPED, 2: Verification.NOT_ENCRYPTED}
+_VERIFICATION = {0: Verification.VERIFIED, 1: Verification.SKIPPED, 2: Verification.NOT_ENCRYPTED,
+                 3: Verification.NO_PEER_CERTIFICATE}
 
 _DEFAULT_PORTS = {
     Protocol.SMTP: 25,
@@ -378,6 +388,20 @@ def _bytes(value, what):
         raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}") from None
 
 
+def _tls_version(value):
+    versions = {"1.2": TLS_1_2, "1.3": TLS_1_3, "TLSv1.2": TLS_1_2, "TLSv1.3": TLS_1_3,
+                TLS_1_2: TLS_1_2, TLS_1_3: TLS_1_3}
+    if isinstance(value, bool) or value not in versions:
+        raise ValueError(f"min_tls_version must be '1.2' or '1.3', not {value!r}")
+    return versions[value]
+
+
+def _alpn_list(alpn):
+    if isinstance(alpn, (str, bytes, bytearray, memoryview)):
+        alpn = (alpn,)
+    return [_bytes(proto, "alpn") for proto in alpn]
+
+
 def _ms(seconds, what):
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"{what} must be a number of seconds")
@@ -454,18 +478,11 @@ class Config:
         if client_name is not None:
             steps.append((_lib.starttls_config_builder_set_client_name,
                           _cstr(client_name, "client_name")))
-        if isinstance(alpn, (str, bytes)):
-            alpn = (alpn,)
-        for proto in alpn:
-            data = _bytes(proto, "alpn")
+        for data in _alpn_list(alpn):
             steps.append((_lib.starttls_config_builder_add_alpn, data, len(data)))
         if min_tls_version is not None:
-            versions = {"1.2": TLS_1_2, "1.3": TLS_1_3, "TLSv1.2": TLS_1_2, "TLSv1.3": TLS_1_3,
-                        TLS_1_2: TLS_1_2, TLS_1_3: TLS_1_3}
-            if min_tls_version not in versions:
-                raise ValueError(f"min_tls_version must be '1.2' or '1.3', not {min_tls_version!r}")
             steps.append((_lib.starttls_config_builder_set_min_tls_version,
-                          versions[min_tls_version]))
+                          _tls_version(min_tls_version)))
         steps.append((_lib.starttls_config_builder_set_policy, int(self.policy)))
         if isinstance(timeout, dict):
             for phase, seconds in timeout.items():
@@ -552,14 +569,147 @@ def _config(config):
 
 
 # --------------------------------------------------------------------------------------------
+# ServerConfig
+
+
+_CLIENT_AUTH = {"optional": CLIENT_AUTH_OPTIONAL, "required": CLIENT_AUTH_REQUIRED,
+                CLIENT_AUTH_OPTIONAL: CLIENT_AUTH_OPTIONAL,
+                CLIENT_AUTH_REQUIRED: CLIENT_AUTH_REQUIRED}
+
+
+class ServerConfig:
+    """An immutable server configuration for :func:`accept_socket` and
+    :func:`accept_tls_socket`; share it freely between threads and connections.
+
+    - ``cert_file`` / ``key_file`` (PEM paths, read now) or ``cert_pem`` / ``key_pem`` (PEM
+      bytes): the certificate chain and private key served by default. One is required.
+    - ``sni_certs``: ``(name, cert_pem, key_pem)`` triples served when the client's SNI is
+      ``name``.
+    - ``client_ca_file``: verify client certificates against these CAs; ``client_auth`` is
+      ``"optional"`` (the default) or ``"required"``.
+    - ``alpn``: protocols the server accepts. ``min_tls_version``: ``"1.2"`` or ``"1.3"``.
+    - ``session_tickets``: stateless tickets besides the in-memory session cache.
+    - ``hostname`` (default ``localhost``) and ``greeting``: what the greeting announces.
+    - ``timeout``: seconds for every phase (each client command, the handshake, each I/O).
+    - ``log``: ``callable(direction, encrypted, line)`` for every dialog line, as for
+      :class:`Config`; it runs on the accepting thread.
+
+    The C config is freed by :meth:`close` (or when collected); connections made from it stay
+    usable.
+    """
+
+    def __init__(self, cert_file=None, key_file=None, cert_pem=None, key_pem=None,
+                 sni_certs=(), client_ca_file=None, client_auth="optional", alpn=(),
+                 min_tls_version=None, session_tickets=False, hostname=None, greeting=None,
+                 timeout=None, log=None):
+        self._ptr = None
+        self._callback = None  # keeps the C callback alive while the config or its conns live
+        self._lock = threading.Lock()
+
+        # Validate everything in Python first, so that a TypeError leaks no builder.
+        steps = []
+        if (cert_file is None) != (key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if (cert_pem is None) != (key_pem is None):
+            raise ValueError("cert_pem and key_pem go together")
+        if cert_file is not None and cert_pem is not None:
+            raise ValueError("give cert_file/key_file or cert_pem/key_pem, not both")
+        if cert_file is not None:
+            steps.append((_lib.starttls_server_config_builder_set_certificate_files,
+                          _cstr(cert_file, "cert_file"), _cstr(key_file, "key_file")))
+        if cert_pem is not None:
+            chain, key = _bytes(cert_pem, "cert_pem"), _bytes(key_pem, "key_pem")
+            steps.append((_lib.starttls_server_config_builder_add_certificate_pem,
+                          chain, len(chain), key, len(key)))
+        for entry in sni_certs:
+            try:
+                name, chain, key = entry
+            except (TypeError, ValueError):
+                raise ValueError("sni_certs holds (name, cert_pem, key_pem) triples") from None
+            chain, key = _bytes(chain, "sni cert_pem"), _bytes(key, "sni key_pem")
+            steps.append((_lib.starttls_server_config_builder_add_sni_certificate_pem,
+                          _cstr(name, "sni name"), chain, len(chain), key, len(key)))
+        mode = client_auth.lower() if isinstance(client_auth, str) else client_auth
+        if isinstance(mode, bool) or mode not in _CLIENT_AUTH:
+            raise ValueError(f"client_auth must be 'optional' or 'required', not {client_auth!r}")
+        if client_ca_file is not None:
+            steps.append((_lib.starttls_server_config_builder_set_client_ca_file,
+                          _cstr(client_ca_file, "client_ca_file"), _CLIENT_AUTH[mode]))
+        for data in _alpn_list(alpn):
+            steps.append((_lib.starttls_server_config_builder_add_alpn, data, len(data)))
+        if min_tls_version is not None:
+            steps.append((_lib.starttls_server_config_builder_set_min_tls_version,
+                          _tls_version(min_tls_version)))
+        if session_tickets:
+            steps.append((_lib.starttls_server_config_builder_set_session_tickets, True))
+        if hostname is not None:
+            steps.append((_lib.starttls_server_config_builder_set_hostname,
+                          _cstr(hostname, "hostname")))
+        if greeting is not None:
+            steps.append((_lib.starttls_server_config_builder_set_greeting,
+                          _cstr(greeting, "greeting")))
+        if timeout is not None:
+            steps.append((_lib.starttls_server_config_builder_set_timeout_ms,
+                          _ms(timeout, "timeout")))
+        if log is not None:
+            if not callable(log):
+                raise TypeError("log must be callable")
+            self._callback = _make_log_callback(log)
+            steps.append((_lib.starttls_server_config_builder_set_log_callback,
+                          ctypes.cast(self._callback, ctypes.c_void_p), None))
+
+        builder = _lib.starttls_server_config_builder_new()
+        if not builder:
+            raise PanicError("starttls_server_config_builder_new failed", code=102)
+        try:
+            for fn, *args in steps:
+                _check(fn(builder, *args))
+        except BaseException:
+            _lib.starttls_server_config_builder_free(builder)
+            raise
+        out = ctypes.c_void_p()
+        # build() frees the builder whatever the result.
+        _check(_lib.starttls_server_config_builder_build(builder, ctypes.byref(out)))
+        self._ptr = out.value
+
+    def _handle(self):
+        if self._ptr is None:
+            raise ValueError("the server config is closed")
+        return self._ptr
+
+    def close(self):
+        """Frees the C config. Connections made from it stay usable."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            _lib.starttls_server_config_free(ptr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    _free = staticmethod(_lib.starttls_server_config_free)
+
+    def __del__(self):
+        ptr = getattr(self, "_ptr", None)
+        if ptr is not None:
+            self._ptr = None
+            self._free(ptr)
+
+
+# --------------------------------------------------------------------------------------------
 # Connection
 
 
 class Connection:
     """An upgraded connection: read and write decrypted bytes.
 
-    Made by :func:`connect`, :func:`upgrade_socket` or :func:`handshake_socket`. It stands
-    where the protocol says the client speaks next (for SMTP: send EHLO again).
+    Made by :func:`connect`, :func:`upgrade_socket` or :func:`handshake_socket` on the client
+    side, by :func:`accept_socket` or :func:`accept_tls_socket` on the server side
+    (:attr:`is_server`). Either way it stands where the protocol says the client speaks next
+    (for SMTP: the client sends EHLO again).
     :meth:`close` sends close_notify (reading may go on); :meth:`free` releases it without
     that; a ``with`` block does both. The socket is closed on free only when the library owns
     it (``connect()``, or ``take_ownership=True``). Calls are serialised with a lock, so a
@@ -782,8 +932,20 @@ class Connection:
         return bool(self._value(_lib.starttls_conn_is_resumed))
 
     @property
+    def is_server(self):
+        """True for a connection made by :func:`accept_socket` / :func:`accept_tls_socket`."""
+        return bool(self._value(_lib.starttls_conn_is_server))
+
+    @property
+    def peer_name(self):
+        """Server side: the name the client gave before TLS (EHLO/LHLO argument, XMPP ``to``,
+        HTTP ``Host``), or ``None``. UNTRUSTED: it came in plaintext."""
+        return self._string(_lib.starttls_conn_peer_name) or None
+
+    @property
     def verification(self):
-        """``"verified"``, ``"skipped"`` (dangerous mode) or ``"not-encrypted"``."""
+        """``"verified"``, ``"skipped"`` (dangerous mode), ``"not-encrypted"``, or on the
+        server side ``"no-peer-certificate"`` when the client presented none."""
         v = self._value(_lib.starttls_conn_verification)
         return _VERIFICATION.get(v, Verification.NOT_ENCRYPTED).value
 
@@ -873,3 +1035,58 @@ def handshake_socket(sock, server_name, *, config=None, take_ownership=False):
     return _fd_upgrade(sock, config, take_ownership,
                        lambda cfg, fd, flags, out: _lib.starttls_handshake_fd(
                            cfg, fd, name, flags, out))
+
+
+def _fd_accept(sock, config, take_ownership, call):
+    if not isinstance(config, ServerConfig):
+        raise TypeError(f"config must be a ServerConfig, not {type(config).__name__}")
+    if not hasattr(sock, "fileno"):
+        raise TypeError("sock must be a socket object")
+    handle = config._handle()
+    if sock.fileno() < 0:
+        raise ValueError("the socket is closed")
+    flags = FD_TAKE_OWNERSHIP if take_ownership else 0
+    if take_ownership:
+        # The library owns the fd from here on, even if the call fails.
+        fd = sock.detach()
+        keep = None
+    else:
+        fd = sock.fileno()
+        keep = sock
+    ptr = _new_conn(call, handle, fd, flags)
+    return Connection(ptr, sock=keep, config=config)
+
+
+def accept_socket(sock, protocol, config, *, take_ownership=False):
+    """Plays the server side of ``protocol`` on ``sock``, a socket you accepted and have not
+    read from: greeting, capabilities advertising STARTTLS, "TLS first" answers to other
+    commands, credentials refused, the go-ahead, then the TLS handshake with ``config`` (a
+    :class:`ServerConfig`). The returned Connection stands where the client speaks next.
+
+    A client that pipelines anything after its STARTTLS command gets no go-ahead: this raises
+    :class:`InjectionError`, and those bytes are never read as commands.
+
+    By default the socket is borrowed: the Connection keeps a reference to it, the library
+    works on a duplicate fd and never closes yours, and you must not use the socket until the
+    Connection is freed (the library sets it to blocking mode and its own timeouts). With
+    ``take_ownership=True`` the socket is detached and the library closes the fd when the
+    Connection is freed, or at once on failure.
+    """
+    p = _protocol(protocol)
+    return _fd_accept(sock, config, take_ownership,
+                      lambda cfg, fd, flags, out: _lib.starttls_accept_fd(
+                          cfg, int(p), fd, flags, out))
+
+
+def accept_tls_socket(sock, config, buffered=b"", *, take_ownership=False):
+    """TLS only, for a server that ran its own dialog on ``sock`` and just sent its go-ahead.
+
+    ``buffered`` is whatever you had already read from the client after its STARTTLS command.
+    It must be empty: anything there means the client pipelined data after STARTTLS, and this
+    raises :class:`InjectionError` without reading from the socket. Socket ownership as for
+    :func:`accept_socket`.
+    """
+    data = _bytes(buffered, "buffered") if buffered is not None else b""
+    return _fd_accept(sock, config, take_ownership,
+                      lambda cfg, fd, flags, out: _lib.starttls_accept_tls_fd(
+                          cfg, fd, data or None, len(data), flags, out))

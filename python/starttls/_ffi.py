@@ -147,6 +147,30 @@ _SIGNATURES = {
     "starttls_conn_is_resumed": (_bool, [_handle]),
     "starttls_conn_verification": (_u32, [_handle]),
     "starttls_conn_verification_problem": (_size, [_handle, _bufp, _size]),
+    "starttls_conn_is_server": (_bool, [_handle]),
+    "starttls_conn_peer_name": (_size, [_handle, _bufp, _size]),
+    # server config builder
+    "starttls_server_config_builder_new": (_handle, []),
+    "starttls_server_config_builder_free": (None, [_handle]),
+    "starttls_server_config_builder_set_certificate_files": (_u32, [_handle, _charp, _charp]),
+    "starttls_server_config_builder_add_certificate_pem":
+        (_u32, [_handle, _u8p, _size, _u8p, _size]),
+    "starttls_server_config_builder_add_sni_certificate_pem":
+        (_u32, [_handle, _charp, _u8p, _size, _u8p, _size]),
+    "starttls_server_config_builder_set_client_ca_file": (_u32, [_handle, _charp, _u32]),
+    "starttls_server_config_builder_add_alpn": (_u32, [_handle, _u8p, _size]),
+    "starttls_server_config_builder_set_min_tls_version": (_u32, [_handle, _u16]),
+    "starttls_server_config_builder_set_session_tickets": (_u32, [_handle, _bool]),
+    "starttls_server_config_builder_set_hostname": (_u32, [_handle, _charp]),
+    "starttls_server_config_builder_set_greeting": (_u32, [_handle, _charp]),
+    "starttls_server_config_builder_set_timeout_ms": (_u32, [_handle, _u32]),
+    "starttls_server_config_builder_set_log_callback":
+        (_u32, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
+    "starttls_server_config_builder_build": (_u32, [_handle, _handlep]),
+    "starttls_server_config_free": (None, [_handle]),
+    # server side
+    "starttls_accept_fd": (_u32, [_handle, _u32, _int, _u32, _handlep]),
+    "starttls_accept_tls_fd": (_u32, [_handle, _int, _u8p, _size, _u32, _handlep]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():

@@ -369,7 +369,16 @@ pub unsafe extern "C" fn starttls_accept_fd(
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
     // SAFETY: forwarded caller contract.
-    unsafe { accept(config, Some(protocol), fd, &[], flags, conn_out) }
+    unsafe {
+        accept(
+            config,
+            Some(protocol),
+            fd,
+            (std::ptr::null(), 0),
+            flags,
+            conn_out,
+        )
+    }
 }
 
 /// TLS only, for a server that ran its own dialog and just sent its go-ahead. `buffered` holds
@@ -390,10 +399,7 @@ pub unsafe extern "C" fn starttls_accept_tls_fd(
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
     // SAFETY: forwarded caller contract.
-    match unsafe { bytes_in(buffered, buffered_len, "buffered") } {
-        Ok(b) => unsafe { accept(config, None, fd, b, flags, conn_out) },
-        Err(e) => super::fail(&e),
-    }
+    unsafe { accept(config, None, fd, (buffered, buffered_len), flags, conn_out) }
 }
 
 /// # Safety
@@ -402,7 +408,7 @@ unsafe fn accept(
     config: *const starttls_server_config,
     protocol: Option<u32>,
     fd: c_int,
-    buffered: &[u8],
+    buffered: (*const u8, usize),
     flags: u32,
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
@@ -421,9 +427,11 @@ unsafe fn accept(
                 return Err(null("conn_out"));
             }
             let protocol = protocol.map(protocol_in).transpose()?;
-            Ok((config, protocol))
+            // SAFETY: forwarded caller contract.
+            let buffered = unsafe { bytes_in(buffered.0, buffered.1, "buffered") }?;
+            Ok((config, protocol, buffered))
         })();
-        let (config, protocol) = checked.inspect_err(|_| close_if_owned())?;
+        let (config, protocol, buffered) = checked.inspect_err(|_| close_if_owned())?;
         // SAFETY: fd validity is the caller's contract; ownership per `take`.
         let tcp = unsafe { stream_from_fd(fd, take) }?;
         let conn = match protocol {

@@ -3,8 +3,11 @@
  * every export survives NULL and bad input with an error code (never a crash). Prints
  * "N passed, M failed" and exits non-zero on any failure.
  */
+#define _POSIX_C_SOURCE 200112L
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <starttls.h>
 
@@ -122,6 +125,15 @@ int main(void) {
     CHECK(starttls_accept_fd(NULL, STARTTLS_PROTO_SMTP, 0, 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_accept_tls_fd(NULL, 0, NULL, 0, 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_accept_tls_fd(NULL, 0, NULL, 5, 0, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+    {
+        /* An owned fd is closed on every failure, bad arguments included. */
+        int fds[2];
+        CHECK(pipe(fds) == 0);
+        CHECK(starttls_accept_tls_fd(NULL, fds[0], NULL, 5, STARTTLS_FD_TAKE_OWNERSHIP, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+        CHECK(fcntl(fds[0], F_GETFD) == -1);
+        CHECK(starttls_upgrade_fd(NULL, STARTTLS_PROTO_SMTP, fds[1], "x", STARTTLS_FD_TAKE_OWNERSHIP, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+        CHECK(fcntl(fds[1], F_GETFD) == -1);
+    }
     CHECK(!starttls_conn_is_server(NULL));
     CHECK(starttls_conn_peer_name(NULL, buf, sizeof buf) == 0);
     starttls_server_config_builder *sb = starttls_server_config_builder_new();
