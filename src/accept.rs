@@ -8,7 +8,7 @@ use crate::error::{Error, Phase, Result};
 use crate::handshake;
 use crate::protocol::{self, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
-use crate::stream::{Connection, Inner, Side, Verification};
+use crate::stream::{Connection, Inner, Side, Timings, Verification};
 use crate::wire::{Deadline, Wire, set_io_timeouts};
 
 /// Plays the server's side of `protocol`'s upgrade on a socket the caller accepted: greeting,
@@ -97,6 +97,7 @@ fn accept_inner(
         next_tag: 1,
         ftp_data_protected: false,
         peer_name,
+        timings: Timings::default(),
     };
     if let Some(dialect) = protocol.dialect() {
         let implicit = protocol.is_implicit();

@@ -1,7 +1,7 @@
 //! Client entry points: a socket, a protocol's dialog and the TLS handshake, tied together.
 
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
@@ -10,7 +10,7 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::handshake;
 use crate::protocol::{self, DialogContext, Outcome, Protocol};
-use crate::stream::{Connection, Inner, Side, Untrusted, Verification};
+use crate::stream::{Connection, Inner, Side, Timings, Untrusted, Verification};
 use crate::wire::{Deadline, Wire, set_io_timeouts};
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
@@ -35,8 +35,13 @@ pub fn connect_named(
     port: u16,
     server_name: &str,
 ) -> Result<Connection> {
+    let started = Instant::now();
     let tcp = tcp_connect(host, port, config.timeouts().connect)?;
-    upgrade(config, protocol, tcp, server_name)
+    let connected = started.elapsed();
+    let mut conn = upgrade(config, protocol, tcp, server_name)?;
+    conn.timings.connect = Some(connected);
+    conn.timings.total = started.elapsed();
+    Ok(conn)
 }
 
 /// Runs `protocol`'s upgrade on a socket the caller already connected, verifying the certificate
@@ -72,6 +77,7 @@ fn upgrade_inner(
     server_name: &str,
     go_ahead_read_by_caller: bool,
 ) -> Result<Connection> {
+    let started = Instant::now();
     let name = parse_server_name(server_name)?;
     let mut after_go_ahead = go_ahead_read_by_caller;
     let inner = &config.inner;
@@ -105,6 +111,7 @@ fn upgrade_inner(
         next_tag: 1,
         ftp_data_protected: false,
         peer_name: None,
+        timings: Timings::default(),
     };
 
     if let (false, Some(dialect)) = (protocol.is_implicit(), protocol.dialect()) {
@@ -123,6 +130,7 @@ fn upgrade_inner(
         conn.greeting = pre.greeting;
         conn.capabilities_before_tls = pre.capabilities.map(Untrusted::new);
         conn.starttls_offered = pre.starttls_offered;
+        conn.timings.dialog = Some(started.elapsed());
         if let Outcome::Plaintext(reason) = pre.outcome {
             set_io_timeouts(&tcp, inner.timeouts.io).map_err(|e| Error::from_io(Phase::Read, e))?;
             conn.plaintext_reason = Some(reason);
@@ -132,7 +140,9 @@ fn upgrade_inner(
         after_go_ahead = true;
     }
 
+    let handshake_started = Instant::now();
     let stream = handshake(config, protocol, tcp, name.clone(), after_go_ahead)?;
+    conn.timings.handshake = Some(handshake_started.elapsed());
     let chain = stream.conn.peer_certificates().unwrap_or_default();
     conn.verification = if inner.dangerous_no_verify {
         Verification::Skipped {
@@ -164,6 +174,7 @@ fn upgrade_inner(
             conn.fetch_capabilities()?;
         }
     }
+    conn.timings.total = started.elapsed();
     Ok(conn)
 }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
@@ -28,6 +29,19 @@ impl<T> Untrusted<T> {
     pub fn get_untrusted(&self) -> &T {
         &self.0
     }
+}
+
+/// How long each step of the upgrade took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Resolving and connecting (`None` when the caller connected the socket).
+    pub connect: Option<Duration>,
+    /// The pre-TLS dialog up to the go-ahead (`None` for implicit TLS).
+    pub dialog: Option<Duration>,
+    /// The TLS handshake (`None` when TLS never started).
+    pub handshake: Option<Duration>,
+    /// From the start of the call to the returned connection, dialog inside TLS included.
+    pub total: Duration,
 }
 
 /// How the server's certificate was checked.
@@ -111,6 +125,7 @@ pub struct Connection {
     pub(crate) ftp_data_protected: bool,
     /// Server side: the name the client gave before TLS.
     pub(crate) peer_name: Option<String>,
+    pub(crate) timings: Timings,
 }
 
 impl Connection {
@@ -129,6 +144,11 @@ impl Connection {
     /// `Host`). It came in plaintext: show it, do not act on it.
     pub fn peer_name(&self) -> Option<Untrusted<&str>> {
         self.peer_name.as_deref().map(Untrusted::new)
+    }
+
+    /// How long each step of the upgrade took.
+    pub fn timings(&self) -> Timings {
+        self.timings
     }
 
     /// True for a connection accepted by this library's server side.
@@ -313,6 +333,20 @@ impl Connection {
         set_io_timeouts(self.tcp_stream(), self.side.timeouts().io)
             .map_err(|e| Error::from_io(phase, e))?;
         result
+    }
+
+    /// Ends the session politely: the protocol's goodbye inside TLS (SMTP/LMTP/POP3/NNTP/FTP
+    /// `QUIT`, IMAP and ManageSieve `LOGOUT`, LDAP UnbindRequest, XMPP `</stream:stream>` when
+    /// a stream was opened inside TLS), its reply read when there is one, then
+    /// [`close`](Self::close). Client side, encrypted connections only; otherwise just `close`.
+    pub fn quit(&mut self) -> Result<()> {
+        if let (Side::Client(_), true, Some(dialect)) =
+            (&self.side, self.is_encrypted(), self.protocol.dialect())
+        {
+            let stream_open = self.capabilities.is_some();
+            self.inside_tls(|wire, ctx| protocol::client_goodbye(dialect, wire, ctx, stream_open))?;
+        }
+        self.close()
     }
 
     /// Sends close_notify (on an encrypted connection) without touching the socket itself.

@@ -590,6 +590,50 @@ pub(crate) fn read_dot_terminated<T: Transport>(
     }
 }
 
+/// The protocol's polite goodbye inside TLS, and its reply where there is one (not checked:
+/// the session is ending either way). `stream_open`: an XMPP stream was opened inside TLS.
+pub(crate) fn client_goodbye<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    stream_open: bool,
+) -> Result<()> {
+    let deadline = ctx.deadline(Phase::Close);
+    match dialect {
+        Dialect::Smtp | Dialect::Lmtp | Dialect::Pop3 | Dialect::Nntp | Dialect::Ftp => {
+            wire.send_line("QUIT", &deadline)?;
+            wire.read_line(&deadline).map(|_| ())
+        }
+        Dialect::Imap => {
+            let tag = ctx.imap_tag();
+            wire.send_line(&format!("{tag} LOGOUT"), &deadline)?;
+            for _ in 0..wire.limits().max_lines {
+                let line = wire.read_line(&deadline)?;
+                if line.starts_with(tag.as_bytes()) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        Dialect::Sieve => {
+            wire.send_line("LOGOUT", &deadline)?;
+            wire.read_line(&deadline).map(|_| ())
+        }
+        Dialect::Ldap => {
+            // UnbindRequest, message 2: no response.
+            wire.send_message(&[0x30, 0x05, 0x02, 0x01, 0x02, 0x42, 0x00], &deadline)?;
+            wire.note(crate::wire::Direction::Sent, "UnbindRequest".into());
+            Ok(())
+        }
+        Dialect::Xmpp(_) if stream_open => {
+            wire.send_message(b"</stream:stream>", &deadline)?;
+            wire.note(crate::wire::Direction::Sent, "</stream:stream>".into());
+            Ok(())
+        }
+        Dialect::Xmpp(_) | Dialect::Postgres | Dialect::Http => Ok(()),
+    }
+}
+
 /// True when `caps` holds `name` as a whole keyword (first word, any case).
 pub(crate) fn has_capability(caps: &[String], name: &str) -> bool {
     caps.iter().any(|c| {

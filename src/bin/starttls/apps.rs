@@ -1,0 +1,245 @@
+//! Enough of each protocol after TLS for real clients to finish a session against `serve` and
+//! `demo`: an SMTP sink, IMAP and POP3 with empty mailboxes, and the like.
+
+use std::io::{Read, Write};
+
+use starttls::{Connection, Protocol};
+
+/// Reads one line (CRLF stripped, at most 8 KiB); `None` at the end of the stream.
+fn read_line(conn: &mut Connection) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match conn.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) if line.len() < 8192 => line.push(byte[0]),
+            Ok(1) => {}
+            _ if line.is_empty() => return None,
+            _ => break,
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Some(String::from_utf8_lossy(&line).into_owned())
+}
+
+fn verb(line: &str) -> String {
+    line.split([' ', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase()
+}
+
+/// Runs the session after TLS; returns a short summary for the log.
+pub fn session(protocol: Protocol, conn: &mut Connection) -> std::io::Result<String> {
+    match protocol {
+        Protocol::Smtp | Protocol::Submission | Protocol::Smtps | Protocol::Lmtp => smtp(conn),
+        Protocol::Imap | Protocol::Imaps => imap(conn),
+        Protocol::Pop3 | Protocol::Pop3s => pop3(conn),
+        Protocol::Nntp | Protocol::Nntps => nntp(conn),
+        Protocol::Ftp | Protocol::Ftps => ftp(conn),
+        Protocol::Sieve => sieve(conn),
+        Protocol::Xmpp | Protocol::XmppServer | Protocol::Xmpps => xmpp(conn),
+        Protocol::Http | Protocol::Https => http(conn),
+        _ => drain(conn),
+    }
+}
+
+fn smtp(conn: &mut Connection) -> std::io::Result<String> {
+    let mut messages = 0;
+    while let Some(line) = read_line(conn) {
+        let reply: &[u8] = match verb(&line).as_str() {
+            "EHLO" | "LHLO" => {
+                b"250-starttls-serve\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SIZE 10485760\r\n"
+            }
+            "HELO" => b"250 starttls-serve\r\n",
+            "STARTTLS" => b"503 5.5.1 TLS already active\r\n",
+            "AUTH" => b"235 2.7.0 Authentication successful\r\n",
+            "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 2.0.0 OK\r\n",
+            "DATA" => {
+                conn.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                while let Some(l) = read_line(conn) {
+                    if l == "." {
+                        break;
+                    }
+                }
+                messages += 1;
+                b"250 2.0.0 Message accepted (discarded)\r\n"
+            }
+            "QUIT" => {
+                conn.write_all(b"221 2.0.0 Bye\r\n")?;
+                break;
+            }
+            _ => b"500 5.5.2 Command unrecognized\r\n",
+        };
+        conn.write_all(reply)?;
+    }
+    Ok(format!("messages={messages}"))
+}
+
+fn imap(conn: &mut Connection) -> std::io::Result<String> {
+    while let Some(line) = read_line(conn) {
+        let mut words = line.splitn(3, ' ');
+        let tag = words.next().unwrap_or("*");
+        let reply = match words
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "CAPABILITY" => {
+                format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK CAPABILITY completed\r\n")
+            }
+            "NOOP" | "LOGIN" | "AUTHENTICATE" => format!("{tag} OK completed\r\n"),
+            "STARTTLS" => format!("{tag} BAD TLS already active\r\n"),
+            "SELECT" | "EXAMINE" => format!("* 0 EXISTS\r\n{tag} OK [READ-WRITE] completed\r\n"),
+            "LIST" => format!("* LIST () \"/\" INBOX\r\n{tag} OK LIST completed\r\n"),
+            "LOGOUT" => {
+                conn.write_all(
+                    format!("* BYE Logging out\r\n{tag} OK LOGOUT completed\r\n").as_bytes(),
+                )?;
+                break;
+            }
+            _ => format!("{tag} BAD Command not implemented\r\n"),
+        };
+        conn.write_all(reply.as_bytes())?;
+    }
+    Ok(String::new())
+}
+
+fn pop3(conn: &mut Connection) -> std::io::Result<String> {
+    while let Some(line) = read_line(conn) {
+        let reply: &[u8] = match verb(&line).as_str() {
+            "CAPA" => b"+OK\r\nUSER\r\nUIDL\r\nSASL PLAIN\r\n.\r\n",
+            "STLS" => b"-ERR TLS already active\r\n",
+            "USER" | "PASS" | "NOOP" | "AUTH" | "RSET" => b"+OK\r\n",
+            "STAT" => b"+OK 0 0\r\n",
+            "LIST" | "UIDL" => b"+OK 0 messages\r\n.\r\n",
+            "QUIT" => {
+                conn.write_all(b"+OK Bye\r\n")?;
+                break;
+            }
+            _ => b"-ERR Unknown command\r\n",
+        };
+        conn.write_all(reply)?;
+    }
+    Ok(String::new())
+}
+
+fn nntp(conn: &mut Connection) -> std::io::Result<String> {
+    while let Some(line) = read_line(conn) {
+        let reply: &[u8] = match verb(&line).as_str() {
+            "CAPABILITIES" => b"101 Capability list:\r\nVERSION 2\r\nREADER\r\n.\r\n",
+            "MODE" => b"200 Reader mode, posting permitted\r\n",
+            "DATE" => b"111 20260101000000\r\n",
+            "STARTTLS" => b"502 TLS already active\r\n",
+            "QUIT" => {
+                conn.write_all(b"205 Bye\r\n")?;
+                break;
+            }
+            _ => b"500 Unknown command\r\n",
+        };
+        conn.write_all(reply)?;
+    }
+    Ok(String::new())
+}
+
+fn ftp(conn: &mut Connection) -> std::io::Result<String> {
+    while let Some(line) = read_line(conn) {
+        let reply: &[u8] = match verb(&line).as_str() {
+            "USER" => b"331 Password required\r\n",
+            "PASS" => b"230 Logged in\r\n",
+            "PBSZ" => b"200 PBSZ=0\r\n",
+            "PROT" => b"200 Protection level set\r\n",
+            "FEAT" => b"211-Features:\r\n PBSZ\r\n PROT\r\n UTF8\r\n211 End\r\n",
+            "SYST" => b"215 UNIX Type: L8\r\n",
+            "PWD" => b"257 \"/\"\r\n",
+            "TYPE" | "NOOP" => b"200 OK\r\n",
+            "AUTH" => b"503 TLS already active\r\n",
+            "QUIT" => {
+                conn.write_all(b"221 Goodbye\r\n")?;
+                break;
+            }
+            _ => b"502 Command not implemented (no data connections here)\r\n",
+        };
+        conn.write_all(reply)?;
+    }
+    Ok(String::new())
+}
+
+fn sieve(conn: &mut Connection) -> std::io::Result<String> {
+    while let Some(line) = read_line(conn) {
+        let reply: &[u8] = match verb(&line).trim_matches('"') {
+            "CAPABILITY" => b"\"IMPLEMENTATION\" \"starttls\"\r\n\"SIEVE\" \"\"\r\n\"SASL\" \"PLAIN\"\r\n\"VERSION\" \"1.0\"\r\nOK\r\n",
+            "NOOP" | "AUTHENTICATE" => b"OK\r\n",
+            "LISTSCRIPTS" => b"OK\r\n",
+            "LOGOUT" => {
+                conn.write_all(b"OK \"Bye\"\r\n")?;
+                break;
+            }
+            _ => b"NO \"Not implemented\"\r\n",
+        };
+        conn.write_all(reply)?;
+    }
+    Ok(String::new())
+}
+
+/// XMPP after TLS: answers the client's new stream header with features, then waits for the
+/// stream's end.
+fn xmpp(conn: &mut Connection) -> std::io::Result<String> {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    // Wait for the opening <stream:stream ...> (after an optional declaration).
+    while conn.read(&mut byte)? == 1 {
+        seen.push(byte[0]);
+        if byte[0] == b'>' && !seen.ends_with(b"?>") && seen.windows(7).any(|w| w == b"stream:") {
+            break;
+        }
+        if seen.len() > 8192 {
+            return Ok("stream header too long".into());
+        }
+    }
+    if seen.is_empty() {
+        return Ok(String::new());
+    }
+    conn.write_all(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+          xmlns:stream='http://etherx.jabber.org/streams' id='s2' from='starttls-serve' \
+          version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+          <mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+    )?;
+    drain(conn)?;
+    conn.write_all(b"</stream:stream>")?;
+    Ok(String::new())
+}
+
+fn http(conn: &mut Connection) -> std::io::Result<String> {
+    let mut requests = 0;
+    while let Some(line) = read_line(conn) {
+        if line.is_empty() {
+            continue;
+        }
+        while let Some(header) = read_line(conn) {
+            if header.is_empty() {
+                break;
+            }
+        }
+        requests += 1;
+        let body = "hello from starttls serve\n";
+        conn.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )?;
+    }
+    Ok(format!("requests={requests}"))
+}
+
+fn drain(conn: &mut Connection) -> std::io::Result<String> {
+    let mut buf = [0u8; 4096];
+    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+    Ok(String::new())
+}

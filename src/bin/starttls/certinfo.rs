@@ -1,0 +1,164 @@
+//! What the report says about a certificate: subject, issuer, validity, names, fingerprint.
+
+use rustls::pki_types::CertificateDer;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::json::Json;
+
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<String>,
+    pub sha256: String,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate; `None` if it cannot be parsed (the TLS library accepted it, so
+    /// this only affects the report).
+    pub fn parse(der: &CertificateDer<'_>) -> Option<CertInfo> {
+        let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+        let mut dns_names = Vec::new();
+        let mut ip_addresses = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => dns_names.push(escape(d)),
+                    GeneralName::IPAddress(ip) => ip_addresses.push(ip_text(ip)),
+                    _ => {}
+                }
+            }
+        }
+        Some(CertInfo {
+            subject: escape(&cert.subject().to_string()),
+            issuer: escape(&cert.issuer().to_string()),
+            not_before: rfc3339(cert.validity().not_before.timestamp()),
+            not_after: rfc3339(cert.validity().not_after.timestamp()),
+            dns_names,
+            ip_addresses,
+            sha256: sha256_hex(der.as_ref()),
+        })
+    }
+
+    pub fn json(&self) -> Json {
+        Json::Obj(vec![
+            ("subject", Json::str(&self.subject)),
+            ("issuer", Json::str(&self.issuer)),
+            ("not_before", Json::str(&self.not_before)),
+            ("not_after", Json::str(&self.not_after)),
+            ("dns_names", Json::strings(&self.dns_names)),
+            ("ip_addresses", Json::strings(&self.ip_addresses)),
+            ("sha256", Json::str(&self.sha256)),
+        ])
+    }
+}
+
+/// Certificate text comes from the peer: control characters are escaped.
+fn escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    match bytes.len() {
+        4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(bytes);
+            std::net::Ipv6Addr::from(a).to_string()
+        }
+        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub fn rfc3339(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil-from-days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// SHA-256 with the crypto provider rustls already carries (no extra dependency).
+pub fn sha256_hex(data: &[u8]) -> String {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| std::sync::Arc::new(default_provider()));
+    let hash = provider
+        .cipher_suites
+        .iter()
+        .filter_map(|s| s.tls13())
+        .map(|s| s.common.hash_provider)
+        .find(|h| h.algorithm() == rustls::crypto::hash::HashAlgorithm::SHA256);
+    match hash {
+        Some(h) => h
+            .hash(data)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        None => String::new(),
+    }
+}
+
+fn default_provider() -> rustls::crypto::CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        rustls::crypto::aws_lc_rs::default_provider()
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        rustls::crypto::ring::default_provider()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn sha256_known_answer() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn escape_strips_controls() {
+        assert_eq!(escape("CN=a\u{1b}[2J"), "CN=a\\u{1b}[2J");
+    }
+}

@@ -1,0 +1,189 @@
+//! `starttls`: test a server's STARTTLS from the shell, serve it to mail clients, or watch the
+//! whole thing work on loopback. A thin user of the library's Rust API.
+//!
+//! The options, output and exit codes are a published contract: see README.md.
+
+mod apps;
+mod args;
+mod certinfo;
+mod check;
+mod demo;
+mod json;
+mod pki;
+mod serve;
+
+use std::time::Duration;
+
+use args::Args;
+use check::{CheckOptions, Report, ReportError};
+
+const USAGE: &str = "\
+usage: starttls check [OPTIONS] SCHEME://HOST[:PORT]
+       starttls serve --protocol P [--listen ADDR:PORT] [--cert CHAIN.pem --key KEY.pem]
+                      [--domain NAME] [--max-connections N] [-v]
+       starttls demo
+       starttls --version | --help
+
+check options:
+  --ca-file PEM            trust only these CAs (default: the built-in webpki roots)
+  --servername NAME        the name to verify and send in SNI (and XMPP to=) instead of HOST
+  --client-name NAME       the EHLO/LHLO name
+  --client-cert PEM --client-key PEM
+                           present a client certificate
+  --opportunistic          report a server without STARTTLS instead of failing
+  --insecure               accept any certificate, but still report what was wrong
+  --tls-min 1.2|1.3        the lowest TLS version (default 1.2)
+  --timeout SECS           per-step timeout (default 10)
+  --json                   one JSON object on stdout
+  -v, --verbose            print the dialog, before TLS and after
+
+exit status: 0 ok, 1 internal, 2 usage, 3 not offered or downgraded, 4 refused,
+             5 certificate, 6 protocol violation or injection, 7 timeout, 8 network, 9 TLS";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(run(args));
+}
+
+fn run(mut args: Vec<String>) -> i32 {
+    if args.is_empty() {
+        eprintln!("{USAGE}");
+        return 2;
+    }
+    let command = args.remove(0);
+    match command.as_str() {
+        "check" => check_command(Args::new(args)),
+        "serve" => serve_command(Args::new(args)),
+        "demo" if args.is_empty() => demo::run(),
+        "demo" => usage_error("demo takes no arguments"),
+        "--version" | "-V" | "version" => {
+            println!("{}", starttls::version());
+            0
+        }
+        "--help" | "-h" | "help" => {
+            println!("{USAGE}");
+            0
+        }
+        other => usage_error(&format!("unknown command {other:?}")),
+    }
+}
+
+fn usage_error(message: &str) -> i32 {
+    eprintln!("starttls: {message}\n\n{USAGE}");
+    2
+}
+
+fn check_command(mut a: Args) -> i32 {
+    let json = a.flag(&["--json"]);
+    let parsed = parse_check(&mut a, json).and_then(|mut opts| {
+        let positionals = a.positionals()?;
+        match positionals.as_slice() {
+            [url] => {
+                opts.url = url.clone();
+                Ok(opts)
+            }
+            [] => Err("a URL is required".to_owned()),
+            _ => Err(format!("one URL only, got {}", positionals.len())),
+        }
+    });
+    match parsed {
+        Ok(opts) => check::run(&opts),
+        Err(message) if json => {
+            let mut report = Report::usage_failure(message);
+            report.url = String::new();
+            check::print_report(&report, true);
+            2
+        }
+        Err(message) => usage_error(&format!("check: {message}")),
+    }
+}
+
+fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
+    if a.flag(&["--help", "-h"]) {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+    let timeout = match a.value("--timeout")? {
+        None => None,
+        Some(t) => {
+            let secs: f64 = t
+                .parse()
+                .map_err(|_| format!("--timeout {t:?} is not a number"))?;
+            if !(secs > 0.0 && secs <= 86_400.0) {
+                return Err(format!("--timeout {t} must be between 0 and 86400 seconds"));
+            }
+            Some(Duration::from_secs_f64(secs))
+        }
+    };
+    let tls13 = match a.value("--tls-min")?.as_deref() {
+        None | Some("1.2") => false,
+        Some("1.3") => true,
+        Some(other) => return Err(format!("--tls-min {other:?}: use 1.2 or 1.3")),
+    };
+    Ok(CheckOptions {
+        url: String::new(),
+        ca_file: a.value("--ca-file")?,
+        ca_pem: None,
+        servername: a.value("--servername")?,
+        client_name: a.value("--client-name")?,
+        client_cert: a.value("--client-cert")?,
+        client_key: a.value("--client-key")?,
+        opportunistic: a.flag(&["--opportunistic"]),
+        insecure: a.flag(&["--insecure"]),
+        tls13,
+        timeout,
+        json,
+        verbose: a.flag(&["-v", "--verbose"]),
+    })
+}
+
+impl Report {
+    fn usage_failure(message: String) -> Report {
+        let opts = CheckOptions::default();
+        let mut r = check::check_with_nothing(&opts);
+        r.error = Some(ReportError::usage(message));
+        r
+    }
+}
+
+fn serve_command(mut a: Args) -> i32 {
+    let parsed = (|| -> Result<serve::ServeOptions, String> {
+        if a.flag(&["--help", "-h"]) {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let verbose = a.flag(&["-v", "--verbose"]);
+        let protocol = a
+            .value("--protocol")?
+            .ok_or("--protocol is required")?
+            .parse()
+            .map_err(|_| format!("unknown protocol (try: {})", check::schemes()))?;
+        let max_connections = match a.value("--max-connections")? {
+            None => None,
+            Some(n) => Some(
+                n.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("--max-connections {n:?} is not a positive number"))?,
+            ),
+        };
+        let opts = serve::ServeOptions {
+            protocol,
+            listen: a.value("--listen")?.unwrap_or_else(|| "127.0.0.1:0".into()),
+            cert: a.value("--cert")?,
+            key: a.value("--key")?,
+            domain: a.value("--domain")?.unwrap_or_else(|| "localhost".into()),
+            max_connections,
+            verbose,
+        };
+        let rest = a.positionals()?;
+        if !rest.is_empty() {
+            return Err(format!("unexpected argument {:?}", rest[0]));
+        }
+        Ok(opts)
+    })();
+    match parsed {
+        Ok(opts) => serve::run(&opts),
+        Err(message) => usage_error(&format!("serve: {message}")),
+    }
+}

@@ -1,0 +1,47 @@
+//! A throw-away CA and server certificate, made on the spot for `serve` and `demo`.
+
+use std::path::PathBuf;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+pub struct Pki {
+    pub ca_pem: String,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// A CA and a certificate for `name`, `localhost`, 127.0.0.1 and ::1.
+pub fn make(name: &str) -> Result<Pki, String> {
+    let err = |e: rcgen::Error| format!("cannot make a certificate: {e}");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "starttls throw-away CA");
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(err)?).map_err(err)?;
+    let mut names = vec![name.to_owned()];
+    for n in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_owned());
+        }
+    }
+    let mut params = CertificateParams::new(names).map_err(err)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().map_err(err)?;
+    let cert = params.signed_by(&key, &ca).map_err(err)?;
+    Ok(Pki {
+        ca_pem: ca.pem(),
+        chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Writes the CA certificate to a fresh file and returns its path.
+pub fn write_ca(ca_pem: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("starttls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, ca_pem).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,386 @@
+//! The `starttls` command end to end: exit codes, JSON keys, escaping, serve, demo.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_starttls"))
+}
+
+fn ca_file() -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("starttls-cli-test-{}-ca.pem", std::process::id()));
+    std::fs::write(&path, &pki().ca_pem).unwrap();
+    path
+}
+
+fn check(args: &[&str]) -> Output {
+    bin().arg("check").args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A well-behaved SMTP server (STARTTLS, EHLO inside TLS, QUIT).
+fn good_smtp() -> u16 {
+    serve(|mut p| {
+        p.send(b"220 mx.test ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx.test\r\n250 STARTTLS\r\n");
+        p.line();
+        p.send(b"220 go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.line();
+        t.send(b"250-mx.test\r\n250 AUTH PLAIN\r\n");
+        t.line();
+        t.send(b"221 bye\r\n");
+    })
+    .0
+}
+
+const JSON_KEYS: [&str; 23] = [
+    "ok",
+    "url",
+    "protocol",
+    "host",
+    "port",
+    "peer_address",
+    "server_name",
+    "starttls_offered",
+    "encrypted",
+    "verified",
+    "tls_version",
+    "cipher_suite",
+    "alpn",
+    "certificate",
+    "chain_length",
+    "greeting",
+    "capabilities_before",
+    "capabilities_after",
+    "timings_ms",
+    "connect",
+    "handshake",
+    "total",
+    "error",
+];
+
+fn assert_valid_json(text: &str) {
+    for key in JSON_KEYS {
+        assert!(
+            text.contains(&format!("\"{key}\":")),
+            "key {key} missing: {text}"
+        );
+    }
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "one JSON object on one line: {text}"
+    );
+    if let Ok(out) = Command::new("python3")
+        .args(["-c", "import json,sys; json.loads(sys.stdin.read())"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+    {
+        assert!(
+            out.status.success(),
+            "not valid JSON: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn check_ok_in_json_with_every_key() {
+    let port = good_smtp();
+    let ca = ca_file();
+    let o = check(&[
+        "--json",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        &format!("smtp://localhost:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_valid_json(&out);
+    for want in [
+        "\"ok\":true",
+        "\"encrypted\":true",
+        "\"verified\":true",
+        "\"tls_version\":\"TLSv1.3\"",
+        "\"cipher_suite\":\"TLS_AES",
+        "\"starttls_offered\":true",
+        "\"capabilities_before\":[\"STARTTLS\"]",
+        "\"capabilities_after\":[\"AUTH PLAIN\"]",
+        "\"dns_names\":[\"localhost\"]",
+        "\"error\":null",
+    ] {
+        assert!(out.contains(want), "{want} missing: {out}");
+    }
+}
+
+#[test]
+fn exit_codes_and_error_kinds() {
+    let ca = ca_file();
+    let ca = ca.to_str().unwrap();
+    type Script = fn(Peer);
+    let cases: [(Script, &[&str], i32, &str, &str); 4] = [
+        (
+            |mut p| {
+                p.send(b"220 mx\r\n");
+                p.line();
+                p.send(b"250-mx\r\n250 AUTH PLAIN\r\n");
+                p.rest();
+            },
+            &[],
+            3,
+            "not_offered",
+            "STARTTLS_ERR_NOT_OFFERED",
+        ),
+        (
+            |mut p| {
+                p.send(b"220 mx\r\n");
+                p.line();
+                p.send(b"250-mx\r\n250 STARTTLS\r\n");
+                p.line();
+                p.send(b"454 4.7.0 TLS not available\r\n");
+                p.rest();
+            },
+            &[],
+            4,
+            "refused",
+            "STARTTLS_ERR_REFUSED",
+        ),
+        (
+            |mut p| {
+                p.send(b"220 mx\r\n");
+                p.line();
+                p.send(b"250-mx\r\n250 STARTTLS\r\n");
+                p.line();
+                p.send(b"220 go\r\n250 forged\r\n");
+            },
+            &[],
+            6,
+            "injection",
+            "STARTTLS_ERR_INJECTION",
+        ),
+        (
+            |mut p| {
+                p.rest();
+            },
+            &["--timeout", "0.5"],
+            7,
+            "timeout",
+            "STARTTLS_ERR_TIMEOUT",
+        ),
+    ];
+    for (script, extra, code, kind, name) in cases {
+        let (port, _server) = serve(script);
+        let url = format!("smtp://localhost:{port}");
+        let mut args = vec!["--json", "--ca-file", ca];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let o = check(&args);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(code), "{kind}: {out}");
+        assert_valid_json(&out);
+        assert!(out.contains(&format!("\"kind\":\"{kind}\"")), "{out}");
+        assert!(out.contains(&format!("\"code\":\"{name}\"")), "{out}");
+        assert!(out.contains("\"ok\":false"), "{out}");
+    }
+}
+
+#[test]
+fn refusal_reports_the_server_reply() {
+    let (port, _s) = serve(|mut p| {
+        p.send(b"220 mx\r\n");
+        p.line();
+        p.send(b"250-mx\r\n250 STARTTLS\r\n");
+        p.line();
+        p.send(b"454 4.7.0 TLS not available\r\n");
+        p.rest();
+    });
+    let o = check(&["--json", &format!("smtp://localhost:{port}")]);
+    assert!(
+        stdout(&o).contains("\"server_reply\":\"454 4.7.0 TLS not available\""),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn wrong_name_is_a_certificate_failure_and_insecure_still_reports_it() {
+    let ca = ca_file();
+    let port = good_smtp();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let o = check(&[
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--servername",
+        "wrong.example",
+        &url,
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
+    assert!(stdout(&o).contains("STARTTLS_ERR_CERTIFICATE"));
+
+    let port = good_smtp();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let o = check(&[
+        "--insecure",
+        "--json",
+        "--servername",
+        "wrong.example",
+        &url,
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("\"verified\":false"), "{out}");
+    assert!(out.contains("\"verification_problem\":\""), "{out}");
+}
+
+#[test]
+fn network_failure_is_exit_8_and_usage_is_exit_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = check(&["--json", &format!("smtp://127.0.0.1:{port}")]);
+    assert_eq!(o.status.code(), Some(8), "{}", stdout(&o));
+    assert!(stdout(&o).contains("\"kind\":\"network\""));
+
+    for bad in [
+        &["gopher://x"][..],
+        &["smtp://x", "smtp://y"],
+        &["--tls-min", "1.1", "smtp://x"],
+        &[],
+    ] {
+        let o = check(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+    }
+    let o = check(&["--json", "--timeout", "soon", "smtp://x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_valid_json(&stdout(&o));
+    assert!(stdout(&o).contains("\"kind\":\"usage\""));
+    assert_eq!(
+        bin().arg("frobnicate").output().unwrap().status.code(),
+        Some(2)
+    );
+    assert_eq!(bin().output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        bin().arg("--version").output().unwrap().status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn opportunistic_reports_plaintext_with_exit_0() {
+    let (port, _s) = serve(|mut p| {
+        p.send(b"220 mx\r\n");
+        p.line();
+        p.send(b"250-mx\r\n250 SIZE 100\r\n");
+        p.rest();
+    });
+    let o = check(&[
+        "--opportunistic",
+        "--json",
+        &format!("smtp://localhost:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("\"encrypted\":false") && out.contains("\"starttls_offered\":false"),
+        "{out}"
+    );
+}
+
+#[test]
+fn server_text_is_escaped_and_verbose_shows_both_directions() {
+    let (port, _s) = serve(|mut p| {
+        p.send(b"220 mx \x1b[2J\x1b]0;pwned\x07 ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx\r\n250 STARTTLS\r\n");
+        p.line();
+        p.send(b"220 go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.line();
+        t.send(b"250 mx\r\n");
+        t.line();
+        t.send(b"221 bye\r\n");
+    });
+    let ca = ca_file();
+    let o = check(&[
+        "-v",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        &format!("smtp://localhost:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        !o.stdout.contains(&0x1b) && !o.stdout.contains(&0x07),
+        "raw control bytes reached the terminal"
+    );
+    assert!(out.contains("\\u{1b}[2J"), "{out}");
+    assert!(out.contains("C: EHLO"), "{out}");
+    assert!(out.contains("S: 220 go"), "{out}");
+    assert!(out.contains("C: [TLS] EHLO"), "{out}");
+    assert!(out.contains("verdict                 OK"), "{out}");
+}
+
+#[test]
+fn serve_then_check_against_it() {
+    let mut server = bin()
+        .args(["serve", "--protocol", "imap", "--max-connections", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let ca_line = lines.next().unwrap().unwrap();
+    let ca = ca_line
+        .strip_prefix("throw-away CA certificate: ")
+        .expect("CA path")
+        .to_owned();
+    let serving = lines.next().unwrap().unwrap();
+    let addr = serving
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let port = addr.rsplit(':').next().unwrap();
+    let o = check(&["--ca-file", &ca, &format!("imap://localhost:{port}")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(server.wait().unwrap().success());
+    let log = lines.next().unwrap().unwrap();
+    assert!(
+        log.contains("protocol=imap outcome=ok tls=TLSv1.3"),
+        "{log}"
+    );
+}
+
+#[test]
+fn demo_passes_everything() {
+    let o = bin().arg("demo").output().unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    assert!(
+        out.contains("PASS refused with STARTTLS_ERR_INJECTION"),
+        "{out}"
+    );
+}
