@@ -1,8 +1,8 @@
 //! `starttls check`: connect, upgrade, verify, ask again inside TLS, close politely, report.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use starttls::{
     ClientConfig, Connection, DialogLine, Direction, Error, ErrorKind, Policy, Protocol, Timeouts,
@@ -386,8 +386,13 @@ impl Report {
     }
 }
 
-/// Builds the client config from the options.
-pub fn client_config(opts: &CheckOptions) -> Result<ClientConfig, Error> {
+/// The dialog as it happens, kept for the report when the upgrade fails half-way.
+pub type Capture = Arc<Mutex<Vec<DialogLine>>>;
+
+/// Builds the client config from the options; the capture records every dialog line.
+pub fn client_config(opts: &CheckOptions) -> Result<(ClientConfig, Capture), Error> {
+    let capture: Capture = Arc::default();
+    let sink = capture.clone();
     let mut b = ClientConfig::builder().timeouts(Timeouts::all(
         opts.timeout.unwrap_or(Duration::from_secs(10)),
     ));
@@ -418,11 +423,16 @@ pub fn client_config(opts: &CheckOptions) -> Result<ClientConfig, Error> {
     if opts.tls13 {
         b = b.min_tls_version(TlsVersion::Tls13);
     }
-    if opts.verbose {
-        let to_stderr = opts.json;
-        b = b.on_dialog_line(move |l: &DialogLine| print_dialog_line(l, to_stderr));
-    }
-    b.build()
+    let (verbose, to_stderr) = (opts.verbose, opts.json);
+    b = b.on_dialog_line(move |l: &DialogLine| {
+        if verbose {
+            print_dialog_line(l, to_stderr);
+        }
+        if let Ok(mut lines) = sink.lock() {
+            lines.push(l.clone());
+        }
+    });
+    Ok((b.build()?, capture))
 }
 
 fn print_dialog_line(l: &DialogLine, to_stderr: bool) {
@@ -462,7 +472,50 @@ pub fn check_with_nothing(opts: &CheckOptions) -> Report {
 }
 
 /// Runs the check with a ready config (shared by `demo`).
-pub fn check_with(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report {
+pub fn check_with(
+    config: &ClientConfig,
+    capture: &Capture,
+    url: &str,
+    opts: &CheckOptions,
+) -> Report {
+    let started = Instant::now();
+    if let Ok(mut lines) = capture.lock() {
+        lines.clear();
+    }
+    let mut report = check_inner(config, url, opts);
+    if report.error.is_some() {
+        fill_from_dialog(&mut report, capture);
+    }
+    report.timings.total = started.elapsed();
+    report
+}
+
+/// After a failure: what the dialog showed before it (greeting, whether STARTTLS was offered).
+fn fill_from_dialog(report: &mut Report, capture: &Capture) {
+    let Ok(lines) = capture.lock() else { return };
+    let greeting: Vec<&str> = lines
+        .iter()
+        .take_while(|l| l.direction == Direction::Received)
+        .map(|l| l.text.as_str())
+        .collect();
+    if !greeting.is_empty() && report.greeting.is_none() {
+        report.greeting = Some(greeting.join("\n"));
+    }
+    let implicit = report
+        .target
+        .as_ref()
+        .is_none_or(|t| t.protocol.is_implicit());
+    if let (false, Some(e)) = (implicit, &report.error) {
+        report.starttls_offered = match e.kind {
+            "not_offered" => Some(false),
+            "refused" if !greeting.is_empty() && lines.len() > greeting.len() + 1 => Some(true),
+            "injection" | "tls" | "certificate" => Some(true),
+            _ => None,
+        };
+    }
+}
+
+fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report {
     let mut report = Report::new(url, opts);
     let target = match parse_url(url) {
         Ok(t) => t,
@@ -544,7 +597,7 @@ fn fill(report: &mut Report, conn: &mut Connection) {
 /// `starttls check`: returns the exit status.
 pub fn run(opts: &CheckOptions) -> i32 {
     let report = match client_config(opts) {
-        Ok(config) => check_with(&Arc::new(config), &opts.url, opts),
+        Ok((config, capture)) => check_with(&config, &capture, &opts.url, opts),
         Err(e) => {
             let mut r = Report::new(&opts.url, opts);
             r.target = parse_url(&opts.url).ok();

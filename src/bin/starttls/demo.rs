@@ -52,7 +52,7 @@ fn demo() -> Result<bool, String> {
         timeout: Some(Duration::from_secs(10)),
         ..CheckOptions::default()
     };
-    let client = check::client_config(&opts).map_err(|e| e.to_string())?;
+    let (client, capture) = check::client_config(&opts).map_err(|e| e.to_string())?;
     println!(
         "starttls demo: a throw-away CA, a certificate for localhost, and every protocol on 127.0.0.1\n"
     );
@@ -67,7 +67,8 @@ fn demo() -> Result<bool, String> {
             apps::session(protocol, &mut conn).map_err(|e| e.to_string())
         });
         let started = Instant::now();
-        let report = check::check_with(&client, &format!("{protocol}://localhost:{port}"), &opts);
+        let url = format!("{protocol}://localhost:{port}");
+        let report = check::check_with(&client, &capture, &url, &opts);
         let server_result = served
             .join()
             .unwrap_or_else(|_| Err("server thread panicked".into()));
@@ -78,7 +79,7 @@ fn demo() -> Result<bool, String> {
             started.elapsed().as_millis(),
         ));
     }
-    rows.extend(attack_rows(&client, &server, &opts)?);
+    rows.extend(attack_rows(&client, &capture, &server, &opts)?);
 
     println!(
         "{:<38} {:<8} {:<24} {:>6}  result",
@@ -127,6 +128,7 @@ fn protocol_row(
 /// A hostile peer for one attack, and the error the library must answer it with.
 fn attack_rows(
     client: &starttls::ClientConfig,
+    capture: &check::Capture,
     server: &ServerConfig,
     opts: &CheckOptions,
 ) -> Result<Vec<Row>, String> {
@@ -167,7 +169,8 @@ fn attack_rows(
             }
         });
         let started = Instant::now();
-        let report = check::check_with(client, &format!("{protocol}://localhost:{port}"), opts);
+        let url = format!("{protocol}://localhost:{port}");
+        let report = check::check_with(client, capture, &url, opts);
         let _ = peer.join();
         let got = report.error.as_ref().map_or("none", |e| e.code);
         rows.push(Row {
