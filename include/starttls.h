@@ -473,6 +473,14 @@ uint32_t starttls_write(starttls_conn *conn, const uint8_t *buf, size_t len, siz
 // `conn` is NULL or live.
 uint32_t starttls_close(starttls_conn *conn);
 
+// Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, LDAP Unbind,
+// ...), its reply read when there is one, then close_notify (and, for a socket the library owns,
+// shutting its write side). Client side; on other connections the same as `starttls_close`.
+//
+// # Safety
+// `conn` is NULL or live.
+uint32_t starttls_conn_quit(starttls_conn *conn);
+
 // Frees a connection (without sending close_notify: call `starttls_close` first for a polite
 // end). Closes the socket only if the library owns it. NULL is fine.
 //

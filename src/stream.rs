@@ -340,13 +340,25 @@ impl Connection {
     /// a stream was opened inside TLS), its reply read when there is one, then
     /// [`close`](Self::close). Client side, encrypted connections only; otherwise just `close`.
     pub fn quit(&mut self) -> Result<()> {
+        self.say_goodbye()?;
+        self.close()
+    }
+
+    /// As [`quit`](Self::quit), but only close_notify at the end: the socket itself is left
+    /// alone (for a caller that owns it).
+    pub fn quit_keep_socket(&mut self) -> Result<()> {
+        self.say_goodbye()?;
+        self.send_close_notify()
+    }
+
+    fn say_goodbye(&mut self) -> Result<()> {
         if let (Side::Client(_), true, Some(dialect)) =
             (&self.side, self.is_encrypted(), self.protocol.dialect())
         {
             let stream_open = self.capabilities.is_some();
             self.inside_tls(|wire, ctx| protocol::client_goodbye(dialect, wire, ctx, stream_open))?;
         }
-        self.close()
+        Ok(())
     }
 
     /// Sends close_notify (on an encrypted connection) without touching the socket itself.

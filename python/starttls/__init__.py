@@ -903,6 +903,11 @@ class Connection:
         text = self._string(_lib.starttls_conn_capabilities)
         return text.split("\n") if text else []
 
+    def quit(self):
+        """Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, ...),
+        its reply, then close_notify."""
+        self._call(_lib.starttls_conn_quit)
+
     def fetch_capabilities(self):
         """Asks the server for its capabilities again, inside TLS, and returns them."""
         self._call(_lib.starttls_conn_fetch_capabilities)

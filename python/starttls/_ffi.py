@@ -140,6 +140,7 @@ _SIGNATURES = {
     "starttls_conn_capabilities": (_size, [_handle, _bufp, _size]),
     "starttls_conn_has_capabilities": (_bool, [_handle]),
     "starttls_conn_fetch_capabilities": (_u32, [_handle]),
+    "starttls_conn_quit": (_u32, [_handle]),
     "starttls_conn_fd": (_int, [_handle]),
     "starttls_conn_is_encrypted": (_bool, [_handle]),
     "starttls_conn_plaintext_reason": (_u32, [_handle]),

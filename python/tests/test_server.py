@@ -221,6 +221,20 @@ class LibraryClientTests(unittest.TestCase):
         # The capabilities the server re-sends after TLS were read by the client.
         self.assertTrue(capabilities, capabilities)
 
+    def test_quit_sends_the_protocols_goodbye(self):
+        for protocol, expected in (("smtp", b"QUIT\r\n"), ("pop3", b"QUIT\r\n")):
+            def app(conn):
+                line = conn.readline()
+                conn.sendall(b"221 bye\r\n" if protocol == "smtp" else b"+OK bye\r\n")
+                return line
+
+            with Server(protocol, app=app) as srv:
+                with starttls.connect(protocol, "127.0.0.1", srv.port, server_name="localhost",
+                                      config=client_config()) as conn:
+                    conn.quit()
+            self.assertIsNone(srv.error, f"{protocol}: {srv.error!r}")
+            self.assertEqual(srv.result, expected)
+
     def test_client_certificate_required(self):
         cfg = server_config(client_ca_file=CERTS.ca, client_auth="required")
         with Server("smtp", cfg, app=lambda conn: conn.readline()) as srv:

@@ -315,6 +315,25 @@ pub unsafe extern "C" fn starttls_close(conn: *mut starttls_conn) -> u32 {
     }
 }
 
+/// Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, LDAP Unbind,
+/// ...), its reply read when there is one, then close_notify (and, for a socket the library owns,
+/// shutting its write side). Client side; on other connections the same as `starttls_close`.
+///
+/// # Safety
+/// `conn` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_quit(conn: *mut starttls_conn) -> u32 {
+    unsafe {
+        with_conn(conn, |c| {
+            if c.owns_fd {
+                c.conn.quit()
+            } else {
+                c.conn.quit_keep_socket()
+            }
+        })
+    }
+}
+
 /// Frees a connection (without sending close_notify: call `starttls_close` first for a polite
 /// end). Closes the socket only if the library owns it. NULL is fine.
 ///
