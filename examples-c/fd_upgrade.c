@@ -98,13 +98,17 @@ int main(int argc, char **argv) {
         starttls_conn_cipher_suite(conn, suite, sizeof suite);
         printf("upgraded fd %d: 0x%04x %s\n", starttls_conn_fd(conn),
                starttls_conn_tls_version(conn), suite);
-        uint8_t buf[512];
-        size_t n = 0;
-        if ((rc = starttls_read(conn, buf, sizeof buf - 1, &n)) == STARTTLS_OK) {
-            buf[n] = '\0';
-            printf("first bytes inside TLS: %s", (const char *)buf);
+        /* The protocol-aware part inside TLS: ask for the capabilities again (EHLO, CAPA, ...). */
+        char caps[2048];
+        if ((rc = starttls_conn_fetch_capabilities(conn)) == STARTTLS_OK) {
+            starttls_conn_capabilities(conn, caps, sizeof caps);
+            printf("capabilities inside TLS: %s\n", caps);
+        } else {
+            starttls_conn_error(conn, msg, sizeof msg);
+            fprintf(stderr, "capabilities: %s: %s\n", starttls_result_name(rc), msg);
+            status = 1;
         }
-        starttls_close(conn); /* close_notify only: the socket is ours */
+        starttls_conn_quit(conn); /* QUIT and close_notify; the socket stays ours */
         starttls_conn_free(conn);
     }
 

@@ -286,7 +286,10 @@ fn pop3_server() -> (u16, std::thread::JoinHandle<String>) {
         let stls = p.line();
         p.send(b"+OK Begin TLS\r\n");
         let mut t = p.tls(server_config(&pki().server));
-        t.send(b"+OK hello inside TLS\r\n");
+        assert_eq!(t.line(), "CAPA");
+        t.send(b"+OK\r\nUSER\r\nSASL PLAIN\r\n.\r\n");
+        assert_eq!(t.line(), "QUIT");
+        t.send(b"+OK bye\r\n");
         t.saw_close_notify();
         stls
     })
@@ -305,7 +308,7 @@ fn fd_upgrade_example_borrows_the_fd() {
     let stdout = text(&o.stdout);
     assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
     assert!(
-        stdout.contains("first bytes inside TLS: +OK hello inside TLS"),
+        stdout.contains("capabilities inside TLS: USER\nSASL PLAIN"),
         "{stdout}"
     );
     assert!(stdout.contains("still open after free"), "{stdout}");

@@ -88,10 +88,18 @@ fn imap(conn: &mut Connection) -> std::io::Result<String> {
             .to_ascii_uppercase()
             .as_str()
         {
-            "CAPABILITY" => {
-                format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK CAPABILITY completed\r\n")
+            "CAPABILITY" => format!(
+                "* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\n{tag} OK CAPABILITY completed\r\n"
+            ),
+            "NOOP" | "LOGIN" => format!("{tag} OK completed\r\n"),
+            "AUTHENTICATE" => {
+                // Without an initial response the client sends it after a continuation.
+                if line.split(' ').count() < 4 {
+                    conn.write_all(b"+ \r\n")?;
+                    read_line(conn);
+                }
+                format!("{tag} OK authenticated\r\n")
             }
-            "NOOP" | "LOGIN" | "AUTHENTICATE" => format!("{tag} OK completed\r\n"),
             "STARTTLS" => format!("{tag} BAD TLS already active\r\n"),
             "SELECT" | "EXAMINE" => format!("* 0 EXISTS\r\n{tag} OK [READ-WRITE] completed\r\n"),
             "LIST" => format!("* LIST () \"/\" INBOX\r\n{tag} OK LIST completed\r\n"),
@@ -113,6 +121,11 @@ fn pop3(conn: &mut Connection) -> std::io::Result<String> {
         let reply: &[u8] = match verb(&line).as_str() {
             "CAPA" => b"+OK\r\nUSER\r\nUIDL\r\nSASL PLAIN\r\n.\r\n",
             "STLS" => b"-ERR TLS already active\r\n",
+            "AUTH" if line.split(' ').count() == 2 => {
+                conn.write_all(b"+ \r\n")?;
+                read_line(conn);
+                b"+OK authenticated\r\n"
+            }
             "USER" | "PASS" | "NOOP" | "AUTH" | "RSET" => b"+OK\r\n",
             "STAT" => b"+OK 0 0\r\n",
             "LIST" | "UIDL" => b"+OK 0 messages\r\n.\r\n",

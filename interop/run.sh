@@ -1,0 +1,535 @@
+#!/usr/bin/env bash
+# Interoperability suite: real third-party servers and clients on loopback.
+#
+# Installs the Debian packages it needs (as root, non-interactively), writes every config and
+# certificate into a scratch folder, starts each server as a plain process on a fixed high
+# loopback port, waits until it listens, runs the library's client (the `starttls` command, the
+# C examples, the Python wrapper, the Rust examples) against every server and real clients
+# against the library's server (`starttls serve`), prints a matrix and exits non-zero if any
+# expected pass failed. It stops exactly the processes it started.
+#
+#   bash interop/run.sh            (from the repository; builds what it needs)
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+W=$(mktemp -d /tmp/starttls-interop.XXXXXX)
+chmod 755 "$W"
+PIDS=()
+RESULTS=()
+FAILED=0
+START=$(date +%s)
+
+log() { printf '[interop %3ds] %s\n' "$(( $(date +%s) - START ))" "$*"; }
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+    done
+    sleep 1
+    for pid in "${PIDS[@]}"; do
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+
+# --- packages -----------------------------------------------------------------------------
+install_packages() {
+    if [ "$(id -u)" != 0 ]; then
+        log "not root: cannot install packages; using what is installed"
+        return
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    debconf-set-selections <<'EOF'
+postfix postfix/main_mailer_type select Local only
+postfix postfix/mailname string localhost.localdomain
+slapd slapd/no_configuration boolean true
+proftpd-basic shared/proftpd/inetd_or_standalone select standalone
+dovecot-core dovecot-core/create-ssl-cert boolean false
+EOF
+    local pkgs="postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
+        dovecot-sieve dovecot-submissiond slapd ldap-utils proftpd-core proftpd-mod-crypto prosody
+        lua-sec inn2 postgresql gnutls-bin swaks libnet-ssleay-perl curl openssl iproute2"
+    log "installing packages"
+    apt-get update -q >"$W/apt.log" 2>&1
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $pkgs >>"$W/apt.log" 2>&1 || true
+    if [ -f /etc/news/inn.conf ] && ! grep -q '^domain:' /etc/news/inn.conf; then
+        echo 'domain: localdomain' >> /etc/news/inn.conf   # inn2's postinst needs a domain
+    fi
+    dpkg --configure -a >>"$W/apt.log" 2>&1 || true
+}
+
+# --- build --------------------------------------------------------------------------------
+build() {
+    log "building the command, the library and the C examples"
+    (cd "$ROOT" && cargo build --quiet --release --bins --lib --examples) || { log "build failed"; exit 1; }
+    BIN="$ROOT/target/release/starttls"
+    LIB="$ROOT/target/release"
+    mkdir -p "$W/lib" "$W/c"
+    ln -sf "$LIB/libstarttls.so" "$W/lib/libstarttls.so"
+    ln -sf "$LIB/libstarttls.so" "$W/lib/libstarttls.so.0"
+    for ex in smtp_client imap_client fd_upgrade; do
+        cc -std=c99 -Wall -Wextra -Werror -I"$ROOT/include" "$ROOT/examples-c/$ex.c" \
+            -L"$W/lib" -Wl,-rpath,"$W/lib" -lstarttls -o "$W/c/$ex" || { log "cc $ex failed"; exit 1; }
+    done
+}
+
+# --- certificates -------------------------------------------------------------------------
+make_certs() {
+    cd "$W" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=starttls interop CA" -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n' > san.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile san.cnf -out server.pem 2>/dev/null
+    chmod 644 server.key server.pem ca.pem
+    cd "$ROOT" || exit 1
+}
+
+# --- servers ------------------------------------------------------------------------------
+# start NAME LOGFILE COMMAND...: runs COMMAND in its own process group.
+start() {
+    local name=$1 logfile=$2
+    shift 2
+    setsid "$@" >"$logfile" 2>&1 &
+    PIDS+=("$!")
+    eval "PID_$name=$!"
+}
+
+wait_port() {
+    local name=$1 port=$2 logfile=$3
+    for _ in $(seq 1 100); do
+        if ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "SERVER FAILED TO START: $name (port $port); its log:"
+    sed 's/^/    /' "$logfile" | tail -n 30
+    RESULTS+=("$name|server start|FAIL")
+    FAILED=$((FAILED + 1))
+    return 1
+}
+
+start_postfix() {
+    command -v postfix >/dev/null || { log "postfix not installed"; return 1; }
+    local d=$W/postfix
+    mkdir -p "$d/etc" "$d/queue" "$d/data"
+    cp /etc/postfix/master.cf "$d/etc/"
+    cat > "$d/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $d/queue
+data_directory = $d/data
+myhostname = mx.localdomain
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+maillog_file = $d/maillog
+maillog_file_prefixes = $W
+smtpd_tls_cert_file = $W/server.pem
+smtpd_tls_key_file = $W/server.key
+smtpd_tls_security_level = may
+smtpd_relay_restrictions = permit_mynetworks, reject
+EOF
+    # Replace the default listener with three on high loopback ports.
+    sed -i '/^smtp      inet/d' "$d/etc/master.cf"
+    cat >> "$d/etc/master.cf" <<EOF
+127.0.0.1:10025 inet n - n - - smtpd
+127.0.0.1:10587 inet n - n - - smtpd -o smtpd_tls_security_level=encrypt
+127.0.0.1:10465 inet n - n - - smtpd -o smtpd_tls_wrappermode=yes
+EOF
+    chown -R postfix:postfix "$d/data"
+    postfix -c "$d/etc" check >"$d/check.log" 2>&1
+    start postfix "$d/master.log" /usr/lib/postfix/sbin/master -c "$d/etc" -d
+    wait_port postfix 10025 "$d/maillog"
+}
+
+start_dovecot() {
+    command -v dovecot >/dev/null || { log "dovecot not installed"; return 1; }
+    local d=$W/dovecot
+    mkdir -p "$d/run" "$d/mail"
+    chown mail:mail "$d/mail"
+    cat > "$d/dovecot.conf" <<EOF
+base_dir = $d/run
+protocols = imap pop3 lmtp submission sieve
+listen = 127.0.0.1
+log_path = $d/dovecot.log
+ssl = yes
+ssl_cert = <$W/server.pem
+ssl_key = <$W/server.key
+disable_plaintext_auth = yes
+first_valid_uid = 8
+mail_location = maildir:$d/mail/%u
+hostname = localhost
+submission_relay_host = 127.0.0.1
+submission_relay_port = 10025
+passdb {
+  driver = static
+  args = password=secret
+}
+userdb {
+  driver = static
+  args = uid=mail gid=mail home=$d/mail/%u
+}
+service imap-login {
+  inet_listener imap {
+    port = 10143
+  }
+  inet_listener imaps {
+    port = 10993
+    ssl = yes
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 10110
+  }
+  inet_listener pop3s {
+    port = 10995
+    ssl = yes
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = 10024
+  }
+}
+service submission-login {
+  inet_listener submission {
+    port = 10588
+  }
+}
+service managesieve-login {
+  inet_listener sieve {
+    port = 14190
+  }
+}
+EOF
+    start dovecot "$d/out.log" dovecot -F -c "$d/dovecot.conf"
+    wait_port dovecot 10143 "$d/out.log"
+}
+
+start_slapd() {
+    [ -x /usr/sbin/slapd ] || { log "slapd not installed"; return 1; }
+    local d=$W/slapd
+    mkdir -p "$d/db"
+    cat > "$d/slapd.conf" <<EOF
+include /etc/ldap/schema/core.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile $d/slapd.pid
+TLSCACertificateFile $W/ca.pem
+TLSCertificateFile $W/server.pem
+TLSCertificateKeyFile $W/server.key
+database mdb
+suffix "dc=example,dc=org"
+rootdn "cn=admin,dc=example,dc=org"
+rootpw secret
+directory $d/db
+EOF
+    start slapd "$d/out.log" /usr/sbin/slapd -d 0 -f "$d/slapd.conf" \
+        -h "ldap://127.0.0.1:10389/ ldaps://127.0.0.1:10636/"
+    wait_port slapd 10389 "$d/out.log"
+}
+
+start_proftpd() {
+    command -v proftpd >/dev/null || { log "proftpd not installed"; return 1; }
+    local d=$W/proftpd
+    mkdir -p "$d/home"
+    id ftptest >/dev/null 2>&1 || useradd -M -d "$d/home" -s /bin/sh ftptest
+    usermod -d "$d/home" ftptest 2>/dev/null
+    echo 'ftptest:secret123' | chpasswd
+    echo "hello over protected FTP data" > "$d/home/hello.txt"
+    chown -R ftptest "$d/home"
+    for mode in explicit implicit; do
+        local port=10021 extra="" passive="30000 30049"
+        if [ $mode = implicit ]; then port=10990; extra="TLSOptions UseImplicitSSL"; passive="30050 30099"; fi
+        cat > "$d/$mode.conf" <<EOF
+ServerName "starttls interop ($mode)"
+ServerType standalone
+DefaultServer on
+Port $port
+DefaultAddress 127.0.0.1
+SocketBindTight on
+UseIPv6 off
+User nobody
+Group nogroup
+PidFile $d/$mode.pid
+ScoreboardFile $d/$mode.scoreboard
+DelayTable $d/$mode.delay
+SystemLog $d/$mode.system.log
+WtmpLog off
+RequireValidShell off
+DefaultRoot ~
+PassivePorts $passive
+AuthOrder mod_auth_unix.c
+<IfModule !mod_tls.c>
+LoadModule mod_tls.c
+</IfModule>
+TLSEngine on
+TLSRequired on
+TLSLog $d/$mode.tls.log
+TLSProtocol TLSv1.2 TLSv1.3
+TLSECCertificateFile $W/server.pem
+TLSECCertificateKeyFile $W/server.key
+$extra
+EOF
+        start "proftpd_$mode" "$d/$mode.out" proftpd -n -c "$d/$mode.conf"
+        wait_port "proftpd ($mode)" $port "$d/$mode.out"
+    done
+}
+
+start_prosody() {
+    command -v prosody >/dev/null || { log "prosody not installed"; return 1; }
+    local d=$W/prosody
+    mkdir -p "$d/data"
+    cp "$W/server.pem" "$d/cert.pem"
+    cp "$W/server.key" "$d/key.pem"
+    cat > "$d/prosody.cfg.lua" <<EOF
+pidfile = "$d/prosody.pid"
+data_path = "$d/data"
+daemonize = false
+log = { info = "$d/prosody.log"; error = "$d/error.log" }
+interfaces = { "127.0.0.1" }
+c2s_ports = { 15222 }
+c2s_direct_tls_ports = { 15223 }
+s2s_ports = { }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping" }
+modules_disabled = { "s2s" }
+c2s_require_encryption = true
+authentication = "internal_hashed"
+ssl = { certificate = "$d/cert.pem"; key = "$d/key.pem" }
+VirtualHost "localhost"
+  ssl = { certificate = "$d/cert.pem"; key = "$d/key.pem" }
+EOF
+    chown -R prosody:prosody "$d"
+    start prosody "$d/out.log" su prosody -s /bin/sh -c "prosody --config $d/prosody.cfg.lua"
+    wait_port prosody 15222 "$d/out.log"
+}
+
+start_inn() {
+    [ -x /usr/lib/news/bin/nnrpd ] || { log "inn2 not installed"; return 1; }
+    cp "$W/server.pem" /etc/news/interop-cert.pem
+    cp "$W/server.key" /etc/news/interop-key.pem
+    chown news:news /etc/news/interop-*.pem
+    chmod 640 /etc/news/interop-key.pem
+    sed -i 's|^#* *tlscertfile:.*|tlscertfile: /etc/news/interop-cert.pem|;
+            s|^#* *tlskeyfile:.*|tlskeyfile: /etc/news/interop-key.pem|' /etc/news/inn.conf
+    su news -s /bin/sh -c "/usr/lib/news/bin/makehistory -O -x" >/dev/null 2>&1
+    start nnrpd "$W/nnrpd.log" /usr/lib/news/bin/nnrpd -D -f -b 127.0.0.1 -p 10119
+    start nnrpds "$W/nnrpds.log" /usr/lib/news/bin/nnrpd -D -f -S -b 127.0.0.1 -p 10563
+    wait_port nnrpd 10119 "$W/nnrpd.log"
+    wait_port "nnrpd -S" 10563 "$W/nnrpds.log"
+}
+
+start_postgres() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$bin" ] || { log "postgresql not installed"; return 1; }
+    local d=$W/postgres
+    mkdir -p "$d"
+    cp "$W/server.pem" "$d/cert.pem"
+    cp "$W/server.key" "$d/key.pem"
+    chown -R postgres "$d"
+    chmod 600 "$d/key.pem"
+    su postgres -s /bin/sh -c "$bin/initdb -D $d/data -A trust" >"$d/initdb.log" 2>&1
+    cat >> "$d/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = 15432
+ssl = on
+ssl_cert_file = '$d/cert.pem'
+ssl_key_file = '$d/key.pem'
+unix_socket_directories = '$d'
+EOF
+    start postgres "$d/log" su postgres -s /bin/sh -c "exec $bin/postgres -D $d/data"
+    wait_port postgres 15432 "$d/log"
+}
+
+# --- checks -------------------------------------------------------------------------------
+# row ENDPOINT CLIENT COMMAND...: runs COMMAND, records pass/fail.
+row() {
+    local endpoint=$1 client=$2
+    shift 2
+    local out
+    if out=$(timeout 60 "$@" 2>&1); then
+        RESULTS+=("$endpoint|$client|pass")
+    else
+        RESULTS+=("$endpoint|$client|FAIL")
+        FAILED=$((FAILED + 1))
+        log "FAIL: $endpoint with $client"
+        printf '%s\n' "$out" | tail -n 15 | sed 's/^/    /'
+    fi
+}
+
+# The commands the rows run (arrays, so that `timeout` can run them).
+set_clients() {
+    CHECK=("$BIN" check --ca-file "$W/ca.pem")
+    PY=(env PYTHONPATH="$ROOT/python" STARTTLS_LIBRARY="$LIB/libstarttls.so")
+}
+
+# pyrow ENDPOINT SCRIPT: a Python wrapper row; the script reads the CA path from argv[1].
+pyrow() {
+    local endpoint=$1 script=$2
+    printf '%s\n' "$script" > "$W/row.py"
+    row "$endpoint" "Python wrapper" "${PY[@]}" python3 "$W/row.py" "$W/ca.pem"
+}
+
+library_client_rows() {
+    set_clients
+    log "the library's client against real servers"
+    row "Postfix smtp (STARTTLS offered)" "starttls check" "${CHECK[@]}" smtp://localhost:10025
+    row "Postfix submission (STARTTLS required)" "starttls check" "${CHECK[@]}" submission://localhost:10587
+    row "Postfix smtps" "starttls check" "${CHECK[@]}" smtps://localhost:10465
+    row "Postfix smtp" "C smtp_client" "$W/c/smtp_client" 127.0.0.1 10025 "$W/ca.pem" localhost
+    pyrow "Postfix submission (STARTTLS required)" "
+import sys, starttls
+with starttls.connect('submission', '127.0.0.1', 10587, server_name='localhost', config=starttls.Config(ca_file=sys.argv[1])) as c:
+    assert c.tls_version in ('TLSv1.2', 'TLSv1.3'), c.tls_version
+    caps = c.fetch_capabilities()
+    c.write(b'MAIL FROM:<a@example.org>\r\n')
+    assert c.readline().startswith(b'250'), 'MAIL refused inside TLS'
+    c.quit()"
+    row "Dovecot imap" "starttls check" "${CHECK[@]}" imap://localhost:10143
+    row "Dovecot imaps" "starttls check" "${CHECK[@]}" imaps://localhost:10993
+    row "Dovecot pop3" "starttls check" "${CHECK[@]}" pop3://localhost:10110
+    row "Dovecot pop3s" "starttls check" "${CHECK[@]}" pop3s://localhost:10995
+    row "Dovecot lmtp" "starttls check" "${CHECK[@]}" lmtp://localhost:10024
+    row "Dovecot submission" "starttls check" "${CHECK[@]}" submission://localhost:10588
+    row "Dovecot managesieve" "starttls check" "${CHECK[@]}" sieve://localhost:14190
+    row "Dovecot imap" "C imap_client" "$W/c/imap_client" localhost 10143 "$W/ca.pem"
+    row "Dovecot imaps" "C imap_client --implicit" "$W/c/imap_client" --implicit localhost 10993 "$W/ca.pem"
+    row "Dovecot pop3" "C fd_upgrade" "$W/c/fd_upgrade" pop3 127.0.0.1 10110 localhost "$W/ca.pem"
+    pyrow "Dovecot imap (LOGIN + SELECT inside TLS)" "
+import sys, starttls
+with starttls.connect('imap', 'localhost', 10143, config=starttls.Config(ca_file=sys.argv[1])) as c:
+    c.write(b'a LOGIN user secret\r\n')
+    while True:
+        line = c.readline()
+        if line.startswith(b'a '): break
+    assert line.startswith(b'a OK'), line
+    c.write(b'b SELECT INBOX\r\n')
+    while True:
+        line = c.readline()
+        if line.startswith(b'b '): break
+    assert line.startswith(b'b OK'), line
+    c.quit()"
+    row "slapd ldap (StartTLS)" "starttls check" "${CHECK[@]}" ldap://localhost:10389
+    row "slapd ldaps" "starttls check" "${CHECK[@]}" ldaps://localhost:10636
+    pyrow "slapd ldap (simple bind inside TLS)" "
+import sys, starttls
+def tlv(t, v): return bytes([t, len(v)]) + v
+bind = tlv(0x30, tlv(0x02, b'\x02') + tlv(0x60, tlv(0x02, b'\x03') + tlv(0x04, b'cn=admin,dc=example,dc=org') + tlv(0x80, b'secret')))
+with starttls.connect('ldap', 'localhost', 10389, config=starttls.Config(ca_file=sys.argv[1])) as c:
+    c.sendall(bind)
+    resp = c.read(64)
+    assert resp[resp.index(b'\x0a\x01') + 2] == 0, resp.hex()"
+    row "ProFTPD ftp (AUTH TLS)" "starttls check" "${CHECK[@]}" ftp://localhost:10021
+    row "ProFTPD ftp (RETR, data resumes the session)" "Rust ftp_get" \
+        "$ROOT/target/release/examples/ftp_get" localhost 10021 ftptest secret123 hello.txt --ca-file "$W/ca.pem"
+    row "ProFTPD ftps (implicit)" "starttls check" "${CHECK[@]}" ftps://localhost:10990
+    row "Prosody xmpp (STARTTLS + stream restart)" "starttls check" "${CHECK[@]}" xmpp://localhost:15222
+    row "Prosody xmpps (direct TLS)" "starttls check" "${CHECK[@]}" xmpps://localhost:15223
+    row "INN nntp" "starttls check" "${CHECK[@]}" nntp://localhost:10119
+    row "INN nntps" "starttls check" "${CHECK[@]}" nntps://localhost:10563
+    row "PostgreSQL (SSLRequest)" "starttls check" "${CHECK[@]}" postgres://localhost:15432
+    pyrow "PostgreSQL (startup + ReadyForQuery inside TLS)" "
+import struct, sys, starttls
+with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_file=sys.argv[1])) as c:
+    params = b'user\0postgres\0database\0postgres\0\0'
+    c.sendall(struct.pack('!II', 8 + len(params), 196608) + params)
+    kinds = b''
+    while not kinds.endswith(b'Z'):
+        t = c.read(1); n = struct.unpack('!I', c.read(4))[0]; body = b''
+        while len(body) < n - 4: body += c.read(n - 4 - len(body))
+        kinds += t
+    assert kinds.startswith(b'R'), kinds"
+    if ss -ltn 'sport = :10025' | grep -q LISTEN && ip -6 addr show lo 2>/dev/null | grep -q '::1'; then
+        : # Postfix listens on IPv4 only here; IPv6 is covered by the loopback tests.
+    fi
+}
+
+real_client_rows() {
+    log "real clients against the library's server (starttls serve)"
+    local port=17000
+    for spec in "smtp|swaks" "smtp|curl" "smtp|openssl s_client" "smtp|gnutls-cli" "smtp|python smtplib" \
+                "imap|curl" "imap|openssl s_client" "imap|python imaplib" \
+                "pop3|curl" "pop3|gnutls-cli" "pop3|python poplib" \
+                "ftp|openssl s_client" "ftp|python ftplib" "xmpp|openssl s_client" \
+                "ldap|openssl s_client" "nntp|python nntplib" "sieve|gnutls-cli" "postgres|openssl s_client"; do
+        local proto=${spec%%|*} client=${spec#*|}
+        port=$((port + 1))
+        start "serve_$port" "$W/serve-$port.log" "$BIN" serve --protocol "$proto" \
+            --listen "127.0.0.1:$port" --cert "$W/server.pem" --key "$W/server.key" --max-connections 1
+        wait_port "starttls serve $proto" $port "$W/serve-$port.log" || continue
+        local cmd
+        case "$client" in
+            swaks) cmd=(swaks --tls --tls-verify --tls-ca-path "$W/ca.pem" --server "localhost:$port"
+                        --from a@example.org --to b@example.org --timeout 20) ;;
+            curl)
+                case $proto in
+                    smtp) printf 'Subject: hi\r\n\r\nhello\r\n' > "$W/mail.txt"
+                          cmd=(curl -sS --ssl-reqd --cacert "$W/ca.pem" "smtp://localhost:$port"
+                               --mail-from a@example.org --mail-rcpt b@example.org -T "$W/mail.txt") ;;
+                    *) cmd=(curl -sS --ssl-reqd --cacert "$W/ca.pem" -u user:pass "$proto://localhost:$port/") ;;
+                esac ;;
+            "openssl s_client") cmd=(sh -c "openssl s_client -brief -verify_return_error -starttls $proto \
+                        -connect 127.0.0.1:$port -servername localhost -verify_hostname localhost \
+                        -xmpphost localhost -CAfile $W/ca.pem </dev/null 2>&1 | grep -q 'Verification: OK'") ;;
+            gnutls-cli) cmd=(sh -c "gnutls-cli --starttls-proto=$proto --x509cafile=$W/ca.pem -p $port localhost \
+                        </dev/null 2>&1 | grep -q 'Handshake was completed'") ;;
+            python*)
+                local mod=${client#python }
+                cmd=(python3 -W ignore -c "
+import sys, ssl, $mod
+ctx = ssl.create_default_context(cafile='$W/ca.pem')
+p = $port
+if '$mod' == 'smtplib':
+    s = smtplib.SMTP('localhost', p); s.starttls(context=ctx); s.ehlo(); s.sendmail('a@x', ['b@x'], 'Subject: x\r\n\r\nhi'); s.quit()
+elif '$mod' == 'imaplib':
+    m = imaplib.IMAP4('localhost', p); m.starttls(ssl_context=ctx); m.logout()
+elif '$mod' == 'poplib':
+    m = poplib.POP3('localhost', p); m.stls(context=ctx); m.quit()
+elif '$mod' == 'ftplib':
+    f = ftplib.FTP_TLS(context=ctx); f.connect('localhost', p); f.auth(); f.prot_p(); f.login('u', 'p'); f.quit()
+elif '$mod' == 'nntplib':
+    n = nntplib.NNTP('localhost', p, usenetrc=False); n.starttls(context=ctx); n.quit()
+") ;;
+        esac
+        row "starttls serve $proto" "$client" "${cmd[@]}"
+    done
+}
+
+print_matrix() {
+    echo
+    printf '%-52s %-26s %s\n' "endpoint" "client" "result"
+    printf '%-52s %-26s %s\n' "--------" "------" "------"
+    local r
+    for r in "${RESULTS[@]}"; do
+        IFS='|' read -r e c res <<<"$r"
+        printf '%-52s %-26s %s\n' "$e" "$c" "$res"
+    done
+    local total=${#RESULTS[@]}
+    echo
+    echo "interop: $((total - FAILED)) passed, $FAILED failed ($(( $(date +%s) - START )) s)"
+}
+
+install_packages
+build
+make_certs
+log "starting servers in $W"
+start_postfix
+start_dovecot
+start_slapd
+start_proftpd
+start_prosody
+start_inn
+start_postgres
+library_client_rows
+real_client_rows
+print_matrix
+[ "$FAILED" -eq 0 ]
