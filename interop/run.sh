@@ -18,6 +18,7 @@ PIDS=()
 RESULTS=()
 FAILED=0
 START=$(date +%s)
+IPV6=$(ip -6 addr show dev lo 2>/dev/null | grep -q 'inet6 ::1' && echo yes || true)
 
 log() { printf '[interop %3ds] %s\n' "$(( $(date +%s) - START ))" "$*"; }
 
@@ -83,7 +84,8 @@ make_certs() {
         -subj "/CN=starttls interop CA" -keyout ca.key -out ca.pem 2>/dev/null
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
         -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n' > san.cnf
+    # libldap checks the machine's host name when the URI says localhost: name it too.
+    printf 'subjectAltName=DNS:localhost,DNS:%s,IP:127.0.0.1,IP:::1\n' "$(hostname)" > san.cnf
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
         -extfile san.cnf -out server.pem 2>/dev/null
     chmod 644 server.key server.pem ca.pem
@@ -134,12 +136,16 @@ smtpd_tls_cert_file = $W/server.pem
 smtpd_tls_key_file = $W/server.key
 smtpd_tls_security_level = may
 smtpd_relay_restrictions = permit_mynetworks, reject
+virtual_mailbox_domains = example.org
+virtual_transport = lmtp:inet:127.0.0.1:10024
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = inet:127.0.0.1:12345
 EOF
     # Replace the default listener with three on high loopback ports.
     sed -i '/^smtp      inet/d' "$d/etc/master.cf"
     cat >> "$d/etc/master.cf" <<EOF
 127.0.0.1:10025 inet n - n - - smtpd
-127.0.0.1:10587 inet n - n - - smtpd -o smtpd_tls_security_level=encrypt
+127.0.0.1:10587 inet n - n - - smtpd -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
 127.0.0.1:10465 inet n - n - - smtpd -o smtpd_tls_wrappermode=yes
 EOF
     chown -R postfix:postfix "$d/data"
@@ -156,7 +162,7 @@ start_dovecot() {
     cat > "$d/dovecot.conf" <<EOF
 base_dir = $d/run
 protocols = imap pop3 lmtp submission sieve
-listen = 127.0.0.1
+listen = 127.0.0.1$( [ -n "$IPV6" ] && echo ", ::1")
 log_path = $d/dovecot.log
 ssl = yes
 ssl_cert = <$W/server.pem
@@ -207,6 +213,12 @@ service submission-login {
 service managesieve-login {
   inet_listener sieve {
     port = 14190
+  }
+}
+service auth {
+  inet_listener {
+    address = 127.0.0.1
+    port = 12345
   }
 }
 EOF
@@ -308,7 +320,7 @@ VirtualHost "localhost"
   ssl = { certificate = "$d/cert.pem"; key = "$d/key.pem" }
 EOF
     chown -R prosody:prosody "$d"
-    start prosody "$d/out.log" su prosody -s /bin/sh -c "prosody --config $d/prosody.cfg.lua"
+    start prosody "$d/out.log" runuser -u prosody -- prosody --config "$d/prosody.cfg.lua"
     wait_port prosody 15222 "$d/out.log"
 }
 
@@ -346,7 +358,7 @@ ssl_cert_file = '$d/cert.pem'
 ssl_key_file = '$d/key.pem'
 unix_socket_directories = '$d'
 EOF
-    start postgres "$d/log" su postgres -s /bin/sh -c "exec $bin/postgres -D $d/data"
+    start postgres "$d/log" runuser -u postgres -- "$bin/postgres" -D "$d/data"
     wait_port postgres 15432 "$d/log"
 }
 
@@ -386,14 +398,37 @@ library_client_rows() {
     row "Postfix submission (STARTTLS required)" "starttls check" "${CHECK[@]}" submission://localhost:10587
     row "Postfix smtps" "starttls check" "${CHECK[@]}" smtps://localhost:10465
     row "Postfix smtp" "C smtp_client" "$W/c/smtp_client" 127.0.0.1 10025 "$W/ca.pem" localhost
-    pyrow "Postfix submission (STARTTLS required)" "
-import sys, starttls
-with starttls.connect('submission', '127.0.0.1', 10587, server_name='localhost', config=starttls.Config(ca_file=sys.argv[1])) as c:
-    assert c.tls_version in ('TLSv1.2', 'TLSv1.3'), c.tls_version
-    caps = c.fetch_capabilities()
-    c.write(b'MAIL FROM:<a@example.org>\r\n')
-    assert c.readline().startswith(b'250'), 'MAIL refused inside TLS'
-    c.quit()"
+    pyrow "Postfix submission: AUTH + message, found with IMAP" "
+import base64, sys, time, starttls
+cfg = starttls.Config(ca_file=sys.argv[1])
+def say(c, line):
+    c.write(line + b'\\r\\n')
+    while True:
+        reply = c.readline()
+        if reply[3:4] != b'-': return reply
+with starttls.connect('submission', '127.0.0.1', 10587, server_name='localhost', config=cfg) as c:
+    assert any(x.startswith('AUTH') for x in c.fetch_capabilities()), 'no AUTH inside TLS'
+    token = base64.b64encode(b'\\0alice@example.org\\0secret')
+    assert say(c, b'AUTH PLAIN ' + token).startswith(b'235'), 'AUTH failed'
+    assert say(c, b'MAIL FROM:<alice@example.org>').startswith(b'250')
+    assert say(c, b'RCPT TO:<bob@example.org>').startswith(b'250')
+    assert say(c, b'DATA').startswith(b'354')
+    assert say(c, b'Subject: interop\\r\\n\\r\\nsent through starttls\\r\\n.').startswith(b'250')
+    c.quit()
+for attempt in range(50):
+    with starttls.connect('imap', 'localhost', 10143, config=cfg) as c:
+        c.write(b'a LOGIN bob@example.org secret\\r\\n')
+        while not c.readline().startswith(b'a '): pass
+        c.write(b'b SELECT INBOX\\r\\n')
+        exists = 0
+        while True:
+            line = c.readline()
+            if line.endswith(b'EXISTS\\r\\n'): exists = int(line.split()[1])
+            if line.startswith(b'b '): break
+        c.quit()
+    if exists: break
+    time.sleep(0.2)
+assert exists >= 1, 'the message did not arrive'"
     row "Dovecot imap" "starttls check" "${CHECK[@]}" imap://localhost:10143
     row "Dovecot imaps" "starttls check" "${CHECK[@]}" imaps://localhost:10993
     row "Dovecot pop3" "starttls check" "${CHECK[@]}" pop3://localhost:10110
@@ -448,8 +483,11 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
         while len(body) < n - 4: body += c.read(n - 4 - len(body))
         kinds += t
     assert kinds.startswith(b'R'), kinds"
-    if ss -ltn 'sport = :10025' | grep -q LISTEN && ip -6 addr show lo 2>/dev/null | grep -q '::1'; then
-        : # Postfix listens on IPv4 only here; IPv6 is covered by the loopback tests.
+    if [ -n "$IPV6" ]; then
+        row "Dovecot imap over ::1" "starttls check" "${CHECK[@]}" "imap://[::1]:10143"
+        row "Dovecot pop3s over ::1" "starttls check" "${CHECK[@]}" "pop3s://[::1]:10995"
+    else
+        log "no ::1 on loopback: IPv6 rows skipped"
     fi
 }
 
@@ -460,7 +498,7 @@ real_client_rows() {
                 "imap|curl" "imap|openssl s_client" "imap|python imaplib" \
                 "pop3|curl" "pop3|gnutls-cli" "pop3|python poplib" \
                 "ftp|openssl s_client" "ftp|python ftplib" "xmpp|openssl s_client" \
-                "ldap|openssl s_client" "nntp|python nntplib" "sieve|gnutls-cli" "postgres|openssl s_client"; do
+                "ldap|openssl s_client" "ldap|ldapsearch -ZZ" "nntp|python nntplib" "sieve|gnutls-cli" "postgres|openssl s_client"; do
         local proto=${spec%%|*} client=${spec#*|}
         port=$((port + 1))
         start "serve_$port" "$W/serve-$port.log" "$BIN" serve --protocol "$proto" \
@@ -480,6 +518,8 @@ real_client_rows() {
             "openssl s_client") cmd=(sh -c "openssl s_client -brief -verify_return_error -starttls $proto \
                         -connect 127.0.0.1:$port -servername localhost -verify_hostname localhost \
                         -xmpphost localhost -CAfile $W/ca.pem </dev/null 2>&1 | grep -q 'Verification: OK'") ;;
+            "ldapsearch -ZZ") cmd=(env LDAPTLS_CACERT="$W/ca.pem" ldapsearch -ZZ -x -LLL
+                        -H "ldap://localhost:$port" -b "" -s base) ;;
             gnutls-cli) cmd=(sh -c "gnutls-cli --starttls-proto=$proto --x509cafile=$W/ca.pem -p $port localhost \
                         </dev/null 2>&1 | grep -q 'Handshake was completed'") ;;
             python*)
@@ -522,8 +562,8 @@ install_packages
 build
 make_certs
 log "starting servers in $W"
-start_postfix
 start_dovecot
+start_postfix
 start_slapd
 start_proftpd
 start_prosody

@@ -42,6 +42,7 @@ pub fn session(protocol: Protocol, conn: &mut Connection) -> std::io::Result<Str
         Protocol::Sieve => sieve(conn),
         Protocol::Xmpp | Protocol::XmppServer | Protocol::Xmpps => xmpp(conn),
         Protocol::Http | Protocol::Https => http(conn),
+        Protocol::Ldap | Protocol::Ldaps => ldap(conn),
         _ => drain(conn),
     }
 }
@@ -249,6 +250,63 @@ fn http(conn: &mut Connection) -> std::io::Result<String> {
         )?;
     }
     Ok(format!("requests={requests}"))
+}
+
+/// Reads one LDAPMessage (tag, definite length up to 64 KiB, content).
+fn read_ldap_message(conn: &mut Connection) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = [0u8; 2];
+    if conn.read_exact(&mut head).is_err() {
+        return Ok(None);
+    }
+    let len = if head[1] < 0x80 {
+        usize::from(head[1])
+    } else {
+        let n = usize::from(head[1] & 0x7f);
+        if n == 0 || n > 3 {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; 3];
+        conn.read_exact(&mut bytes[..n])?;
+        bytes[..n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b))
+    };
+    if head[0] != 0x30 || len > 65536 {
+        return Ok(None);
+    }
+    let mut content = vec![0u8; len];
+    conn.read_exact(&mut content)?;
+    Ok(Some(content))
+}
+
+/// LDAP after StartTLS: any Bind succeeds, any Search returns no entries, Unbind ends.
+fn ldap(conn: &mut Connection) -> std::io::Result<String> {
+    let mut binds = 0;
+    while let Some(msg) = read_ldap_message(conn)? {
+        // messageID INTEGER (short form), then the operation's tag.
+        if msg.len() < 3 || msg[0] != 0x02 || usize::from(msg[1]) + 2 >= msg.len() {
+            break;
+        }
+        let id = &msg[..2 + usize::from(msg[1])];
+        let op = msg[id.len()];
+        let response_tag = match op {
+            0x60 => {
+                binds += 1;
+                0x61
+            }
+            0x63 => 0x65,
+            0x42 => break,
+            _ => 0x78,
+        };
+        // LDAPResult: success, empty matchedDN and diagnosticMessage.
+        let result = [0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00];
+        let mut body = id.to_vec();
+        body.push(response_tag);
+        body.push(result.len() as u8);
+        body.extend_from_slice(&result);
+        let mut out = vec![0x30, body.len() as u8];
+        out.extend(body);
+        conn.write_all(&out)?;
+    }
+    Ok(format!("binds={binds}"))
 }
 
 fn drain(conn: &mut Connection) -> std::io::Result<String> {
