@@ -267,7 +267,9 @@ fn read_ldap_message(conn: &mut Connection) -> std::io::Result<Option<Vec<u8>>> 
         }
         let mut bytes = [0u8; 3];
         conn.read_exact(&mut bytes[..n])?;
-        bytes[..n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b))
+        bytes[..n]
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | usize::from(*b))
     };
     if head[0] != 0x30 || len > 65536 {
         return Ok(None);
