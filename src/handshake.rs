@@ -86,6 +86,12 @@ fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "handshake deadline passed")
 }
 
+/// The verdict of [`FirstRecord`] on `bytes` (for the fuzz targets).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn first_record_verdict(bytes: &[u8]) -> Option<bool> {
+    FirstRecord::default().feed(bytes)
+}
+
 /// The peer's first TLS record must be a handshake record (ServerHello, ClientHello) or a
 /// *fatal* alert.
 /// Plaintext fails the check, and so does a warning alert, which rustls would silently skip:

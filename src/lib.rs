@@ -36,6 +36,9 @@ mod connect;
 mod error;
 pub mod ffi;
 mod ftp;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod protocol;
 mod server_config;

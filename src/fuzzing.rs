@@ -1,0 +1,168 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a stable API).
+//!
+//! Each runs a real dialog — the same code a connection runs — over an in-memory peer whose
+//! bytes are the fuzzer's input, so every parser of peer input is reached the way a hostile
+//! peer would reach it. Nothing may panic, loop without end or allocate without bound.
+
+use std::io;
+use std::time::Duration;
+
+use crate::config::{Policy, Timeouts};
+use crate::error::Result;
+use crate::protocol::{self, DialogContext, Outcome, Protocol, ServerContext};
+use crate::wire::{Limits, Transport, Wire};
+
+/// A peer that has already sent `data` and then closed; what we write is counted and dropped.
+struct Replay<'a> {
+    data: &'a [u8],
+    pos: usize,
+    written: usize,
+}
+
+impl Transport for Replay<'_> {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = &self.data[self.pos..];
+        let n = buf.len().min(rest.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    fn consume(&mut self, n: usize) -> io::Result<()> {
+        if n > self.data.len() - self.pos {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn pending_now(&mut self) -> io::Result<usize> {
+        Ok(self.data.len() - self.pos)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.written += buf.len();
+        // The dialogs send a bounded number of short commands.
+        assert!(self.written < 1 << 20, "unbounded writes");
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The client side of `protocol`'s pre-TLS dialog against `server_bytes`, under both policies,
+/// then the go-ahead check; and the capability request that runs inside TLS.
+pub fn client_dialog(protocol: Protocol, server_bytes: &[u8]) {
+    let Some(dialect) = protocol.dialect() else {
+        return;
+    };
+    let timeouts = Timeouts::default();
+    for policy in [Policy::Require, Policy::Opportunistic] {
+        let mut peer = Replay {
+            data: server_bytes,
+            pos: 0,
+            written: 0,
+        };
+        let mut tag = 1;
+        let mut ctx = DialogContext {
+            policy,
+            timeouts: &timeouts,
+            client_name: "fuzz.test",
+            server_name: "server.test",
+            port: Some(25),
+            next_tag: &mut tag,
+        };
+        let mut wire = Wire::new(&mut peer, Limits::default());
+        let result: Result<()> = protocol::client_starttls(dialect, &mut wire, &mut ctx).and_then(|pre| {
+            if let Outcome::GoAhead = pre.outcome {
+                wire.ensure_nothing_after_go_ahead()?;
+            }
+            Ok(())
+        });
+        drop(result);
+        let _ = wire.take_transcript();
+        drop(wire);
+        assert!(peer.pos <= server_bytes.len());
+    }
+    let mut peer = Replay {
+        data: server_bytes,
+        pos: 0,
+        written: 0,
+    };
+    let mut tag = 1;
+    let mut ctx = DialogContext {
+        policy: Policy::Require,
+        timeouts: &timeouts,
+        client_name: "fuzz.test",
+        server_name: "server.test",
+        port: Some(25),
+        next_tag: &mut tag,
+    };
+    let mut wire = Wire::inside_tls(&mut peer, Limits::default());
+    let _ = protocol::client_greeting(dialect, &mut wire, &mut ctx);
+    let _ = protocol::client_capabilities(dialect, &mut wire, &mut ctx);
+    let _ = protocol::client_after_starttls(dialect, &mut wire, &mut ctx);
+}
+
+/// The server side of `protocol`'s pre-TLS dialog against `client_bytes`.
+pub fn server_dialog(protocol: Protocol, client_bytes: &[u8]) {
+    let Some(dialect) = protocol.dialect() else {
+        return;
+    };
+    let timeouts = Timeouts::default();
+    let ctx = ServerContext {
+        timeouts: &timeouts,
+        hostname: "fuzz.test",
+        greeting: None,
+    };
+    let mut peer = Replay {
+        data: client_bytes,
+        pos: 0,
+        written: 0,
+    };
+    let mut wire = Wire::new(&mut peer, Limits::default());
+    let _ = protocol::server_starttls(dialect, &mut wire, &ctx);
+}
+
+/// The check of the peer's first TLS record.
+pub fn first_record(bytes: &[u8]) {
+    let _ = crate::handshake::first_record_verdict(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dialog_survives_garbage_and_truncation() {
+        let samples: [&[u8]; 6] = [
+            b"",
+            b"\x00\xff\r\n\r\n{9999999}\r\n",
+            b"220-a\r\n220 b\r\n250-x\r\n250 STARTTLS\r\n220 go\r\nEXTRA",
+            b"* OK [CAPABILITY STARTTLS] x\r\nS1 OK\r\n",
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features><proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+        ];
+        for protocol in Protocol::ALL {
+            for s in samples {
+                client_dialog(protocol, s);
+                server_dialog(protocol, s);
+                // Every prefix: a peer that stops anywhere.
+                for cut in 0..s.len().min(64) {
+                    client_dialog(protocol, &s[..cut]);
+                    server_dialog(protocol, &s[..cut]);
+                }
+            }
+        }
+        first_record(&[0x16, 0x03]);
+    }
+}
