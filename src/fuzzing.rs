@@ -82,12 +82,13 @@ pub fn client_dialog(protocol: Protocol, server_bytes: &[u8]) {
             next_tag: &mut tag,
         };
         let mut wire = Wire::new(&mut peer, Limits::default());
-        let result: Result<()> = protocol::client_starttls(dialect, &mut wire, &mut ctx).and_then(|pre| {
-            if let Outcome::GoAhead = pre.outcome {
-                wire.ensure_nothing_after_go_ahead()?;
-            }
-            Ok(())
-        });
+        let result: Result<()> =
+            protocol::client_starttls(dialect, &mut wire, &mut ctx).and_then(|pre| {
+                if let Outcome::GoAhead = pre.outcome {
+                    wire.ensure_nothing_after_go_ahead()?;
+                }
+                Ok(())
+            });
         drop(result);
         let _ = wire.take_transcript();
         drop(wire);
