@@ -511,3 +511,145 @@ fn smtp_sink_example_serves_starttls_to_the_library_and_refuses_pipelining() {
         "{log}"
     );
 }
+
+/// A TLS server for `n` connections: each gets "hello", must answer "bye".
+fn hello_server(n: usize) -> (u16, std::thread::JoinHandle<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut workers = Vec::new();
+        for _ in 0..n {
+            let (sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            workers.push(std::thread::spawn(move || {
+                let mut t = Peer { sock }.tls(server_config(&pki().server));
+                t.send(b"hello\n");
+                t.line() == "bye"
+            }));
+        }
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .filter(|ok| *ok)
+            .count()
+    });
+    (port, handle)
+}
+
+#[test]
+fn one_config_shared_by_many_threads_and_freed_while_connections_live() {
+    let dir = scratch("threads");
+    let exe = dir.join("threads");
+    let lib = lib_dir();
+    let o = run(Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("tests/c/threads.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lstarttls"));
+    assert!(o.status.success(), "cc: {}", text(&o.stderr));
+    let ca = ca_file("threads-ca");
+    let threads = 8;
+    let (port, server) = hello_server(threads);
+    let o = run(maybe_valgrind(&exe)
+        .arg(port.to_string())
+        .arg(&ca)
+        .arg(threads.to_string()));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
+    assert_eq!(server.join().unwrap(), threads);
+}
+
+#[test]
+fn c_programs_run_clean_under_address_sanitizer() {
+    let probe = scratch("asan-probe");
+    let ok = Command::new("cc")
+        .args(["-fsanitize=address", "-x", "c", "-", "-o"])
+        .arg(probe.join("probe"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"int main(void){return 0;}")?;
+            c.wait()
+        })
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIPPED AddressSanitizer: the compiler cannot build with -fsanitize=address");
+        return;
+    }
+    let lib = lib_dir();
+    let build = |src: &str, name: &str| -> PathBuf {
+        let exe = scratch(&format!("asan-{name}")).join(name);
+        let o = run(Command::new("cc")
+            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+            .args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer"])
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(root().join(src))
+            .arg("-o")
+            .arg(&exe)
+            .arg("-L")
+            .arg(lib)
+            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            .arg("-lstarttls"));
+        assert!(o.status.success(), "cc {src}: {}", text(&o.stderr));
+        exe
+    };
+    // The Rust side keeps some allocations for the process's lifetime (thread-locals):
+    // report leaks only from the C side's own mistakes.
+    let asan_env = (
+        "ASAN_OPTIONS",
+        "detect_leaks=1:abort_on_error=0:exitcode=97",
+    );
+    let abi = build("tests/c/abi_check.c", "abi_check");
+    let o = run(Command::new(&abi).env(asan_env.0, asan_env.1));
+    assert!(
+        o.status.success(),
+        "abi_check under ASan: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+
+    let threads = build("tests/c/threads.c", "threads");
+    let ca = ca_file("asan-ca");
+    let (port, server) = hello_server(4);
+    let o = run(Command::new(&threads)
+        .env(asan_env.0, asan_env.1)
+        .arg(port.to_string())
+        .arg(&ca)
+        .arg("4"));
+    assert!(
+        o.status.success(),
+        "threads under ASan: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert_eq!(server.join().unwrap(), 4);
+
+    let smtp = build("examples-c/smtp_client.c", "smtp_client");
+    let (port, server) = smtp_server(b"250-mx.test\r\n250 STARTTLS\r\n");
+    let o = run(Command::new(&smtp)
+        .env(asan_env.0, asan_env.1)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg(&ca)
+        .arg("localhost"));
+    assert!(
+        o.status.success(),
+        "smtp_client under ASan: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    server.join().unwrap();
+}
