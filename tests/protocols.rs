@@ -591,3 +591,17 @@ fn ftp_sieve_and_http_injection_after_the_go_ahead_is_refused() {
     );
     server.join().unwrap();
 }
+
+#[test]
+fn postgres_direct_tls_refuses_a_server_that_ignores_alpn() {
+    // A TLS server that does not speak PostgreSQL (no ALPN agreed): cross-protocol confusion.
+    let (port, server) = serve(|p| {
+        let mut conn = rustls::ServerConnection::new(server_config(&pki().server)).unwrap();
+        let mut sock = p.sock;
+        while conn.is_handshaking() && conn.complete_io(&mut sock).is_ok() {}
+    });
+    let e = connect(Protocol::PostgresDirect, port).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ProtocolViolation, "{e}");
+    assert!(e.to_string().contains("ALPN"), "{e}");
+    server.join().unwrap();
+}
