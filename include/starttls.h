@@ -60,6 +60,12 @@
 // Plaintext arrived after the go-ahead and before TLS: a possible injection attack.
 #define STARTTLS_ERR_INJECTION 304
 
+// Credentials were not sent: the connection is not encrypted.
+#define STARTTLS_ERR_NOT_ENCRYPTED 305
+
+// The server rejected the login (the message carries its reply).
+#define STARTTLS_ERR_AUTH_FAILED 306
+
 // The TLS handshake or a TLS record failed.
 #define STARTTLS_ERR_TLS 400
 
@@ -472,6 +478,22 @@ uint32_t starttls_write(starttls_conn *conn, const uint8_t *buf, size_t len, siz
 // # Safety
 // `conn` is NULL or live.
 uint32_t starttls_close(starttls_conn *conn);
+
+// Logs in inside TLS with the protocol's own mechanism (SMTP `AUTH PLAIN`/`LOGIN`, IMAP
+// `AUTHENTICATE PLAIN`/`LOGIN`, POP3 `AUTH PLAIN`/`USER`+`PASS`, ManageSieve, NNTP `AUTHINFO`,
+// XMPP SASL PLAIN, LDAP simple bind, FTP `USER`/`PASS`), chosen from the capabilities fetched
+// inside TLS. `authzid` may be NULL. The strings are copied; the library's encoded copies are
+// wiped after use and never logged. `STARTTLS_ERR_NOT_ENCRYPTED` on a plaintext connection
+// (nothing is sent), `STARTTLS_ERR_AUTH_FAILED` with the server's reply in
+// `starttls_conn_error` when the login is rejected, `STARTTLS_ERR_NOT_OFFERED` when no usable
+// mechanism is offered inside TLS.
+//
+// # Safety
+// `conn` is NULL or live; the strings are NULL or NUL-terminated.
+uint32_t starttls_conn_authenticate(starttls_conn *conn,
+                                    const char *user,
+                                    const char *password,
+                                    const char *authzid);
 
 // Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, LDAP Unbind,
 // ...), its reply read when there is one, then close_notify (and, for a socket the library owns,

@@ -87,6 +87,10 @@ pub enum ErrorKind {
     ProtocolViolation = 303,
     /// Bytes arrived after the go-ahead and before TLS: a plaintext injection attempt.
     Injection = 304,
+    /// Credentials were not sent because the connection is not encrypted.
+    NotEncrypted = 305,
+    /// The server rejected the login.
+    AuthFailed = 306,
     /// The TLS handshake or a TLS record failed.
     Tls = 400,
     /// The server's certificate was rejected (unknown issuer, wrong name, expired, ...).
@@ -95,7 +99,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::InvalidArgument,
         ErrorKind::Config,
         ErrorKind::Panic,
@@ -109,6 +113,8 @@ impl ErrorKind {
         ErrorKind::Downgrade,
         ErrorKind::ProtocolViolation,
         ErrorKind::Injection,
+        ErrorKind::NotEncrypted,
+        ErrorKind::AuthFailed,
         ErrorKind::Tls,
         ErrorKind::Certificate,
     ];
@@ -149,6 +155,8 @@ impl ErrorKind {
             ErrorKind::Downgrade => "STARTTLS_ERR_DOWNGRADE\0",
             ErrorKind::ProtocolViolation => "STARTTLS_ERR_PROTOCOL\0",
             ErrorKind::Injection => "STARTTLS_ERR_INJECTION\0",
+            ErrorKind::NotEncrypted => "STARTTLS_ERR_NOT_ENCRYPTED\0",
+            ErrorKind::AuthFailed => "STARTTLS_ERR_AUTH_FAILED\0",
             ErrorKind::Tls => "STARTTLS_ERR_TLS\0",
             ErrorKind::Certificate => "STARTTLS_ERR_CERTIFICATE\0",
         }
@@ -170,6 +178,8 @@ impl ErrorKind {
             ErrorKind::Downgrade => "server skipped TLS (downgrade)\0",
             ErrorKind::ProtocolViolation => "protocol violation by the peer\0",
             ErrorKind::Injection => "plaintext injected after the STARTTLS go-ahead\0",
+            ErrorKind::NotEncrypted => "refusing to send credentials without TLS\0",
+            ErrorKind::AuthFailed => "authentication failed\0",
             ErrorKind::Tls => "TLS error\0",
             ErrorKind::Certificate => "certificate verification failed\0",
         }
@@ -256,6 +266,15 @@ pub enum Error {
         /// Where they were seen: in the same read as the go-ahead, or during the handshake.
         detail: String,
     },
+    /// Credentials were not sent: the connection is not encrypted (opportunistic policy).
+    NotEncrypted,
+    /// The server rejected the login.
+    AuthFailed {
+        /// What was tried.
+        mechanism: &'static str,
+        /// The server's reply, base64 challenges decoded.
+        reply: String,
+    },
     /// The TLS handshake or a later TLS record failed.
     Tls(rustls::Error),
     /// The server's certificate was rejected.
@@ -279,6 +298,8 @@ impl Error {
             Error::Downgrade { .. } => ErrorKind::Downgrade,
             Error::ProtocolViolation { .. } => ErrorKind::ProtocolViolation,
             Error::Injection { .. } => ErrorKind::Injection,
+            Error::NotEncrypted => ErrorKind::NotEncrypted,
+            Error::AuthFailed { .. } => ErrorKind::AuthFailed,
             Error::Tls(_) => ErrorKind::Tls,
             Error::Certificate(_) => ErrorKind::Certificate,
         }
@@ -295,7 +316,9 @@ impl Error {
             Error::NotOffered { reply } | Error::ProtocolViolation { reply, .. } => {
                 reply.as_deref()
             }
-            Error::Refused { reply, .. } | Error::Downgrade { reply } => Some(reply),
+            Error::Refused { reply, .. }
+            | Error::Downgrade { reply }
+            | Error::AuthFailed { reply, .. } => Some(reply),
             _ => None,
         }
     }
@@ -312,6 +335,7 @@ impl Error {
             Error::NotOffered { .. } => Some(Phase::Capabilities),
             Error::Downgrade { .. } => Some(Phase::Greeting),
             Error::Injection { .. } => Some(Phase::StartTls),
+            Error::NotEncrypted | Error::AuthFailed { .. } => Some(Phase::Read),
             Error::Tls(_) | Error::Certificate(_) => Some(Phase::Handshake),
             Error::InvalidArgument(_)
             | Error::Config(_)
@@ -401,6 +425,12 @@ impl fmt::Display for Error {
                 "{bytes} byte(s) of plaintext after the STARTTLS go-ahead ({detail}); refusing \
                  to continue (possible injection attack)"
             ),
+            Error::NotEncrypted => {
+                f.write_str("refusing to send credentials: the connection is not encrypted")
+            }
+            Error::AuthFailed { mechanism, reply } => {
+                write!(f, "authentication failed ({mechanism}): {reply}")
+            }
             Error::Tls(e) => write!(f, "TLS error: {e}"),
             Error::Certificate(e) => write!(f, "certificate rejected: {e}"),
         }
@@ -444,6 +474,8 @@ mod tests {
             (ErrorKind::Downgrade, 302),
             (ErrorKind::ProtocolViolation, 303),
             (ErrorKind::Injection, 304),
+            (ErrorKind::NotEncrypted, 305),
+            (ErrorKind::AuthFailed, 306),
             (ErrorKind::Tls, 400),
             (ErrorKind::Certificate, 401),
         ];

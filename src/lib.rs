@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod auth;
 mod config;
 mod connect;
 mod error;
@@ -46,6 +47,7 @@ mod stream;
 mod wire;
 
 pub use accept::{accept, accept_tls};
+pub use auth::{AuthOutcome, Credentials};
 pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
 pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};

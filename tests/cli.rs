@@ -384,3 +384,84 @@ fn demo_passes_everything() {
         "{out}"
     );
 }
+
+fn smtp_with_auth(reply: &'static [u8]) -> u16 {
+    serve(move |mut p| {
+        p.send(b"220 mx.test ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx.test\r\n250 STARTTLS\r\n");
+        p.line();
+        p.send(b"220 go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.line();
+        t.send(b"250-mx.test\r\n250 AUTH PLAIN\r\n");
+        let auth = t.line();
+        assert_eq!(auth, "AUTH PLAIN AGFsaWNlAHNlY3JldA==");
+        t.send(reply);
+        t.line();
+        t.send(b"221 bye\r\n");
+    })
+    .0
+}
+
+#[test]
+fn check_with_user_reports_authentication_in_json_and_exit_codes() {
+    let ca = ca_file();
+    let port = smtp_with_auth(b"235 2.7.0 Authentication successful\r\n");
+    let o = bin()
+        .args([
+            "check",
+            "--json",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "alice",
+        ])
+        .arg(format!("submission://localhost:{port}"))
+        .env("STARTTLS_PASSWORD", "secret")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains(r#""auth":{"mechanism":"PLAIN","ok":true,"server_reply":"235 2.7.0 Authentication successful"}"#), "{out}");
+    assert!(
+        !out.contains("secret") && !out.contains("AGFsaWNlAHNlY3JldA"),
+        "{out}"
+    );
+
+    let port = smtp_with_auth(b"535 5.7.8 Authentication credentials invalid\r\n");
+    let pw = std::env::temp_dir().join(format!("starttls-cli-pw-{}", std::process::id()));
+    std::fs::write(&pw, "secret\n").unwrap();
+    let o = bin()
+        .args([
+            "check",
+            "--json",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "alice",
+            "--password-file",
+        ])
+        .arg(&pw)
+        .arg(format!("submission://localhost:{port}"))
+        .env_remove("STARTTLS_PASSWORD")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(10), "{out}");
+    assert!(
+        out.contains(r#""kind":"auth""#) && out.contains(r#""ok":false"#),
+        "{out}"
+    );
+    assert!(out.contains("535 5.7.8"), "{out}");
+
+    // Never from the command line, and never without a password source.
+    let o = check(&["--user", "alice", "--password", "secret", "smtp://x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = bin()
+        .args(["check", "--user", "alice", "smtp://x"])
+        .env_remove("STARTTLS_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

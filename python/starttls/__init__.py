@@ -116,6 +116,8 @@ class Result(enum.IntEnum):
     ERR_DOWNGRADE = 302
     ERR_PROTOCOL = 303
     ERR_INJECTION = 304
+    ERR_NOT_ENCRYPTED = 305
+    ERR_AUTH_FAILED = 306
     ERR_TLS = 400
     ERR_CERTIFICATE = 401
 
@@ -259,6 +261,16 @@ class InjectionError(Error):
     code = 304
 
 
+class NotEncryptedError(Error):
+    """Credentials were not sent: the connection is not encrypted (305)."""
+    code = 305
+
+
+class AuthenticationError(Error):
+    """The server rejected the login; the message carries its reply (306)."""
+    code = 306
+
+
 class TLSError(Error):
     """The TLS handshake or a TLS record failed (400)."""
     code = 400
@@ -274,7 +286,8 @@ _ERRORS = {
     for cls in (
         InvalidArgumentError, ConfigError, PanicError, BufferTooSmallError, ConnectionIOError,
         TimeoutError, ClosedError, ResolveError, NotOfferedError, RefusedError, DowngradeError,
-        ProtocolError, InjectionError, TLSError, CertificateError,
+        ProtocolError, InjectionError, NotEncryptedError, AuthenticationError, TLSError,
+        CertificateError,
     )
 }
 
@@ -907,6 +920,19 @@ class Connection:
         """Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, ...),
         its reply, then close_notify."""
         self._call(_lib.starttls_conn_quit)
+
+    def authenticate(self, user, password, authzid=None):
+        """Logs in inside TLS with the protocol's own mechanism (SMTP AUTH PLAIN/LOGIN, IMAP
+        AUTHENTICATE PLAIN/LOGIN, POP3, ManageSieve, NNTP, XMPP SASL PLAIN, LDAP simple bind,
+        FTP USER/PASS), chosen from the capabilities fetched inside TLS. Raises
+        NotEncryptedError on a plaintext connection (nothing is sent), AuthenticationError with
+        the server's reply when the login is rejected."""
+        self._call(
+            _lib.starttls_conn_authenticate,
+            _cstr(user, "user"),
+            _cstr(password, "password"),
+            _cstr(authzid, "authzid"),
+        )
 
     def fetch_capabilities(self):
         """Asks the server for its capabilities again, inside TLS, and returns them."""

@@ -141,6 +141,7 @@ _SIGNATURES = {
     "starttls_conn_has_capabilities": (_bool, [_handle]),
     "starttls_conn_fetch_capabilities": (_u32, [_handle]),
     "starttls_conn_quit": (_u32, [_handle]),
+    "starttls_conn_authenticate": (_u32, [_handle, _charp, _charp, _charp]),
     "starttls_conn_fd": (_int, [_handle]),
     "starttls_conn_is_encrypted": (_bool, [_handle]),
     "starttls_conn_plaintext_reason": (_u32, [_handle]),

@@ -235,6 +235,35 @@ class LibraryClientTests(unittest.TestCase):
             self.assertIsNone(srv.error, f"{protocol}: {srv.error!r}")
             self.assertEqual(srv.result, expected)
 
+    def test_authenticate_inside_tls(self):
+        def app(conn):
+            seen = []
+            for reply in (b"250-mx\r\n250 AUTH PLAIN\r\n", b"235 2.7.0 ok\r\n"):
+                seen.append(conn.readline())
+                conn.sendall(reply)
+            return seen
+
+        with Server("submission", app=app) as srv:
+            with starttls.connect("submission", "127.0.0.1", srv.port, server_name="localhost",
+                                  config=client_config()) as conn:
+                conn.authenticate("alice", "secret")
+        self.assertIsNone(srv.error, repr(srv.error))
+        self.assertEqual(srv.result[1], b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+
+        def refusing(conn):
+            conn.readline()
+            conn.sendall(b"250-mx\r\n250 AUTH PLAIN\r\n")
+            conn.readline()
+            conn.sendall(b"535 5.7.8 no\r\n")
+
+        with Server("submission", app=refusing) as srv:
+            with starttls.connect("submission", "127.0.0.1", srv.port, server_name="localhost",
+                                  config=client_config()) as conn:
+                with self.assertRaises(starttls.AuthenticationError) as cm:
+                    conn.authenticate("alice", "secret")
+                self.assertIn("535 5.7.8", str(cm.exception))
+                self.assertNotIn("secret", str(cm.exception))
+
     def test_client_certificate_required(self):
         cfg = server_config(client_ca_file=CERTS.ca, client_auth="required")
         with Server("smtp", cfg, app=lambda conn: conn.readline()) as srv:

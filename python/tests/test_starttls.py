@@ -100,7 +100,8 @@ class LibraryTests(unittest.TestCase):
             202: starttls.ClosedError, 203: starttls.ResolveError,
             300: starttls.NotOfferedError, 301: starttls.RefusedError,
             302: starttls.DowngradeError, 303: starttls.ProtocolError,
-            304: starttls.InjectionError, 400: starttls.TLSError,
+            304: starttls.InjectionError, 305: starttls.NotEncryptedError,
+            306: starttls.AuthenticationError, 400: starttls.TLSError,
             401: starttls.CertificateError,
         }
         self.assertEqual(set(expected), {int(c) for c in starttls.Result if c})

@@ -29,6 +29,10 @@ pub const STARTTLS_ERR_DOWNGRADE: u32 = 302;
 pub const STARTTLS_ERR_PROTOCOL: u32 = 303;
 /// Plaintext arrived after the go-ahead and before TLS: a possible injection attack.
 pub const STARTTLS_ERR_INJECTION: u32 = 304;
+/// Credentials were not sent: the connection is not encrypted.
+pub const STARTTLS_ERR_NOT_ENCRYPTED: u32 = 305;
+/// The server rejected the login (the message carries its reply).
+pub const STARTTLS_ERR_AUTH_FAILED: u32 = 306;
 /// The TLS handshake or a TLS record failed.
 pub const STARTTLS_ERR_TLS: u32 = 400;
 /// The server's certificate was rejected.
@@ -155,6 +159,8 @@ mod tests {
             (STARTTLS_ERR_DOWNGRADE, ErrorKind::Downgrade),
             (STARTTLS_ERR_PROTOCOL, ErrorKind::ProtocolViolation),
             (STARTTLS_ERR_INJECTION, ErrorKind::Injection),
+            (STARTTLS_ERR_NOT_ENCRYPTED, ErrorKind::NotEncrypted),
+            (STARTTLS_ERR_AUTH_FAILED, ErrorKind::AuthFailed),
             (STARTTLS_ERR_TLS, ErrorKind::Tls),
             (STARTTLS_ERR_CERTIFICATE, ErrorKind::Certificate),
         ];

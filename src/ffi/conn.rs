@@ -315,6 +315,37 @@ pub unsafe extern "C" fn starttls_close(conn: *mut starttls_conn) -> u32 {
     }
 }
 
+/// Logs in inside TLS with the protocol's own mechanism (SMTP `AUTH PLAIN`/`LOGIN`, IMAP
+/// `AUTHENTICATE PLAIN`/`LOGIN`, POP3 `AUTH PLAIN`/`USER`+`PASS`, ManageSieve, NNTP `AUTHINFO`,
+/// XMPP SASL PLAIN, LDAP simple bind, FTP `USER`/`PASS`), chosen from the capabilities fetched
+/// inside TLS. `authzid` may be NULL. The strings are copied; the library's encoded copies are
+/// wiped after use and never logged. `STARTTLS_ERR_NOT_ENCRYPTED` on a plaintext connection
+/// (nothing is sent), `STARTTLS_ERR_AUTH_FAILED` with the server's reply in
+/// `starttls_conn_error` when the login is rejected, `STARTTLS_ERR_NOT_OFFERED` when no usable
+/// mechanism is offered inside TLS.
+///
+/// # Safety
+/// `conn` is NULL or live; the strings are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_authenticate(
+    conn: *mut starttls_conn,
+    user: *const c_char,
+    password: *const c_char,
+    authzid: *const c_char,
+) -> u32 {
+    unsafe {
+        with_conn(conn, |c| {
+            let user = str_in(user, "user")?;
+            let password = str_in(password, "password")?;
+            let mut creds = crate::Credentials::new(user, password);
+            if !authzid.is_null() {
+                creds = creds.with_authzid(str_in(authzid, "authzid")?);
+            }
+            c.conn.authenticate(&creds).map(|_| ())
+        })
+    }
+}
+
 /// Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, LDAP Unbind,
 /// ...), its reply read when there is one, then close_notify (and, for a socket the library owns,
 /// shutting its write side). Client side; on other connections the same as `starttls_close`.

@@ -5,6 +5,7 @@
 //! be trusted, and AUTH TLS itself says whether TLS is available. A `230` greeting (already
 //! logged in, in plaintext) is a downgrade.
 
+use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{
     DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
@@ -276,6 +277,36 @@ pub(crate) fn server_starttls<T: Transport>(
         }
     })?;
     Ok(ServerPreTls::default())
+}
+
+// --- authentication inside TLS ---
+
+/// `USER` / `PASS` (RFC 959), inside TLS.
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    let deadline = ctx.deadline(Phase::Read);
+    let user = Secret(format!("USER {}", creds.user()).into_bytes());
+    wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;
+    let mut reply = read_reply(wire, &deadline)?;
+    if reply.code == 331 || reply.code == 332 {
+        let pass = Secret(format!("PASS {}", creds.password()).into_bytes());
+        wire.send_secret_line(pass.as_str(), "PASS <password>", &deadline)?;
+        reply = read_reply(wire, &deadline)?;
+    }
+    if reply.code == 230 || reply.code == 202 {
+        Ok(AuthOutcome {
+            mechanism: "USER/PASS",
+            reply: reply.text(),
+        })
+    } else {
+        Err(Error::AuthFailed {
+            mechanism: "USER/PASS",
+            reply: reply.text(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! → `STARTTLS` → tagged `OK` → TLS. `* PREAUTH` means the server skipped authentication in
 //! plaintext: a downgrade.
 
+use crate::auth::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{
     DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, has_capability,
@@ -307,6 +308,122 @@ pub(crate) fn server_starttls<T: Transport>(
         }
     })?;
     Ok(ServerPreTls::default())
+}
+
+// --- authentication inside TLS ---
+
+/// How a tagged command ended, or a continuation request in the middle.
+enum Tagged {
+    Done { status: String, reply: String },
+    Continue(String),
+}
+
+/// Reads until the tagged reply for `tag` (untagged responses skipped, bounded).
+fn read_tagged<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    deadline: &Deadline,
+    tag: &str,
+) -> Result<Tagged> {
+    let phase = deadline.phase();
+    for _ in 0..wire.limits().max_lines {
+        let line = wire.read_line(deadline)?;
+        match parse(&line, phase)? {
+            Response::Untagged { word, .. } if word == "BYE" => {
+                return Err(Error::Refused {
+                    phase,
+                    reply: printable(&line),
+                });
+            }
+            Response::Untagged { .. } => {}
+            Response::Continuation => return Ok(Tagged::Continue(line_text(&line))),
+            Response::Tagged {
+                tag: t,
+                status,
+                text,
+            } if t == tag => {
+                let reply = format!("{t} {status} {text}");
+                return Ok(Tagged::Done { status, reply });
+            }
+            Response::Tagged { .. } => {
+                return Err(Error::violation_in(
+                    phase,
+                    "tagged reply for a command that was never sent",
+                    &printable(&line),
+                ));
+            }
+        }
+    }
+    Err(Error::violation(phase, "too many untagged responses"))
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `AUTHENTICATE PLAIN` (with SASL-IR when offered), else `LOGIN` unless LOGINDISABLED.
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    caps: &[String],
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    let deadline = ctx.deadline(Phase::Read);
+    let finish = |mechanism: &'static str, tagged: Tagged| match tagged {
+        Tagged::Done { status, reply } if status == "OK" => Ok(AuthOutcome { mechanism, reply }),
+        Tagged::Done { reply, .. } | Tagged::Continue(reply) => Err(Error::AuthFailed {
+            mechanism,
+            reply: explain_challenge(&reply),
+        }),
+    };
+    if has_capability(caps, "AUTH=PLAIN") {
+        let tag = ctx.imap_tag();
+        let response = creds.plain_response();
+        if has_capability(caps, "SASL-IR") {
+            let line =
+                Secret(format!("{tag} AUTHENTICATE PLAIN {}", response.as_str()).into_bytes());
+            let shown = format!("{tag} AUTHENTICATE PLAIN <credentials>");
+            wire.send_secret_line(line.as_str(), &shown, &deadline)?;
+        } else {
+            wire.send_line(&format!("{tag} AUTHENTICATE PLAIN"), &deadline)?;
+            match read_tagged(wire, &deadline, &tag)? {
+                Tagged::Continue(_) => {
+                    wire.send_secret_line(response.as_str(), "<credentials>", &deadline)?;
+                }
+                done => return finish("PLAIN", done),
+            }
+        }
+        let mut tagged = read_tagged(wire, &deadline, &tag)?;
+        if let Tagged::Continue(_) = tagged {
+            // A further challenge PLAIN does not have: cancel (RFC 3501 §6.2.2).
+            wire.send_line("*", &deadline)?;
+            tagged = read_tagged(wire, &deadline, &tag)?;
+        }
+        return finish("PLAIN", tagged);
+    }
+    if !has_capability(caps, "LOGINDISABLED") {
+        if !creds.user().is_ascii() || !creds.password().is_ascii() {
+            return Err(Error::InvalidArgument(
+                "non-ASCII credentials need AUTHENTICATE PLAIN, which the server does not offer"
+                    .into(),
+            ));
+        }
+        let tag = ctx.imap_tag();
+        let line = Secret(
+            format!(
+                "{tag} LOGIN {} {}",
+                quoted(creds.user()),
+                quoted(creds.password())
+            )
+            .into_bytes(),
+        );
+        wire.send_secret_line(
+            line.as_str(),
+            &format!("{tag} LOGIN <credentials>"),
+            &deadline,
+        )?;
+        return finish("LOGIN", read_tagged(wire, &deadline, &tag)?);
+    }
+    Err(super::no_mechanism(caps))
 }
 
 #[cfg(test)]

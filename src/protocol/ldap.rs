@@ -5,6 +5,7 @@
 //! every element in its place. A Notice of Disconnection, any other PDU, another message id or
 //! another response name fails.
 
+use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::{Deadline, Direction, Transport, Wire, printable};
@@ -27,6 +28,10 @@ const TAG_REFERRAL: u8 = 0xa3; // [3], constructed
 const TAG_RESPONSE_NAME: u8 = 0x8a; // [10], primitive
 const TAG_RESPONSE_VALUE: u8 = 0x8b; // [11], primitive
 const TAG_CONTROLS: u8 = 0xa0; // [0], constructed
+const TAG_BIND_REQUEST: u8 = 0x60; // [APPLICATION 0], constructed
+const TAG_BIND_RESPONSE: u8 = 0x61; // [APPLICATION 1], constructed
+const TAG_SIMPLE_AUTH: u8 = 0x80; // [0], primitive
+const TAG_SASL_CREDS: u8 = 0x87; // [7], primitive
 
 /// The encoded StartTLS ExtendedRequest.
 pub(crate) fn start_tls_request() -> Vec<u8> {
@@ -86,6 +91,10 @@ fn result_name(code: i64) -> &'static str {
         8 => "strongerAuthRequired",
         12 => "unavailableCriticalExtension",
         13 => "confidentialityRequired",
+        32 => "noSuchObject",
+        34 => "invalidDNSyntax",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
         50 => "insufficientAccessRights",
         51 => "busy",
         52 => "unavailable",
@@ -171,12 +180,18 @@ fn integer(v: &[u8]) -> std::result::Result<i64, &'static str> {
 
 /// Decodes the content of an LDAPMessage SEQUENCE holding an ExtendedResponse.
 pub(crate) fn parse_response(content: &[u8]) -> std::result::Result<ExtendedResponse, String> {
+    parse_result(content, TAG_EXTENDED_RESPONSE)
+}
+
+/// Decodes an LDAPMessage holding an LDAPResult in a response of `expected` tag (BindResponse
+/// may also carry serverSaslCreds, ExtendedResponse a name and value).
+fn parse_result(content: &[u8], expected: u8) -> std::result::Result<ExtendedResponse, String> {
     let mut msg = Ber::new(content);
     let message_id = integer(msg.expect(TAG_INTEGER, "messageID is not an INTEGER")?)?;
     let (tag, op) = msg.next()?;
-    if tag != TAG_EXTENDED_RESPONSE {
+    if tag != expected {
         return Err(format!(
-            "expected an ExtendedResponse, got PDU tag {tag:#04x}"
+            "expected response tag {expected:#04x}, got PDU tag {tag:#04x}"
         ));
     }
     if let Some(TAG_CONTROLS) = msg.peek_tag() {
@@ -197,7 +212,7 @@ pub(crate) fn parse_response(content: &[u8]) -> std::result::Result<ExtendedResp
     if op.peek_tag() == Some(TAG_RESPONSE_NAME) {
         response_name = Some(op.next()?.1.to_vec());
     }
-    if op.peek_tag() == Some(TAG_RESPONSE_VALUE) {
+    if op.peek_tag() == Some(TAG_RESPONSE_VALUE) || op.peek_tag() == Some(TAG_SASL_CREDS) {
         op.next()?;
     }
     if !op.is_empty() {
@@ -297,6 +312,56 @@ pub(crate) fn client_starttls<T: Transport>(
         reply: text,
     };
     ctx.tls_impossible(pre, reason)
+}
+
+// --- authentication inside TLS ---
+
+/// A simple bind (RFC 4511 §4.2) with the user name as the DN, inside TLS.
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    let deadline = ctx.deadline(Phase::Read);
+    *ctx.next_tag += 1;
+    let id = i64::from(*ctx.next_tag);
+    let mut bind = tlv(TAG_INTEGER, &[3]);
+    bind.extend(tlv(TAG_OCTET_STRING, creds.user().as_bytes()));
+    let password = Secret(tlv(TAG_SIMPLE_AUTH, creds.password().as_bytes()));
+    bind.extend_from_slice(&password.0);
+    let mut body = tlv(TAG_INTEGER, &encode_id(id));
+    body.extend(tlv(TAG_BIND_REQUEST, &bind));
+    let message = Secret(tlv(TAG_SEQUENCE, &body));
+    Secret::wipe(body);
+    Secret::wipe(bind);
+    wire.send_message(&message.0, &deadline)?;
+    wire.note(
+        Direction::Sent,
+        "BindRequest (simple, <credentials>)".into(),
+    );
+    let content = read_message(wire, &deadline)?;
+    let response = parse_result(&content, TAG_BIND_RESPONSE)
+        .map_err(|e| Error::violation(Phase::Read, format!("LDAP: {e}")))?;
+    let text = response.describe();
+    wire.note(Direction::Received, format!("BindResponse {text}"));
+    if response.message_id != id {
+        return Err(Error::violation_in(
+            Phase::Read,
+            "response to another message",
+            &text,
+        ));
+    }
+    if response.result_code == 0 {
+        Ok(AuthOutcome {
+            mechanism: "simple bind",
+            reply: text,
+        })
+    } else {
+        Err(Error::AuthFailed {
+            mechanism: "simple bind",
+            reply: text,
+        })
+    }
 }
 
 // --- server side ---

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::auth::{AuthOutcome, Credentials};
 use crate::config::{Policy, Timeouts};
 use crate::error::{Error, Phase, Result};
 use crate::wire::{Deadline, Transport, Wire};
@@ -587,6 +588,39 @@ pub(crate) fn read_dot_terminated<T: Transport>(
         }
         let body = line.strip_prefix(b".").unwrap_or(&line);
         lines.push(crate::wire::line_text(body));
+    }
+}
+
+/// Logs in inside TLS with the protocol's mechanism, chosen from `caps` (fetched inside TLS).
+pub(crate) fn client_authenticate<T: Transport>(
+    dialect: Dialect,
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    caps: &[String],
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    match dialect {
+        Dialect::Smtp | Dialect::Lmtp => smtp::client_authenticate(wire, ctx, caps, creds),
+        Dialect::Imap => imap::client_authenticate(wire, ctx, caps, creds),
+        Dialect::Pop3 => pop3::client_authenticate(wire, ctx, caps, creds),
+        Dialect::Nntp => nntp::client_authenticate(wire, ctx, caps, creds),
+        Dialect::Sieve => sieve::client_authenticate(wire, ctx, caps, creds),
+        Dialect::Xmpp(kind) => xmpp::client_authenticate(wire, ctx, caps, creds, kind),
+        Dialect::Ldap => ldap::client_authenticate(wire, ctx, creds),
+        Dialect::Ftp => ftp::client_authenticate(wire, ctx, creds),
+        Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
+            "no login step for this protocol in this library".into(),
+        )),
+    }
+}
+
+/// No mechanism the library can use was offered inside TLS.
+pub(crate) fn no_mechanism(offered: &[String]) -> Error {
+    Error::NotOffered {
+        reply: Some(format!(
+            "no supported login mechanism offered inside TLS (capabilities: {})",
+            offered.join(", ")
+        )),
     }
 }
 

@@ -4,6 +4,7 @@
 //! answer could not be trusted, and `STARTTLS` itself says whether TLS is available (580 or 502
 //! when not), which saves a round trip. After TLS the client re-issues CAPABILITIES.
 
+use crate::auth::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{
     DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
@@ -130,6 +131,63 @@ pub(crate) fn server_starttls<T: Transport>(
         }
     })?;
     Ok(ServerPreTls::default())
+}
+
+// --- authentication inside TLS ---
+
+/// `AUTHINFO SASL PLAIN` (RFC 4643) when offered, else `AUTHINFO USER`/`PASS`.
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    caps: &[String],
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    let deadline = ctx.deadline(Phase::Read);
+    let authinfo = |word: &str| {
+        caps.iter().any(|c| {
+            let mut w = c.split_ascii_whitespace();
+            w.next().is_some_and(|f| f.eq_ignore_ascii_case("AUTHINFO"))
+                && w.any(|m| m.eq_ignore_ascii_case(word))
+        })
+    };
+    let sasl_plain = authinfo("SASL")
+        && caps.iter().any(|c| {
+            let mut w = c.split_ascii_whitespace();
+            w.next().is_some_and(|f| f.eq_ignore_ascii_case("SASL"))
+                && w.any(|m| m.eq_ignore_ascii_case("PLAIN"))
+        });
+    let done = |mechanism: &'static str, (code, reply): (u16, String)| {
+        if code == 281 {
+            Ok(AuthOutcome { mechanism, reply })
+        } else {
+            Err(Error::AuthFailed {
+                mechanism,
+                reply: explain_challenge(&reply),
+            })
+        }
+    };
+    if sasl_plain {
+        let response = creds.plain_response();
+        let line = Secret(format!("AUTHINFO SASL PLAIN {}", response.as_str()).into_bytes());
+        wire.send_secret_line(
+            line.as_str(),
+            "AUTHINFO SASL PLAIN <credentials>",
+            &deadline,
+        )?;
+        return done("PLAIN", status(wire, &deadline)?);
+    }
+    if authinfo("USER") {
+        let user = Secret(format!("AUTHINFO USER {}", creds.user()).into_bytes());
+        wire.send_secret_line(user.as_str(), "AUTHINFO USER <user>", &deadline)?;
+        let (code, reply) = status(wire, &deadline)?;
+        if code != 381 {
+            return done("USER/PASS", (code, reply));
+        }
+        let pass = Secret(format!("AUTHINFO PASS {}", creds.password()).into_bytes());
+        wire.send_secret_line(pass.as_str(), "AUTHINFO PASS <password>", &deadline)?;
+        return done("USER/PASS", status(wire, &deadline)?);
+    }
+    Err(super::no_mechanism(caps))
 }
 
 #[cfg(test)]

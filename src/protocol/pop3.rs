@@ -3,6 +3,7 @@
 //! `+OK` greeting → `STLS` → `+OK` → TLS. CAPA is not sent before TLS: its answer could not be
 //! trusted, and `STLS` itself tells whether TLS is available, which saves a round trip.
 
+use crate::auth::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{
     DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
@@ -118,6 +119,71 @@ pub(crate) fn server_starttls<T: Transport>(
         }
     })?;
     Ok(ServerPreTls::default())
+}
+
+// --- authentication inside TLS ---
+
+/// `AUTH PLAIN` with an initial response (RFC 5034) when CAPA lists SASL PLAIN, else
+/// `USER`/`PASS` when it lists USER.
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    caps: &[String],
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    let deadline = ctx.deadline(Phase::Read);
+    let sasl_plain = caps.iter().any(|c| {
+        let mut w = c.split_ascii_whitespace();
+        w.next().is_some_and(|f| f.eq_ignore_ascii_case("SASL"))
+            && w.any(|m| m.eq_ignore_ascii_case("PLAIN"))
+    });
+    let status_reply = |wire: &mut Wire<'_, T>| -> Result<(bool, String)> {
+        let line = wire.read_line(&deadline)?;
+        let text = line_text(&line);
+        Ok((line.starts_with(b"+OK"), text))
+    };
+    let fail = |mechanism, reply: String| Error::AuthFailed {
+        mechanism,
+        reply: explain_challenge(&reply),
+    };
+    if sasl_plain {
+        let response = creds.plain_response();
+        let line = Secret(format!("AUTH PLAIN {}", response.as_str()).into_bytes());
+        wire.send_secret_line(line.as_str(), "AUTH PLAIN <credentials>", &deadline)?;
+        let (ok, reply) = status_reply(wire)?;
+        if ok {
+            return Ok(AuthOutcome {
+                mechanism: "PLAIN",
+                reply,
+            });
+        }
+        if reply.starts_with('+') {
+            // A continuation although the response was given: cancel.
+            wire.send_line("*", &deadline)?;
+            let _ = status_reply(wire)?;
+        }
+        return Err(fail("PLAIN", reply));
+    }
+    if super::has_capability(caps, "USER") {
+        let user = Secret(format!("USER {}", creds.user()).into_bytes());
+        wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;
+        let (ok, reply) = status_reply(wire)?;
+        if !ok {
+            return Err(fail("USER/PASS", reply));
+        }
+        let pass = Secret(format!("PASS {}", creds.password()).into_bytes());
+        wire.send_secret_line(pass.as_str(), "PASS <password>", &deadline)?;
+        let (ok, reply) = status_reply(wire)?;
+        return if ok {
+            Ok(AuthOutcome {
+                mechanism: "USER/PASS",
+                reply,
+            })
+        } else {
+            Err(fail("USER/PASS", reply))
+        };
+    }
+    Err(super::no_mechanism(caps))
 }
 
 #[cfg(test)]

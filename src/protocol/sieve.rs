@@ -4,6 +4,7 @@
 //! `OK` → TLS; the server then re-sends its capabilities unasked, and the client reads them
 //! (they are the trusted ones).
 
+use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{
     DialogContext, PreTls, ServerContext, ServerPreTls, ServerStep, has_capability, serve_commands,
@@ -192,6 +193,48 @@ pub(crate) fn server_starttls<T: Transport>(
         }
     })?;
     Ok(ServerPreTls::default())
+}
+
+// --- authentication inside TLS ---
+
+/// `AUTHENTICATE "PLAIN" "<response>"` (RFC 5804 §2.1) when SASL lists PLAIN.
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    caps: &[String],
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    let plain = caps.iter().any(|c| {
+        let mut w = c.split_ascii_whitespace();
+        w.next().is_some_and(|f| f.eq_ignore_ascii_case("SASL"))
+            && w.any(|m| m.eq_ignore_ascii_case("PLAIN"))
+    });
+    if !plain {
+        return Err(super::no_mechanism(caps));
+    }
+    let deadline = ctx.deadline(Phase::Read);
+    let response = creds.plain_response();
+    let line = Secret(format!("AUTHENTICATE \"PLAIN\" \"{}\"", response.as_str()).into_bytes());
+    wire.send_secret_line(
+        line.as_str(),
+        "AUTHENTICATE \"PLAIN\" <credentials>",
+        &deadline,
+    )?;
+    let reply = wire.read_line(&deadline)?;
+    match parse(&reply, Phase::Read)? {
+        Line::Status(s, text) if s == "OK" => Ok(AuthOutcome {
+            mechanism: "PLAIN",
+            reply: text,
+        }),
+        Line::Status(_, text) => Err(Error::AuthFailed {
+            mechanism: "PLAIN",
+            reply: text,
+        }),
+        Line::Capability(c) => Err(Error::AuthFailed {
+            mechanism: "PLAIN",
+            reply: format!("unexpected challenge {c:?}"),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! greeting `220` → `EHLO`/`LHLO` → `STARTTLS` in the 250 list → `STARTTLS` → `220` → TLS.
 //! After TLS the client speaks first (EHLO again, RFC 3207 §4.2).
 
+use crate::auth::{AuthOutcome, Credentials, Secret, base64_encode, explain_challenge};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{
     DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
@@ -274,6 +275,74 @@ pub(crate) fn server_starttls<T: Transport>(
         }
     })?;
     Ok(pre)
+}
+
+// --- authentication inside TLS ---
+
+/// The SASL mechanisms of the EHLO reply's AUTH line(s), upper-cased.
+fn auth_mechanisms(caps: &[String]) -> Vec<String> {
+    caps.iter()
+        .filter_map(|c| {
+            let mut words = c.split([' ', '=']);
+            words
+                .next()
+                .filter(|w| w.eq_ignore_ascii_case("AUTH"))
+                .map(|_| words.map(str::to_ascii_uppercase).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect()
+}
+
+fn auth_result(mechanism: &'static str, reply: Reply) -> Result<AuthOutcome> {
+    if reply.code == 235 {
+        Ok(AuthOutcome {
+            mechanism,
+            reply: reply.text(),
+        })
+    } else {
+        Err(Error::AuthFailed {
+            mechanism,
+            reply: explain_challenge(&reply.text()),
+        })
+    }
+}
+
+/// `AUTH PLAIN` with an initial response, else `AUTH LOGIN` (RFC 4954).
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    caps: &[String],
+    creds: &Credentials,
+) -> Result<AuthOutcome> {
+    let mechs = auth_mechanisms(caps);
+    let deadline = ctx.deadline(Phase::Read);
+    if mechs.iter().any(|m| m == "PLAIN") {
+        let response = creds.plain_response();
+        let line = Secret(format!("AUTH PLAIN {}", response.as_str()).into_bytes());
+        wire.send_secret_line(line.as_str(), "AUTH PLAIN <credentials>", &deadline)?;
+        let reply = read_reply(wire, &deadline)?;
+        if reply.code == 334 {
+            // The server wants the response in a second step although it had it: cancel.
+            wire.send_line("*", &deadline)?;
+            let cancelled = read_reply(wire, &deadline)?;
+            return auth_result("PLAIN", cancelled);
+        }
+        return auth_result("PLAIN", reply);
+    }
+    if mechs.iter().any(|m| m == "LOGIN") {
+        wire.send_line("AUTH LOGIN", &deadline)?;
+        let mut reply = read_reply(wire, &deadline)?;
+        for (secret, shown) in [(creds.user(), "<user>"), (creds.password(), "<password>")] {
+            if reply.code != 334 {
+                return auth_result("LOGIN", reply);
+            }
+            let encoded = Secret(base64_encode(secret.as_bytes()).into_bytes());
+            wire.send_secret_line(encoded.as_str(), shown, &deadline)?;
+            reply = read_reply(wire, &deadline)?;
+        }
+        return auth_result("LOGIN", reply);
+    }
+    Err(super::no_mechanism(caps))
 }
 
 #[cfg(test)]

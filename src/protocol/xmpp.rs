@@ -6,6 +6,7 @@
 //! After TLS the client opens a new stream; [`client_capabilities`] does that and reads the
 //! features inside TLS.
 
+use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::xml::{Namespaces, Token, split_name};
@@ -53,6 +54,16 @@ struct Stream {
 }
 
 impl Stream {
+    /// The stream a previous step opened: `kind`'s default namespace and the `stream` prefix.
+    fn assumed(kind: Kind) -> Stream {
+        let mut ns = Namespaces::default();
+        ns.push(&[
+            ("xmlns".to_owned(), kind.namespace().to_owned()),
+            ("xmlns:stream".to_owned(), NS_STREAMS.to_owned()),
+        ]);
+        Stream { ns }
+    }
+
     /// Reads the opening of the peer's stream: optional declaration, then `<stream:stream>`;
     /// returns the header's attributes too.
     fn open<T: Transport>(
@@ -376,6 +387,65 @@ fn stream_error_reply(condition: &str) -> String {
     format!(
         "<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/></stream:error></stream:stream>"
     )
+}
+
+// --- authentication inside TLS ---
+
+/// SASL PLAIN (RFC 6120 §6) on the stream opened inside TLS by the capability fetch. After
+/// success the client restarts the stream again, as the protocol requires.
+pub(crate) fn client_authenticate<T: Transport>(
+    wire: &mut Wire<'_, T>,
+    ctx: &mut DialogContext<'_>,
+    caps: &[String],
+    creds: &Credentials,
+    kind: Kind,
+) -> Result<AuthOutcome> {
+    let plain = caps
+        .iter()
+        .any(|c| c.starts_with("mechanisms ") && c.split_ascii_whitespace().any(|m| m == "PLAIN"));
+    if !plain {
+        return Err(super::no_mechanism(caps));
+    }
+    let deadline = ctx.deadline(Phase::Read);
+    let response = creds.plain_response();
+    let auth = Secret(
+        format!(
+            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
+            response.as_str()
+        )
+        .into_bytes(),
+    );
+    wire.ensure_quiet_for(Phase::Read)?;
+    wire.send_raw(&auth.0, &deadline)?;
+    wire.note(
+        Direction::Sent,
+        format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'><credentials></auth>"),
+    );
+    // The stream opened by the capability fetch: its namespaces, the stream element open.
+    let mut stream = Stream::assumed(kind);
+    let answer = stream.element(wire, &deadline)?;
+    if is(&answer, NS_SASL, "success") {
+        return Ok(AuthOutcome {
+            mechanism: "PLAIN",
+            reply: "<success/>".into(),
+        });
+    }
+    if is(&answer, NS_SASL, "failure") {
+        let condition = answer
+            .children
+            .iter()
+            .find(|c| c.local != "text")
+            .map_or("failure", |c| c.local.as_str());
+        return Err(Error::AuthFailed {
+            mechanism: "PLAIN",
+            reply: format!("<failure><{condition}/></failure>"),
+        });
+    }
+    Err(Error::violation_in(
+        Phase::Read,
+        "expected <success/> or <failure/>",
+        &answer.local,
+    ))
 }
 
 #[cfg(test)]

@@ -258,6 +258,21 @@ impl<'a, T: Transport> Wire<'a, T> {
         Ok(())
     }
 
+    /// Sends a line that carries a secret: the transcript and the observer see `shown` instead,
+    /// and the encoded line is wiped after sending.
+    pub fn send_secret_line(&mut self, line: &str, shown: &str, deadline: &Deadline) -> Result<()> {
+        self.ensure_quiet(deadline.phase(), &format!(" before `{shown}`"))?;
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let sent = self.send_raw(&bytes, deadline);
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+        sent?;
+        self.record(Direction::Sent, shown.to_owned());
+        Ok(())
+    }
+
     /// Sends a reply of one or more CRLF-terminated lines, without the unsolicited-data check
     /// (a server may legitimately have pipelined commands waiting).
     pub fn send_reply(&mut self, reply: &str, deadline: &Deadline) -> Result<()> {
@@ -273,6 +288,11 @@ impl<'a, T: Transport> Wire<'a, T> {
     pub fn send_message(&mut self, bytes: &[u8], deadline: &Deadline) -> Result<()> {
         self.ensure_quiet(deadline.phase(), "")?;
         self.send_raw(bytes, deadline)
+    }
+
+    /// The unsolicited-data check alone, for a caller that sends in its own way.
+    pub fn ensure_quiet_for(&mut self, phase: Phase) -> Result<()> {
+        self.ensure_quiet(phase, "")
     }
 
     /// A reply that arrives before its command is a desynchronisation attempt: refuse it.

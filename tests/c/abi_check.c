@@ -97,6 +97,8 @@ int main(void) {
     CHECK(starttls_conn_capabilities_before_tls(NULL, buf, sizeof buf) == 0);
     CHECK(starttls_conn_capabilities(NULL, buf, sizeof buf) == 0);
     CHECK(starttls_conn_fetch_capabilities(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_authenticate(NULL, "u", "p", NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_quit(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_conn_fd(NULL) == -1);
     CHECK(!starttls_conn_is_encrypted(NULL));
     CHECK(starttls_conn_plaintext_reason(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);

@@ -28,6 +28,10 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     pub json: bool,
     pub verbose: bool,
+    /// Log in after the upgrade (`--user`), with this password and authorization identity.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub authzid: Option<String>,
 }
 
 /// A parsed `SCHEME://HOST[:PORT]`.
@@ -118,9 +122,17 @@ pub struct Report {
     pub capabilities_after: Vec<String>,
     pub timings: starttls::Timings,
     pub plaintext_reason: Option<String>,
+    pub auth: Option<AuthReport>,
     pub error: Option<ReportError>,
     pub insecure: bool,
     pub opportunistic: bool,
+}
+
+/// How the login after the upgrade went.
+pub struct AuthReport {
+    pub mechanism: String,
+    pub ok: bool,
+    pub server_reply: Option<String>,
 }
 
 /// A failure, in the contract's terms.
@@ -143,6 +155,23 @@ impl ReportError {
         }
     }
 
+    /// A failure of the login step: kind `auth`, exit 10, whatever the library's error kind
+    /// (rejected, no mechanism inside TLS, not encrypted).
+    pub fn auth(e: &Error) -> ReportError {
+        match e.kind() {
+            ErrorKind::Timeout | ErrorKind::Closed | ErrorKind::Io | ErrorKind::Tls => {
+                ReportError::from_error(e)
+            }
+            _ => ReportError {
+                code: e.kind().name(),
+                kind: "auth",
+                message: e.to_string(),
+                server_reply: e.reply().map(str::to_owned),
+                exit: 10,
+            },
+        }
+    }
+
     pub fn from_error(e: &Error) -> ReportError {
         let (kind, exit) = match e.kind() {
             ErrorKind::InvalidArgument => ("usage", 2),
@@ -154,6 +183,7 @@ impl ReportError {
             ErrorKind::Refused => ("refused", 4),
             ErrorKind::ProtocolViolation => ("protocol", 6),
             ErrorKind::Injection => ("injection", 6),
+            ErrorKind::NotEncrypted | ErrorKind::AuthFailed => ("auth", 10),
             ErrorKind::Certificate => ("certificate", 5),
             ErrorKind::Tls => ("tls", 9),
             _ => ("internal", 1),
@@ -189,6 +219,7 @@ impl Report {
             capabilities_after: Vec::new(),
             timings: starttls::Timings::default(),
             plaintext_reason: None,
+            auth: None,
             error: None,
             insecure: opts.insecure,
             opportunistic: opts.opportunistic,
@@ -292,6 +323,16 @@ impl Report {
                     ("total", Json::Num(self.timings.total.as_millis() as u64)),
                 ]),
             ),
+            (
+                "auth",
+                self.auth.as_ref().map_or(Json::Null, |a| {
+                    Json::Obj(vec![
+                        ("mechanism", Json::str(&a.mechanism)),
+                        ("ok", Json::Bool(a.ok)),
+                        ("server_reply", Json::opt_str(a.server_reply.clone())),
+                    ])
+                }),
+            ),
             ("error", error),
         ])
     }
@@ -368,6 +409,20 @@ impl Report {
         }
         if !self.capabilities_after.is_empty() {
             line("capabilities after TLS", self.capabilities_after.join(", "));
+        }
+        if let Some(a) = &self.auth {
+            line(
+                "authentication",
+                format!(
+                    "{} {}{}",
+                    a.mechanism,
+                    if a.ok { "succeeded" } else { "FAILED" },
+                    a.server_reply
+                        .as_deref()
+                        .map(|r| format!(": {}", r.replace('\n', " | ")))
+                        .unwrap_or_default()
+                ),
+            );
         }
         let ms =
             |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()));
@@ -538,13 +593,13 @@ fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report 
         &server_name,
     );
     match result {
-        Ok(mut conn) => fill(&mut report, &mut conn),
+        Ok(mut conn) => fill(&mut report, &mut conn, opts),
         Err(e) => report.error = Some(ReportError::from_error(&e)),
     }
     report
 }
 
-fn fill(report: &mut Report, conn: &mut Connection) {
+fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
     report.peer_address = conn.peer_addr().map(|a| a.to_string());
     report.starttls_offered = conn.starttls_offered();
     report.encrypted = conn.is_encrypted();
@@ -587,6 +642,35 @@ fn fill(report: &mut Report, conn: &mut Connection) {
                     report.error = Some(ReportError::from_error(&e));
                     return;
                 }
+            }
+        }
+    }
+    if let (Some(user), Some(password)) = (&opts.user, &opts.password) {
+        let mut creds = starttls::Credentials::new(user.clone(), password.clone());
+        if let Some(a) = &opts.authzid {
+            creds = creds.with_authzid(a.clone());
+        }
+        match conn.authenticate(&creds) {
+            Ok(outcome) => {
+                report.auth = Some(AuthReport {
+                    mechanism: outcome.mechanism.to_owned(),
+                    ok: true,
+                    server_reply: Some(outcome.reply),
+                });
+            }
+            Err(e) => {
+                let mechanism = match &e {
+                    Error::AuthFailed { mechanism, .. } => (*mechanism).to_owned(),
+                    _ => "none".to_owned(),
+                };
+                report.auth = Some(AuthReport {
+                    mechanism,
+                    ok: false,
+                    server_reply: e.reply().map(str::to_owned),
+                });
+                report.error = Some(ReportError::auth(&e));
+                let _ = conn.quit();
+                return;
             }
         }
     }

@@ -36,9 +36,13 @@ check options:
   --timeout SECS           per-step timeout (default 10)
   --json                   one JSON object on stdout
   -v, --verbose            print the dialog, before TLS and after
+  --user NAME              log in after the upgrade (AUTH PLAIN, LOGIN, ... inside TLS only)
+  --password-file FILE     the password (first line); else $STARTTLS_PASSWORD
+  --authzid NAME           the authorization identity (SASL PLAIN)
 
 exit status: 0 ok, 1 internal, 2 usage, 3 not offered or downgraded, 4 refused,
-             5 certificate, 6 protocol violation or injection, 7 timeout, 8 network, 9 TLS";
+             5 certificate, 6 protocol violation or injection, 7 timeout, 8 network, 9 TLS,
+             10 authentication";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -120,7 +124,28 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
         Some("1.3") => true,
         Some(other) => return Err(format!("--tls-min {other:?}: use 1.2 or 1.3")),
     };
+    let user = a.value("--user")?;
+    let password_file = a.value("--password-file")?;
+    let authzid = a.value("--authzid")?;
+    if a.flag(&["--password"]) {
+        return Err("--password is not accepted (ps would show it): use --password-file or STARTTLS_PASSWORD".into());
+    }
+    let password = match (&user, password_file) {
+        (None, Some(_)) => return Err("--password-file needs --user".into()),
+        (None, None) => None,
+        (Some(_), Some(file)) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read --password-file {file}: {e}"))?;
+            Some(text.lines().next().unwrap_or_default().to_owned())
+        }
+        (Some(_), None) => Some(std::env::var("STARTTLS_PASSWORD").map_err(|_| {
+            "--user needs a password: --password-file FILE or STARTTLS_PASSWORD".to_owned()
+        })?),
+    };
     Ok(CheckOptions {
+        user,
+        password,
+        authzid,
         url: String::new(),
         ca_file: a.value("--ca-file")?,
         ca_pem: None,

@@ -1,0 +1,262 @@
+//! Authentication after the upgrade: credentials, SASL PLAIN/LOGIN encoding, base64, and the
+//! `Connection` method that runs each protocol's login inside TLS.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::protocol::{self, Protocol};
+use crate::stream::Connection;
+
+/// A user name and password, and optionally an authorization identity. The password is not
+/// shown by `Debug`, and the library wipes its own copies of encoded credentials after use.
+#[derive(Clone)]
+pub struct Credentials {
+    user: String,
+    password: String,
+    authzid: Option<String>,
+}
+
+impl Credentials {
+    /// `user` and `password` for the protocol's login; no authorization identity.
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            user: user.into(),
+            password: password.into(),
+            authzid: None,
+        }
+    }
+
+    /// Acts as `authzid` (SASL authorization identity) where the mechanism carries one.
+    pub fn with_authzid(mut self, authzid: impl Into<String>) -> Credentials {
+        self.authzid = Some(authzid.into());
+        self
+    }
+
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// Credentials travel in protocol lines: line breaks and NUL would let them forge commands.
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |s: &str| s.contains(['\r', '\n', '\0']);
+        if self.user.is_empty() || bad(&self.user) || bad(&self.password) {
+            return Err(Error::InvalidArgument(
+                "user and password must be non-empty text without CR, LF or NUL".into(),
+            ));
+        }
+        if self.authzid.as_deref().is_some_and(bad) {
+            return Err(Error::InvalidArgument(
+                "authzid must not contain CR, LF or NUL".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The SASL PLAIN message `authzid \0 user \0 password`, base64-encoded (RFC 4616).
+    pub(crate) fn plain_response(&self) -> Secret {
+        let mut raw = Vec::new();
+        raw.extend_from_slice(self.authzid.as_deref().unwrap_or_default().as_bytes());
+        raw.push(0);
+        raw.extend_from_slice(self.user.as_bytes());
+        raw.push(0);
+        raw.extend_from_slice(self.password.as_bytes());
+        let encoded = base64_encode(&raw);
+        Secret::wipe(raw);
+        Secret(encoded.into_bytes())
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("authzid", &self.authzid)
+            .finish()
+    }
+}
+
+/// Bytes that carry a secret: zeroed when dropped.
+pub(crate) struct Secret(pub Vec<u8>);
+
+impl Secret {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub fn wipe(mut bytes: Vec<u8>) {
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&self.0);
+    }
+}
+
+/// How the login went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthOutcome {
+    /// What was used: `PLAIN`, `LOGIN`, `USER/PASS`, `simple bind`, ...
+    pub mechanism: &'static str,
+    /// The server's success reply (printable).
+    pub reply: String,
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+pub(crate) fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (padding optional); `None` if it is not base64.
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// A server challenge or reply with its base64 text decoded (and escaped), for messages.
+pub(crate) fn explain_challenge(reply: &str) -> String {
+    let payload = reply
+        .strip_prefix("334 ")
+        .or_else(|| reply.strip_prefix("+ "))
+        .map(str::trim);
+    match payload.and_then(base64_decode) {
+        Some(decoded) if !decoded.is_empty() => {
+            format!("{reply} (decoded: {})", crate::wire::printable(&decoded))
+        }
+        _ => reply.to_owned(),
+    }
+}
+
+impl Connection {
+    /// Logs in inside TLS with the protocol's own mechanism, chosen from the capabilities
+    /// fetched **inside** TLS (fetched now if needed): SMTP/LMTP `AUTH PLAIN` (or `LOGIN`),
+    /// IMAP `AUTHENTICATE PLAIN` (SASL-IR when offered) or `LOGIN`, POP3 `AUTH PLAIN` or
+    /// `USER`/`PASS`, ManageSieve `AUTHENTICATE "PLAIN"`, NNTP `AUTHINFO SASL PLAIN` or
+    /// `AUTHINFO USER`/`PASS`, XMPP SASL PLAIN (after the stream restart), LDAP simple bind,
+    /// FTP `USER`/`PASS`.
+    ///
+    /// Refuses ([`Error::NotEncrypted`]) on a connection that is not encrypted, whatever the
+    /// policy. A rejected login is [`Error::AuthFailed`] with the server's reply; no usable
+    /// mechanism inside TLS is [`Error::NotOffered`]. Credentials never appear in the transcript,
+    /// the dialog observer or error messages.
+    pub fn authenticate(&mut self, credentials: &Credentials) -> Result<AuthOutcome> {
+        credentials.check()?;
+        if !self.is_encrypted() {
+            return Err(Error::NotEncrypted);
+        }
+        if self.is_server() {
+            return Err(Error::InvalidArgument(
+                "authenticate is a client step".into(),
+            ));
+        }
+        let Some(dialect) = self.protocol.dialect() else {
+            return Err(Error::InvalidArgument(
+                "protocol `tls` has no login step; speak the application protocol".into(),
+            ));
+        };
+        if matches!(
+            self.protocol,
+            Protocol::Postgres | Protocol::PostgresDirect | Protocol::Http | Protocol::Https
+        ) {
+            return Err(Error::InvalidArgument(format!(
+                "no login step for {} in this library",
+                self.protocol
+            )));
+        }
+        let needs_caps = !matches!(dialect, protocol::Dialect::Ftp | protocol::Dialect::Ldap);
+        if needs_caps && self.capabilities.is_none() {
+            self.fetch_capabilities()?;
+        }
+        let caps = self.capabilities.clone().unwrap_or_default();
+        self.inside_tls(|wire, ctx| {
+            protocol::client_authenticate(dialect, wire, ctx, &caps, credentials)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_and_matches_known_answers() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"\0alice\0secret"), "AGFsaWNlAHNlY3JldA==");
+        assert_eq!(base64_decode("VXNlcm5hbWU6").unwrap(), b"Username:");
+        assert_eq!(base64_decode("Zg").unwrap(), b"f");
+        assert!(base64_decode("not base64!").is_none());
+        for len in 0..40u8 {
+            let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
+            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn credentials_with_line_breaks_are_refused_and_debug_hides_the_password() {
+        assert!(Credentials::new("a\r\nQUIT", "p").check().is_err());
+        assert!(Credentials::new("a", "p\0").check().is_err());
+        assert!(Credentials::new("", "p").check().is_err());
+        let c = Credentials::new("alice", "hunter2");
+        assert!(c.check().is_ok());
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.plain_response().as_str(), "AGFsaWNlAGh1bnRlcjI=");
+        assert_eq!(
+            Credentials::new("alice", "x")
+                .with_authzid("bob")
+                .plain_response()
+                .as_str(),
+            base64_encode(b"bob\0alice\0x")
+        );
+    }
+
+    #[test]
+    fn challenges_are_decoded_for_messages() {
+        assert_eq!(
+            explain_challenge("334 UGFzc3dvcmQ6"),
+            "334 UGFzc3dvcmQ6 (decoded: Password:)"
+        );
+        assert_eq!(explain_challenge("535 5.7.8 no"), "535 5.7.8 no");
+    }
+}
