@@ -320,6 +320,8 @@ VirtualHost "localhost"
   ssl = { certificate = "$d/cert.pem"; key = "$d/key.pem" }
 EOF
     chown -R prosody:prosody "$d"
+    runuser -u prosody -- prosodyctl --config "$d/prosody.cfg.lua" register alice localhost secret \
+        >"$d/register.log" 2>&1
     start prosody "$d/out.log" runuser -u prosody -- prosody --config "$d/prosody.cfg.lua"
     wait_port prosody 15222 "$d/out.log"
 }
@@ -483,6 +485,18 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
         while len(body) < n - 4: body += c.read(n - 4 - len(body))
         kinds += t
     assert kinds.startswith(b'R'), kinds"
+    log "authentication inside TLS (starttls check --user)"
+    local auth=(env STARTTLS_PASSWORD=secret "${CHECK[@]}")
+    row "Postfix submission (SASL via Dovecot)" "check --user (AUTH PLAIN)" "${auth[@]}" --user alice@example.org submission://localhost:10587
+    row "Dovecot imap" "check --user" "${auth[@]}" --user alice imap://localhost:10143
+    row "Dovecot pop3" "check --user" "${auth[@]}" --user alice pop3://localhost:10110
+    row "Dovecot managesieve" "check --user" "${auth[@]}" --user alice sieve://localhost:14190
+    row "Dovecot submission" "check --user" "${auth[@]}" --user alice submission://localhost:10588
+    row "slapd ldap (simple bind)" "check --user" "${auth[@]}" --user cn=admin,dc=example,dc=org ldap://localhost:10389
+    row "Prosody xmpp (SASL PLAIN)" "check --user" "${auth[@]}" --user alice xmpp://localhost:15222
+    row "ProFTPD ftp (USER/PASS)" "check --user" env STARTTLS_PASSWORD=secret123 "${CHECK[@]}" --user ftptest ftp://localhost:10021
+    row "Dovecot imap, wrong password (expect exit 10)" "check --user" sh -c \
+        'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user alice imap://localhost:10143; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
     if [ -n "$IPV6" ]; then
         row "Dovecot imap over ::1" "starttls check" "${CHECK[@]}" "imap://[::1]:10143"
         row "Dovecot pop3s over ::1" "starttls check" "${CHECK[@]}" "pop3s://[::1]:10995"
