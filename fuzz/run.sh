@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 5) and reports the executions; fails on the
-# first crash (its input is kept under fuzz/artifacts/). Installs cargo-fuzz if missing.
-# Stable toolchain: RUSTC_BOOTSTRAP=1 and no sanitizer (-s none), as cargo-fuzz allows.
+# first crash (libFuzzer keeps the input under fuzz/artifacts/TARGET/). Installs cargo-fuzz if
+# missing. Stable toolchain: RUSTC_BOOTSTRAP=1 and no sanitizer (-s none), as cargo-fuzz allows.
+# The targets are built once, then run directly, so sources may change meanwhile.
 #
 #   bash fuzz/run.sh [SECONDS]
 set -euo pipefail
@@ -10,12 +11,15 @@ seconds=${1:-5}
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo fuzz build -s none
+bin_dir=fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release
 total=0
 for target in $(cargo fuzz list); do
+    mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
     log=$(mktemp)
-    if ! cargo fuzz run "$target" -s none -- -max_total_time="$seconds" >"$log" 2>&1; then
-        tail -n 30 "$log"
-        echo "fuzz: $target FAILED (input in fuzz/artifacts/$target/)"
+    if ! "$bin_dir/$target" "fuzz/corpus/$target" -artifact_prefix="fuzz/artifacts/$target/" \
+        -max_total_time="$seconds" >"$log" 2>&1; then
+        tail -n 40 "$log"
+        echo "fuzz: $target FOUND A CRASH (input in fuzz/artifacts/$target/)"
         exit 1
     fi
     runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | awk '{print $2}')
