@@ -104,6 +104,7 @@ pub struct ClientConfigBuilder {
     timeouts: Timeouts,
     dangerous_no_verify: bool,
     fetch_capabilities: bool,
+    no_resumption: bool,
 }
 
 impl ClientConfigBuilder {
@@ -211,6 +212,12 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Whether connections from this config share a TLS session cache and resume (default on).
+    pub fn session_resumption(mut self, yes: bool) -> Self {
+        self.no_resumption = !yes;
+        self
+    }
+
     /// Calls `observer` with every dialog line as it is sent or received, on the connecting
     /// thread (logs, `-v` output). Lines are printable: control characters are escaped.
     pub fn on_dialog_line(
@@ -265,6 +272,9 @@ impl ClientConfigBuilder {
             }
         };
         tls.alpn_protocols = self.alpn.clone();
+        if self.no_resumption {
+            tls.resumption = rustls::client::Resumption::disabled();
+        }
         if self.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
             return Err(Error::Config(
                 "each ALPN protocol must be 1 to 255 bytes".into(),

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The benchmark suite: the library side by side with OpenSSL on this machine, in one run,
+# medians over repetitions, reported as ratios. Not part of the tests' pass/fail.
+#
+#   bash bench/run.sh            # the full run (a few minutes)
+#   bash bench/run.sh --quick    # a smoke run: every measurement once, small sizes
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+QUICK=${1:-}
+if [ "$QUICK" = --quick ]; then
+    REPS=1; N_FULL=40; N_RESUMED=60; MIB=32; MEM_N=100; DELAY=10
+else
+    REPS=5; N_FULL=400; N_RESUMED=800; MIB=1024; MEM_N=1000; DELAY=25
+fi
+
+W=$(mktemp -d /tmp/starttls-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
+
+say() { printf '%s\n' "$*" >&2; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
+field() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do ss -ltn "sport = :$1" | grep -q LISTEN && return 0; sleep 0.05; done; return 1; }
+
+say "building (release)"
+cargo build --quiet --release --lib --bins
+cargo bench --quiet --bench starttls --no-run 2>/dev/null
+BENCH=(cargo bench --quiet --bench starttls --)
+STARTTLS=$ROOT/target/release/starttls
+mkdir -p "$W/lib"
+ln -sf "$ROOT/target/release/libstarttls.so" "$W/lib/libstarttls.so"
+ln -sf "$ROOT/target/release/libstarttls.so" "$W/lib/libstarttls.so.0"
+cc -O2 -o "$W/openssl_bench" bench/openssl_bench.c -lssl -lcrypto
+cc -O2 -I include -o "$W/c_abi_bulk" bench/c_abi_bulk.c -L"$W/lib" -Wl,-rpath,"$W/lib" -lstarttls
+
+# One ECDSA P-256 certificate for every server, ours and OpenSSL's.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+    -keyout "$W/ca.key" -out "$W/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$W/server.key" -out "$W/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$W/san.cnf"
+openssl x509 -req -in "$W/server.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial -days 2 \
+    -extfile "$W/san.cnf" -out "$W/server.pem" 2>/dev/null
+CERT=$W/server.pem KEY=$W/server.key CA=$W/ca.pem
+
+echo "# starttls benchmarks ($(date -u +%Y-%m-%dT%H:%MZ))"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name.*: //p' /proc/cpuinfo | head -1)"
+echo "$($STARTTLS --version), crypto $(sed -n 's/^default = \[\"\([^\"]*\)\".*/\1/p' Cargo.toml); $(openssl version)"
+echo "medians of $REPS runs; ratios are starttls / OpenSSL (higher is better for rates)"
+
+# --- 1. upgrades per second --------------------------------------------------------------
+say "upgrades"
+declare -A R
+for rep in $(seq "$REPS"); do
+    R[rust_full]+="$("${BENCH[@]}" upgrades "$CERT" "$KEY" "$CA" "$N_FULL" full 1 | field rate) "
+    R[rust_resumed]+="$("${BENCH[@]}" upgrades "$CERT" "$KEY" "$CA" "$N_RESUMED" resumed 1 | field rate) "
+    port=$(free_port)
+    "$W/openssl_bench" smtp-server "$port" "$CERT" "$KEY" >/dev/null &
+    srv=$!
+    wait_port "$port"
+    R[ossl_full]+="$("$W/openssl_bench" smtp-client "$port" "$CA" "$N_FULL" full | field rate) "
+    R[ossl_resumed]+="$("$W/openssl_bench" smtp-client "$port" "$CA" "$N_RESUMED" resumed | field rate) "
+    kill "$srv"; wait "$srv" 2>/dev/null || true
+done
+m() { tr ' ' '\n' <<<"${R[$1]}" | grep -v '^$' | median; }
+echo
+echo "## 1. SMTP STARTTLS upgrades per second (connect, greeting, EHLO, STARTTLS, TLS 1.3, EHLO, QUIT)"
+printf '%-34s %12s %12s %8s\n' "" "starttls" "OpenSSL" "ratio"
+printf '%-34s %12s %12s %8s\n' "full handshakes, sequential" "$(m rust_full)" "$(m ossl_full)" "$(ratio "$(m rust_full)" "$(m ossl_full)")"
+printf '%-34s %12s %12s %8s\n' "resumed sessions, sequential" "$(m rust_resumed)" "$(m ossl_resumed)" "$(ratio "$(m rust_resumed)" "$(m ossl_resumed)")"
+
+# --- 5. concurrency ------------------------------------------------------------------------
+say "concurrency"
+one=() two=()
+for rep in $(seq "$REPS"); do
+    one+=("$("${BENCH[@]}" upgrades "$CERT" "$KEY" "$CA" "$N_FULL" full 1 | field rate)")
+    two+=("$("${BENCH[@]}" upgrades "$CERT" "$KEY" "$CA" "$N_FULL" full 2 | field rate)")
+done
+m1=$(printf '%s\n' "${one[@]}" | median); m2=$(printf '%s\n' "${two[@]}" | median)
+echo
+echo "## 5. Concurrency: full upgrades per second, one shared config (client and server share the $(nproc) cores)"
+printf '%-34s %12s\n' "1 client thread" "$m1"
+printf '%-34s %12s   (%sx of 1 thread)\n' "2 client threads" "$m2" "$(ratio "$m2" "$m1")"
+
+# --- 2. bulk throughput --------------------------------------------------------------------
+say "bulk"
+echo
+echo "## 2. Bulk throughput, MiB/s ($MIB MiB per run)"
+printf '%-12s %10s %10s %10s %10s %14s %12s\n' "write size" "Rust API" "C ABI" "OpenSSL" "plain TCP" "Rust/OpenSSL" "Rust/TCP"
+for kib in 16 64; do
+    rust=() cabi=() ossl=() tcp=()
+    for rep in $(seq "$REPS"); do
+        rust+=("$("${BENCH[@]}" bulk "$CERT" "$KEY" "$CA" "$MIB" "$kib" tls | field mib_per_s)")
+        tcp+=("$("${BENCH[@]}" bulk "$CERT" "$KEY" "$CA" "$MIB" "$kib" tcp | field mib_per_s)")
+        port=$(free_port)
+        "${BENCH[@]}" sink "$port" "$CERT" "$KEY" >/dev/null &
+        wait_port "$port"
+        cabi+=("$("$W/c_abi_bulk" "$port" "$CA" "$MIB" "$kib" | field mib_per_s)")
+        wait
+        port=$(free_port)
+        "$W/openssl_bench" bulk-server "$port" "$CERT" "$KEY" >/dev/null &
+        wait_port "$port"
+        ossl+=("$("$W/openssl_bench" bulk-client "$port" "$CA" "$MIB" "$kib" | field mib_per_s)")
+        wait
+    done
+    r=$(printf '%s\n' "${rust[@]}" | median); c=$(printf '%s\n' "${cabi[@]}" | median)
+    o=$(printf '%s\n' "${ossl[@]}" | median); t=$(printf '%s\n' "${tcp[@]}" | median)
+    printf '%-12s %10s %10s %10s %10s %14s %12s\n' "${kib} KiB" "$r" "$c" "$o" "$t" "$(ratio "$r" "$o")" "$(ratio "$r" "$t")"
+done
+
+# --- 4. memory per idle connection ---------------------------------------------------------
+say "memory"
+mem() { # mem CLIENT-COMMAND...: one server for MEM_N+1 connections, then the client
+    local port
+    port=$(free_port)
+    "$STARTTLS" serve --protocol tls --listen "127.0.0.1:$port" --cert "$CERT" --key "$KEY" \
+        --max-connections $((MEM_N + 1)) >/dev/null &
+    wait_port "$port"
+    "$@" "$port" | field per_connection_kib
+    kill %% 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+ours=$(mem sh -c "cargo bench --quiet --bench starttls -- memory \"\$0\" $CA $MEM_N")
+plain=$(mem sh -c "$W/openssl_bench memory \"\$0\" $CA $MEM_N plain")
+release=$(mem sh -c "$W/openssl_bench memory \"\$0\" $CA $MEM_N release")
+echo
+echo "## 4. Client memory per idle upgraded connection ($MEM_N connections, 64 KiB written on each), KiB"
+printf '%-44s %8s\n' "starttls (rustls)" "$ours"
+printf '%-44s %8s\n' "OpenSSL" "$plain"
+printf '%-44s %8s\n' "OpenSSL with SSL_MODE_RELEASE_BUFFERS" "$release"
+
+# --- 3. round trips to a secure channel ----------------------------------------------------
+say "round trips"
+echo
+echo "## 3. Turns to a secure channel: waits on the server (greeting included) before the client's TLS Finished"
+echo "(counted by a relay adding ${DELAY} ms each way; the time includes each client's process start-up)"
+printf '%-10s %-22s %10s %6s\n' "protocol" "client" "time (ms)" "turns"
+rtt() { # rtt PROTOCOL CLIENT-NAME SHELL-COMMAND (it reads the relay's port from $PORT)
+    local proto=$1 name=$2 cmd=$3 sport rport out
+    sport=$(free_port); rport=$(free_port)
+    "$STARTTLS" serve --protocol "$proto" --listen "127.0.0.1:$sport" --cert "$CERT" --key "$KEY" \
+        --max-connections 1 >/dev/null 2>&1 &
+    wait_port "$sport"
+    "${BENCH[@]}" relay "$rport" "$sport" "$DELAY" 1 > "$W/relay.out" &
+    wait_port "$rport"
+    PORT=$rport CA=$CA STARTTLS=$STARTTLS timeout 30 bash -c "$cmd" >/dev/null 2>&1 </dev/null || true
+    wait 2>/dev/null || true
+    out=$(grep '^relay to_secure' "$W/relay.out" || true)
+    printf '%-10s %-22s %10s %6s\n' "$proto" "$name" "$(field to_secure_ms <<<"$out")" "$(field turns <<<"$out")"
+}
+for proto in smtp imap pop3 nntp ftp xmpp sieve ldap postgres; do
+    rtt "$proto" "starttls check" '"$STARTTLS" check --ca-file "$CA" '"$proto"'://localhost:$PORT'
+    rtt "$proto" "openssl s_client" 'openssl s_client -starttls '"$proto"' -connect 127.0.0.1:$PORT -CAfile "$CA" -xmpphost localhost -brief'
+done
+for proto in smtp imap pop3; do
+    rtt "$proto" "curl --ssl-reqd" 'curl -sS --ssl-reqd --cacert "$CA" -u u:p '"$proto"'://localhost:$PORT/ --mail-from a@x --mail-rcpt b@x -T /dev/null'
+done
+rtt smtp "python smtplib" 'python3 -W ignore -c "import os,ssl,smtplib; s=smtplib.SMTP(\"localhost\",int(os.environ[\"PORT\"])); s.starttls(context=ssl.create_default_context(cafile=os.environ[\"CA\"])); s.quit()"'
+rtt imap "python imaplib" 'python3 -W ignore -c "import os,ssl,imaplib; m=imaplib.IMAP4(\"localhost\",int(os.environ[\"PORT\"])); m.starttls(ssl_context=ssl.create_default_context(cafile=os.environ[\"CA\"])); m.logout()"'
+rtt pop3 "python poplib" 'python3 -W ignore -c "import os,ssl,poplib; p=poplib.POP3(\"localhost\",int(os.environ[\"PORT\"])); p.stls(context=ssl.create_default_context(cafile=os.environ[\"CA\"])); p.quit()"'
