@@ -40,7 +40,7 @@ fn main() {
     }
 }
 
-fn arg<'a>(args: &'a [String], i: usize) -> Res<&'a str> {
+fn arg(args: &[String], i: usize) -> Res<&str> {
     args.get(i)
         .map(String::as_str)
         .ok_or_else(|| format!("argument {i} missing").into())
