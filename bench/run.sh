@@ -111,6 +111,26 @@ for kib in 16 64; do
     printf '%-12s %10s %10s %10s %10s %14s %12s\n' "${kib} KiB" "$r" "$c" "$o" "$t" "$(ratio "$r" "$o")" "$(ratio "$r" "$t")"
 done
 
+# --- 2b. the crypto provider ---------------------------------------------------------------
+if [ "$QUICK" != --quick ]; then
+    say "provider: ring"
+    RING=(env CARGO_TARGET_DIR="$ROOT/target/ring" cargo bench --quiet --bench starttls
+          --no-default-features --features ring,cli --)
+    aws=() ring=()
+    for rep in $(seq "$REPS"); do
+        aws+=("$("${BENCH[@]}" bulk "$CERT" "$KEY" "$CA" "$MIB" 64 tls | field mib_per_s)")
+        ring+=("$("${RING[@]}" bulk "$CERT" "$KEY" "$CA" "$MIB" 64 tls | field mib_per_s)")
+    done
+    a=$(printf '%s\n' "${aws[@]}" | median); r=$(printf '%s\n' "${ring[@]}" | median)
+    fa=$("${BENCH[@]}" upgrades "$CERT" "$KEY" "$CA" "$N_FULL" full 1 | field rate)
+    fr=$("${RING[@]}" upgrades "$CERT" "$KEY" "$CA" "$N_FULL" full 1 | field rate)
+    echo
+    echo "## 2b. rustls crypto provider (the library's default is aws-lc-rs)"
+    printf '%-34s %12s %12s %8s\n' "" "aws-lc-rs" "ring" "ratio"
+    printf '%-34s %12s %12s %8s\n' "bulk MiB/s, 64 KiB writes" "$a" "$r" "$(ratio "$a" "$r")"
+    printf '%-34s %12s %12s %8s\n' "full upgrades per second" "$fa" "$fr" "$(ratio "$fa" "$fr")"
+fi
+
 # --- 4. memory per idle connection ---------------------------------------------------------
 say "memory"
 mem() { # mem CLIENT-COMMAND...: one server for MEM_N+1 connections, then the client
