@@ -5,7 +5,7 @@
 #   make install PREFIX=/usr/local   (DESTDIR supported)
 #   make uninstall PREFIX=/usr/local
 #
-# Then: cc $(pkg-config --cflags --libs starttls) examples-c/smtp_client.c -o smtp_client
+# Then: cc examples-c/smtp_client.c -o smtp_client $(pkg-config --cflags --libs starttls)
 
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib

@@ -7,7 +7,7 @@
  *
  * PROTOCOL is a scheme name: smtp, submission, lmtp, imap, pop3, ...
  *
- * Build: cc $(pkg-config --cflags --libs starttls) fd_upgrade.c -o fd_upgrade
+ * Build: cc fd_upgrade.c -o fd_upgrade $(pkg-config --cflags --libs starttls)
  */
 #define _POSIX_C_SOURCE 200112L
 #include <fcntl.h>

@@ -4,7 +4,7 @@
  *
  *   imap_client [--implicit] HOST PORT [CA_FILE]
  *
- * Build: cc $(pkg-config --cflags --libs starttls) imap_client.c -o imap_client
+ * Build: cc imap_client.c -o imap_client $(pkg-config --cflags --libs starttls)
  */
 #include <stdio.h>
 #include <stdlib.h>

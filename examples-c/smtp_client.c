@@ -10,7 +10,7 @@
  * verify when it differs from HOST. Exit status 0 on success, 1 on any failure (the message
  * names the result code and quotes the server's reply when there is one).
  *
- * Build: cc $(pkg-config --cflags --libs starttls) smtp_client.c -o smtp_client
+ * Build: cc smtp_client.c -o smtp_client $(pkg-config --cflags --libs starttls)
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * Listens on 127.0.0.1:PORT (0 picks a free port), prints "listening on PORT", serves
  * CONNECTIONS connections one after the other (default 1), and writes each message to stdout.
  *
- * Build: cc $(pkg-config --cflags --libs starttls) smtp_sink.c -o smtp_sink
+ * Build: cc smtp_sink.c -o smtp_sink $(pkg-config --cflags --libs starttls)
  */
 #define _POSIX_C_SOURCE 200112L
 #include <arpa/inet.h>

@@ -529,7 +529,7 @@ uint16_t starttls_conn_tls_version(const starttls_conn *conn);
 // `conn` is NULL or live.
 uint16_t starttls_conn_cipher_suite_id(const starttls_conn *conn);
 
-// The negotiated cipher suite's IANA name (e.g. `TLS13_AES_256_GCM_SHA384`), snprintf-style;
+// The negotiated cipher suite's IANA name (e.g. `TLS_AES_256_GCM_SHA384`), snprintf-style;
 // empty when not encrypted.
 //
 // # Safety

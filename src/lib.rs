@@ -53,7 +53,7 @@ pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
 pub use server_config::{ClientAuth, ServerConfig, ServerConfigBuilder};
-pub use stream::{Connection, Timings, Untrusted, Verification};
+pub use stream::{Connection, Timings, Untrusted, Verification, iana_cipher_suite_name};
 pub use wire::{DialogLine, DialogObserver, Direction};
 
 /// Re-exported so callers can name rustls types without a version clash.

@@ -223,6 +223,12 @@ impl Connection {
         Some(self.tls()?.negotiated_cipher_suite()?.suite())
     }
 
+    /// The negotiated cipher suite's registered IANA name, e.g. `TLS_AES_256_GCM_SHA384` (rustls
+    /// spells TLS 1.3 suites `TLS13_...`; this is the name the registry and OpenSSL's `-ciphersuites` use).
+    pub fn cipher_suite_name(&self) -> Option<String> {
+        self.cipher_suite().map(iana_cipher_suite_name)
+    }
+
     /// The negotiated ALPN protocol.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.tls()?.alpn_protocol()
@@ -454,5 +460,17 @@ impl fmt::Debug for Connection {
             .field("cipher_suite", &self.cipher_suite())
             .field("verification", &self.verification)
             .finish_non_exhaustive()
+    }
+}
+
+/// The IANA registry name of a cipher suite (`TLS13_AES_128_GCM_SHA256` becomes
+/// `TLS_AES_128_GCM_SHA256`; TLS 1.2 names are already the registry's).
+pub fn iana_cipher_suite_name(suite: rustls::CipherSuite) -> String {
+    let name = suite
+        .as_str()
+        .map_or_else(|| format!("{suite:?}"), str::to_owned);
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
     }
 }

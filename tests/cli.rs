@@ -13,8 +13,8 @@ fn bin() -> Command {
 }
 
 fn ca_file() -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("starttls-cli-test-{}-ca.pem", std::process::id()));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-cli-test-{}-ca.pem", std::process::id()));
     std::fs::write(&path, &pki().ca_pem).unwrap();
     path
 }
@@ -430,7 +430,8 @@ fn check_with_user_reports_authentication_in_json_and_exit_codes() {
     );
 
     let port = smtp_with_auth(b"535 5.7.8 Authentication credentials invalid\r\n");
-    let pw = std::env::temp_dir().join(format!("starttls-cli-pw-{}", std::process::id()));
+    let pw = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-cli-pw-{}", std::process::id()));
     std::fs::write(&pw, "secret\n").unwrap();
     let o = bin()
         .args([

@@ -24,7 +24,8 @@ fn server_cfg() -> ServerConfig {
 }
 
 fn ca_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("starttls-real-clients-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-real-clients-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}-ca.pem"));
     std::fs::write(&path, &pki().ca_pem).unwrap();
@@ -337,7 +338,8 @@ fn curl_ssl_reqd_smtp_imap_pop3() {
         return;
     }
     let ca = ca_file("curl");
-    let mail = std::env::temp_dir().join(format!("starttls-curl-mail-{}", std::process::id()));
+    let mail = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-curl-mail-{}", std::process::id()));
     std::fs::write(&mail, "Subject: test\r\n\r\nhello\r\n").unwrap();
     type App = fn(&mut Connection);
     let cases: [(Protocol, &str, &[&str], App); 3] = [

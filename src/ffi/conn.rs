@@ -428,7 +428,7 @@ pub unsafe extern "C" fn starttls_conn_cipher_suite_id(conn: *const starttls_con
     })
 }
 
-/// The negotiated cipher suite's IANA name (e.g. `TLS13_AES_256_GCM_SHA384`), snprintf-style;
+/// The negotiated cipher suite's IANA name (e.g. `TLS_AES_256_GCM_SHA384`), snprintf-style;
 /// empty when not encrypted.
 ///
 /// # Safety
@@ -441,8 +441,7 @@ pub unsafe extern "C" fn starttls_conn_cipher_suite(
 ) -> usize {
     boundary_value(0, || {
         let name = unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.cipher_suite())
-            .map(|s| s.as_str().map_or_else(|| format!("{s:?}"), str::to_owned))
+            .and_then(|c| c.conn.cipher_suite_name())
             .unwrap_or_default();
         unsafe { str_out(&name, buf, len) }
     })

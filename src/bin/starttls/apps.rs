@@ -31,30 +31,32 @@ fn verb(line: &str) -> String {
         .to_ascii_uppercase()
 }
 
-/// Runs the session after TLS; returns a short summary for the log.
-pub fn session(protocol: Protocol, conn: &mut Connection) -> std::io::Result<String> {
+/// Runs the session after TLS as the server named `domain`; returns a short summary for the log.
+pub fn session(protocol: Protocol, domain: &str, conn: &mut Connection) -> std::io::Result<String> {
     match protocol {
-        Protocol::Smtp | Protocol::Submission | Protocol::Smtps | Protocol::Lmtp => smtp(conn),
+        Protocol::Smtp | Protocol::Submission | Protocol::Smtps | Protocol::Lmtp => {
+            smtp(domain, conn)
+        }
         Protocol::Imap | Protocol::Imaps => imap(conn),
         Protocol::Pop3 | Protocol::Pop3s => pop3(conn),
         Protocol::Nntp | Protocol::Nntps => nntp(conn),
         Protocol::Ftp | Protocol::Ftps => ftp(conn),
         Protocol::Sieve => sieve(conn),
-        Protocol::Xmpp | Protocol::XmppServer | Protocol::Xmpps => xmpp(conn),
+        Protocol::Xmpp | Protocol::XmppServer | Protocol::Xmpps => xmpp(domain, conn),
         Protocol::Http | Protocol::Https => http(conn),
         Protocol::Ldap | Protocol::Ldaps => ldap(conn),
         _ => drain(conn),
     }
 }
 
-fn smtp(conn: &mut Connection) -> std::io::Result<String> {
+fn smtp(domain: &str, conn: &mut Connection) -> std::io::Result<String> {
     let mut messages = 0;
+    let ehlo = format!("250-{domain}\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SIZE 10485760\r\n");
+    let helo = format!("250 {domain}\r\n");
     while let Some(line) = read_line(conn) {
         let reply: &[u8] = match verb(&line).as_str() {
-            "EHLO" | "LHLO" => {
-                b"250-starttls-serve\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SIZE 10485760\r\n"
-            }
-            "HELO" => b"250 starttls-serve\r\n",
+            "EHLO" | "LHLO" => ehlo.as_bytes(),
+            "HELO" => helo.as_bytes(),
             "STARTTLS" => b"503 5.5.1 TLS already active\r\n",
             "AUTH" => b"235 2.7.0 Authentication successful\r\n",
             "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 2.0.0 OK\r\n",
@@ -201,7 +203,7 @@ fn sieve(conn: &mut Connection) -> std::io::Result<String> {
 
 /// XMPP after TLS: answers the client's new stream header with features, then waits for the
 /// stream's end.
-fn xmpp(conn: &mut Connection) -> std::io::Result<String> {
+fn xmpp(domain: &str, conn: &mut Connection) -> std::io::Result<String> {
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
     // Wait for the opening <stream:stream ...> (after an optional declaration).
@@ -217,11 +219,23 @@ fn xmpp(conn: &mut Connection) -> std::io::Result<String> {
     if seen.is_empty() {
         return Ok(String::new());
     }
+    let from: String = domain
+        .chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '\'' => "&apos;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
     conn.write_all(
-        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-          xmlns:stream='http://etherx.jabber.org/streams' id='s2' from='starttls-serve' \
-          version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
-          <mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+        format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' id='s2' from='{from}' \
+             version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+             <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+        )
+        .as_bytes(),
     )?;
     drain(conn)?;
     conn.write_all(b"</stream:stream>")?;

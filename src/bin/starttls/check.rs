@@ -70,6 +70,12 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         (h.to_owned(), port)
     } else {
         match authority.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => {
+                return Err(format!(
+                    "{url:?}: an IPv6 address goes in brackets, e.g. {scheme}://[::1]:{}",
+                    protocol.default_port().unwrap_or(443)
+                ));
+            }
             Some((h, p)) => (h.to_owned(), Some(p)),
             None => (authority.to_owned(), None),
         }
@@ -426,16 +432,19 @@ impl Report {
         }
         let ms =
             |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()));
-        line(
-            "timings",
-            format!(
-                "connect {}, starttls {}, handshake {}, total {} ms",
-                ms(self.timings.connect),
-                ms(self.timings.dialog),
-                ms(self.timings.handshake),
-                self.timings.total.as_millis()
-            ),
-        );
+        // Nothing was timed when the check was refused before starting (a bad URL, say).
+        if self.error.as_ref().is_none_or(|e| e.exit != 2) {
+            line(
+                "timings",
+                format!(
+                    "connect {}, starttls {}, handshake {}, total {} ms",
+                    ms(self.timings.connect),
+                    ms(self.timings.dialog),
+                    ms(self.timings.handshake),
+                    self.timings.total.as_millis()
+                ),
+            );
+        }
         line("verdict", self.verdict());
         out
     }
@@ -509,15 +518,6 @@ fn tls_version_name(v: rustls::ProtocolVersion) -> String {
         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
         rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
         other => format!("{other:?}"),
-    }
-}
-
-/// The IANA name (rustls spells TLS 1.3 suites `TLS13_...`).
-pub fn iana_suite_name(s: rustls::CipherSuite) -> String {
-    let name = s.as_str().map_or_else(|| format!("{s:?}"), str::to_owned);
-    match name.strip_prefix("TLS13_") {
-        Some(rest) => format!("TLS_{rest}"),
-        None => name,
     }
 }
 
@@ -615,7 +615,7 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
         _ => {}
     }
     report.tls_version = conn.tls_version().map(tls_version_name);
-    report.cipher_suite = conn.cipher_suite().map(iana_suite_name);
+    report.cipher_suite = conn.cipher_suite_name();
     report.alpn = conn
         .alpn_protocol()
         .map(|a| String::from_utf8_lossy(a).into_owned());
@@ -731,19 +731,25 @@ mod tests {
             "smtp://user@x",
             "smtp://x/path",
             "tls://x",
+            "smtp://::1",
+            "smtp://2001:db8::1:25",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+        let err = parse_url("imap://::1").unwrap_err();
+        assert!(err.contains("imap://[::1]:143"), "{err}");
     }
 
     #[test]
     fn suite_names_are_iana() {
         assert_eq!(
-            iana_suite_name(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+            starttls::iana_cipher_suite_name(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
             "TLS_AES_256_GCM_SHA384"
         );
         assert_eq!(
-            iana_suite_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            starttls::iana_cipher_suite_name(
+                rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            ),
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
         );
     }

@@ -64,7 +64,7 @@ fn demo() -> Result<bool, String> {
         let served = thread::spawn(move || {
             let (sock, _) = listener.accept().map_err(|e| e.to_string())?;
             let mut conn = starttls::accept(&cfg, protocol, sock).map_err(|e| e.to_string())?;
-            apps::session(protocol, &mut conn).map_err(|e| e.to_string())
+            apps::session(protocol, "localhost", &mut conn).map_err(|e| e.to_string())
         });
         let started = Instant::now();
         let url = format!("{protocol}://localhost:{port}");

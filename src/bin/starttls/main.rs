@@ -40,6 +40,15 @@ check options:
   --password-file FILE     the password (first line); else $STARTTLS_PASSWORD
   --authzid NAME           the authorization identity (SASL PLAIN)
 
+serve options:
+  --protocol P             any scheme check accepts: smtp, imap, imaps, ldap, xmpp, ...
+  --listen ADDR:PORT       where to listen (default 127.0.0.1:0, the port is printed)
+  --cert PEM --key PEM     the certificate chain and key (default: a throw-away CA and
+                           certificate for --domain; the CA's file is printed)
+  --domain NAME            the server's name in greetings and the throw-away certificate
+  --max-connections N      exit after serving N connections (default: serve until killed)
+  -v                       print every dialog line
+
 exit status: 0 ok, 1 internal, 2 usage, 3 not offered or downgraded, 4 refused,
              5 certificate, 6 protocol violation or injection, 7 timeout, 8 network, 9 TLS,
              10 authentication";
@@ -73,7 +82,7 @@ fn run(mut args: Vec<String>) -> i32 {
 }
 
 fn usage_error(message: &str) -> i32 {
-    eprintln!("starttls: {message}\n\n{USAGE}");
+    eprintln!("starttls: {message}\n(starttls --help lists the commands and options)");
     2
 }
 
@@ -114,7 +123,9 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
                 .parse()
                 .map_err(|_| format!("--timeout {t:?} is not a number"))?;
             if !(secs > 0.0 && secs <= 86_400.0) {
-                return Err(format!("--timeout {t} must be between 0 and 86400 seconds"));
+                return Err(format!(
+                    "--timeout {t}: must be greater than 0 and at most 86400 seconds"
+                ));
             }
             Some(Duration::from_secs_f64(secs))
         }

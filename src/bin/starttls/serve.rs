@@ -81,7 +81,7 @@ pub fn run(opts: &ServeOptions) -> i32 {
         let peer = sock
             .peer_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-        let (config, protocol) = (config.clone(), opts.protocol);
+        let (config, protocol, domain) = (config.clone(), opts.protocol, opts.domain.clone());
         workers.push(std::thread::spawn(move || {
             let line = match starttls::accept(&config, protocol, sock) {
                 Ok(mut conn) => {
@@ -94,7 +94,7 @@ pub fn run(opts: &ServeOptions) -> i32 {
                         .peer_name()
                         .map(|n| format!(" client_name={:?}", n.get_untrusted()))
                         .unwrap_or_default();
-                    match apps::session(protocol, &mut conn) {
+                    match apps::session(protocol, &domain, &mut conn) {
                         Ok(summary) => format!("outcome=ok tls={version}{client} {summary}"),
                         Err(e) => format!("outcome=ok tls={version}{client} session_error={e:?}"),
                     }
@@ -114,6 +114,11 @@ pub fn run(opts: &ServeOptions) -> i32 {
     }
     for w in workers {
         let _ = w.join();
+    }
+    // The throw-away CA is only useful while this server runs (an interrupted run leaves it in
+    // the temporary directory, named after the process id).
+    if let Some(dir) = ca_path.as_deref().and_then(std::path::Path::parent) {
+        let _ = std::fs::remove_dir_all(dir);
     }
     0
 }
