@@ -380,3 +380,48 @@ fn dialog_observer_sees_every_line_in_order() {
         (starttls::Direction::Sent, true, "CAPA".to_string())
     );
 }
+
+/// A large write goes out as full 16 KiB records: `Connection::write` hands rustls bounded
+/// chunks (for throughput on loopback), and a chunk that is not a multiple of the record size
+/// would leave a short record behind every write. Counted on the wire, not timed.
+#[test]
+fn large_writes_become_full_records() {
+    const WRITES: usize = 4;
+    const WRITE_LEN: usize = 64 * 1024;
+    let (port, server) = serve(|p| {
+        let mut t = p.tls(server_config(&pki().server));
+        t.send(b"go");
+        // The client's handshake is all read; what follows on the socket is its data.
+        let sock = &mut t.stream.sock;
+        let mut records = Vec::new();
+        let mut payload = 0usize;
+        while payload < WRITES * WRITE_LEN {
+            let mut header = [0u8; 5];
+            sock.read_exact(&mut header).expect("record header");
+            let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+            let mut body = vec![0u8; len];
+            sock.read_exact(&mut body).expect("record body");
+            // TLS 1.3 AEAD record: plaintext, one content-type byte, a 16-byte tag.
+            payload += len - 17;
+            records.push((header[0], len));
+        }
+        records
+    });
+    let config = client_config();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut conn = starttls::handshake_only(&config, tcp, "localhost").unwrap();
+    assert_eq!(conn.tls_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    let mut go = [0u8; 2];
+    conn.read_exact(&mut go).unwrap();
+    let data = vec![0x5a; WRITE_LEN];
+    for _ in 0..WRITES {
+        conn.write_all(&data).unwrap();
+    }
+    conn.flush().unwrap();
+    let records = server.join().unwrap();
+    assert_eq!(records.len(), WRITES * WRITE_LEN / 16384, "{records:?}");
+    assert!(
+        records.iter().all(|r| *r == (23, 16384 + 17)),
+        "{records:?}"
+    );
+}
