@@ -57,13 +57,18 @@ static int connect_to(int port) {
     return fd;
 }
 
-/* Reads one line from a plain fd, byte by byte (as careful clients must before TLS). */
+/* Reads one line from a plain fd without taking anything past it (as careful clients must
+ * before TLS): peek, then consume up to the newline; two syscalls a line, as the library. */
 static int fd_line(int fd, char *buf, size_t len) {
     size_t n = 0;
-    char c;
-    while (n + 1 < len && read(fd, &c, 1) == 1) {
-        buf[n++] = c;
-        if (c == '\n') break;
+    while (n + 1 < len) {
+        ssize_t got = recv(fd, buf + n, len - 1 - n, MSG_PEEK);
+        if (got <= 0) break;
+        char *nl = memchr(buf + n, '\n', (size_t)got);
+        size_t take = nl ? (size_t)(nl - (buf + n)) + 1 : (size_t)got;
+        if (recv(fd, buf + n, take, 0) != (ssize_t)take) die("recv");
+        n += take;
+        if (nl) break;
     }
     buf[n] = '\0';
     return (int)n;
