@@ -70,10 +70,18 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         (h.to_owned(), port)
     } else {
         match authority.rsplit_once(':') {
+            Some((_, _)) if authority.parse::<std::net::Ipv6Addr>().is_ok() => {
+                let port = protocol
+                    .default_port()
+                    .map_or_else(|| ":PORT".to_owned(), |p| format!(":{p}"));
+                return Err(format!(
+                    "{url:?}: an IPv6 address goes in brackets: {scheme}://[{authority}]{port}"
+                ));
+            }
             Some((h, _)) if h.contains(':') => {
                 return Err(format!(
-                    "{url:?}: an IPv6 address goes in brackets, e.g. {scheme}://[::1]:{}",
-                    protocol.default_port().unwrap_or(443)
+                    "{url:?}: an IPv6 address goes in brackets, with the port after them: \
+                     {scheme}://[ADDRESS]:PORT"
                 ));
             }
             Some((h, p)) => (h.to_owned(), Some(p)),
@@ -738,6 +746,8 @@ mod tests {
         }
         let err = parse_url("imap://::1").unwrap_err();
         assert!(err.contains("imap://[::1]:143"), "{err}");
+        let err = parse_url("tls://2001:db8::5").unwrap_err();
+        assert!(err.contains("tls://[2001:db8::5]:PORT"), "{err}");
     }
 
     #[test]

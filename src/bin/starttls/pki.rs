@@ -37,11 +37,38 @@ pub fn make(name: &str) -> Result<Pki, String> {
     })
 }
 
-/// Writes the CA certificate to a fresh file and returns its path.
+/// Writes the CA certificate into a new private directory (mode 0700, never one that already
+/// exists: another user could have made it to swap the file) and returns the file's path.
 pub fn write_ca(ca_pem: &str) -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("starttls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join("ca.pem");
-    std::fs::write(&path, ca_pem).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut last_error = None;
+    for attempt in 0..16u32 {
+        let name = format!("starttls-{}-{:08x}", std::process::id(), nanos ^ attempt);
+        let dir = std::env::temp_dir().join(name);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                let path = dir.join("ca.pem");
+                std::fs::write(&path, ca_pem)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_error = Some(e),
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        }
+    }
+    Err(format!(
+        "cannot create a private directory in {}: {}",
+        std::env::temp_dir().display(),
+        last_error.map_or_else(String::new, |e| e.to_string())
+    ))
+}
+
+/// Removes the directory `write_ca` made for `ca_path`.
+pub fn remove_ca(ca_path: &std::path::Path) {
+    if let Some(dir) = ca_path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -64,6 +64,9 @@ pub fn run(opts: &ServeOptions) -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("starttls serve: cannot listen on {}: {e}", opts.listen);
+            if let Some(ca) = &ca_path {
+                pki::remove_ca(ca);
+            }
             return 8;
         }
     };
@@ -117,8 +120,8 @@ pub fn run(opts: &ServeOptions) -> i32 {
     }
     // The throw-away CA is only useful while this server runs (an interrupted run leaves it in
     // the temporary directory, named after the process id).
-    if let Some(dir) = ca_path.as_deref().and_then(std::path::Path::parent) {
-        let _ = std::fs::remove_dir_all(dir);
+    if let Some(ca) = &ca_path {
+        pki::remove_ca(ca);
     }
     0
 }
