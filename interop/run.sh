@@ -9,6 +9,9 @@
 # expected pass failed. It stops exactly the processes it started.
 #
 #   bash interop/run.sh            (from the repository; builds what it needs)
+#
+# The scratch folder is removed after a run in which everything passed, and kept (its path is
+# printed) otherwise, or always with STARTTLS_INTEROP_KEEP=1.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +33,12 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
     done
+    # A clean run leaves nothing behind; anything else keeps the servers' logs for a look.
+    if [ "${FINISHED:-0}" = 1 ] && [ "$FAILED" -eq 0 ] && [ -z "${STARTTLS_INTEROP_KEEP:-}" ]; then
+        rm -rf "$W"
+    else
+        log "configs and logs kept in $W"
+    fi
 }
 trap cleanup EXIT
 
@@ -586,4 +595,5 @@ start_postgres
 library_client_rows
 real_client_rows
 print_matrix
+FINISHED=1
 [ "$FAILED" -eq 0 ]
