@@ -19,6 +19,32 @@ struct Replay<'a> {
     written: usize,
 }
 
+impl<'a> Replay<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Replay {
+            data,
+            pos: 0,
+            written: 0,
+        }
+    }
+}
+
+/// The client's side of a dialog as a connection would set it up.
+fn client_context<'a>(
+    policy: Policy,
+    timeouts: &'a Timeouts,
+    tag: &'a mut u32,
+) -> DialogContext<'a> {
+    DialogContext {
+        policy,
+        timeouts,
+        client_name: "fuzz.test",
+        server_name: "server.test",
+        port: Some(25),
+        next_tag: tag,
+    }
+}
+
 impl Transport for Replay<'_> {
     fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let rest = &self.data[self.pos..];
@@ -67,20 +93,9 @@ pub fn client_dialog(protocol: Protocol, server_bytes: &[u8]) {
     };
     let timeouts = Timeouts::default();
     for policy in [Policy::Require, Policy::Opportunistic] {
-        let mut peer = Replay {
-            data: server_bytes,
-            pos: 0,
-            written: 0,
-        };
+        let mut peer = Replay::new(server_bytes);
         let mut tag = 1;
-        let mut ctx = DialogContext {
-            policy,
-            timeouts: &timeouts,
-            client_name: "fuzz.test",
-            server_name: "server.test",
-            port: Some(25),
-            next_tag: &mut tag,
-        };
+        let mut ctx = client_context(policy, &timeouts, &mut tag);
         let mut wire = Wire::new(&mut peer, Limits::default());
         let result: Result<()> =
             protocol::client_starttls(dialect, &mut wire, &mut ctx).and_then(|pre| {
@@ -94,20 +109,9 @@ pub fn client_dialog(protocol: Protocol, server_bytes: &[u8]) {
         drop(wire);
         assert!(peer.pos <= server_bytes.len());
     }
-    let mut peer = Replay {
-        data: server_bytes,
-        pos: 0,
-        written: 0,
-    };
+    let mut peer = Replay::new(server_bytes);
     let mut tag = 1;
-    let mut ctx = DialogContext {
-        policy: Policy::Require,
-        timeouts: &timeouts,
-        client_name: "fuzz.test",
-        server_name: "server.test",
-        port: Some(25),
-        next_tag: &mut tag,
-    };
+    let mut ctx = client_context(Policy::Require, &timeouts, &mut tag);
     let mut wire = Wire::inside_tls(&mut peer, Limits::default());
     let _ = protocol::client_greeting(dialect, &mut wire, &mut ctx);
     let _ = protocol::client_capabilities(dialect, &mut wire, &mut ctx);
@@ -125,11 +129,7 @@ pub fn server_dialog(protocol: Protocol, client_bytes: &[u8]) {
         hostname: "fuzz.test",
         greeting: None,
     };
-    let mut peer = Replay {
-        data: client_bytes,
-        pos: 0,
-        written: 0,
-    };
+    let mut peer = Replay::new(client_bytes);
     let mut wire = Wire::new(&mut peer, Limits::default());
     let _ = protocol::server_starttls(dialect, &mut wire, &ctx);
 }
