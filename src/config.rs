@@ -303,7 +303,7 @@ impl ClientConfigBuilder {
                 dangerous_no_verify: self.dangerous_no_verify,
                 limits: Limits::default(),
                 observer: self.observer,
-                tls_with_alpn: std::sync::Mutex::new(Vec::new()),
+                tls_with_alpn: AlpnVariants::default(),
             }),
         })
     }
@@ -438,7 +438,7 @@ pub(crate) struct Inner {
     pub observer: Option<Arc<DialogObserver>>,
     /// TLS configs with a protocol's required ALPN, made on first use; they share the session
     /// cache with `tls`.
-    pub tls_with_alpn: std::sync::Mutex<Vec<(&'static [u8], Arc<rustls::ClientConfig>)>>,
+    pub tls_with_alpn: AlpnVariants<rustls::ClientConfig>,
 }
 
 impl ClientConfig {
@@ -472,22 +472,11 @@ impl ClientConfig {
     pub(crate) fn tls_for(&self, protocol: crate::Protocol) -> Arc<rustls::ClientConfig> {
         match protocol.required_alpn() {
             None => self.inner.tls.clone(),
-            Some(alpn) => {
-                // A poisoned lock only means another thread panicked mid-push: the list is
-                // still a valid cache.
-                let mut cache = match self.inner.tls_with_alpn.lock() {
-                    Ok(c) => c,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                if let Some((_, tls)) = cache.iter().find(|(a, _)| *a == alpn) {
-                    return tls.clone();
-                }
+            Some(alpn) => self.inner.tls_with_alpn.get_or_make(alpn, || {
                 let mut tls = (*self.inner.tls).clone();
                 tls.alpn_protocols = vec![alpn.to_vec()];
-                let tls = Arc::new(tls);
-                cache.push((alpn, tls.clone()));
                 tls
-            }
+            }),
         }
     }
 
@@ -588,6 +577,33 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Copies of a rustls config that differ only in ALPN (for the protocols that need their own),
+/// made once per config and shared by its connections, so they keep one session cache.
+pub(crate) struct AlpnVariants<T>(std::sync::Mutex<Vec<(&'static [u8], Arc<T>)>>);
+
+impl<T> Default for AlpnVariants<T> {
+    fn default() -> Self {
+        AlpnVariants(std::sync::Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> AlpnVariants<T> {
+    /// The variant for `alpn`, made with `make` the first time.
+    pub(crate) fn get_or_make(&self, alpn: &'static [u8], make: impl FnOnce() -> T) -> Arc<T> {
+        // A poisoned lock only means another thread panicked mid-push: the list is still valid.
+        let mut variants = match self.0.lock() {
+            Ok(v) => v,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((_, tls)) = variants.iter().find(|(a, _)| *a == alpn) {
+            return tls.clone();
+        }
+        let tls = Arc::new(make());
+        variants.push((alpn, tls.clone()));
+        tls
     }
 }
 

@@ -284,7 +284,7 @@ impl ServerConfigBuilder {
                 timeouts: self.timeouts,
                 limits: Limits::default(),
                 observer: self.observer,
-                tls_with_alpn: std::sync::Mutex::new(Vec::new()),
+                tls_with_alpn: crate::config::AlpnVariants::default(),
             }),
         })
     }
@@ -333,7 +333,7 @@ pub(crate) struct ServerInner {
     pub limits: Limits,
     pub observer: Option<Arc<DialogObserver>>,
     /// TLS configs with a protocol's ALPN, made on first use (same certificates and caches).
-    pub tls_with_alpn: std::sync::Mutex<Vec<(&'static [u8], Arc<rustls::ServerConfig>)>>,
+    pub tls_with_alpn: crate::config::AlpnVariants<rustls::ServerConfig>,
 }
 
 impl ServerConfig {
@@ -346,19 +346,11 @@ impl ServerConfig {
         if self.inner.tls.alpn_protocols.iter().any(|p| p == alpn) {
             return self.inner.tls.clone();
         }
-        // A poisoned lock only means another thread panicked mid-push: the cache is still valid.
-        let mut cache = match self.inner.tls_with_alpn.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some((_, tls)) = cache.iter().find(|(a, _)| *a == alpn) {
-            return tls.clone();
-        }
-        let mut tls = (*self.inner.tls).clone();
-        tls.alpn_protocols.push(alpn.to_vec());
-        let tls = Arc::new(tls);
-        cache.push((alpn, tls.clone()));
-        tls
+        self.inner.tls_with_alpn.get_or_make(alpn, || {
+            let mut tls = (*self.inner.tls).clone();
+            tls.alpn_protocols.push(alpn.to_vec());
+            tls
+        })
     }
 
     /// Starts a builder (a certificate is required).
