@@ -234,8 +234,6 @@ typedef void (*starttls_log_callback)(void *userdata,
 
 
 
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -266,6 +264,10 @@ bool starttls_supports_protocol(uint32_t protocol);
 
 // The URL scheme of a protocol (`"smtp"`, `"imaps"`, ...), or NULL when unsupported. Static.
 const char *starttls_protocol_name(uint32_t protocol);
+
+// The usual port of a protocol (`STARTTLS_PROTO_*`): 25 for SMTP, 993 for IMAPS, ...; 0 when
+// it has none (`STARTTLS_PROTO_TLS`) or the protocol is not supported.
+uint16_t starttls_protocol_default_port(uint32_t protocol);
 
 // A new builder with the safe defaults: built-in webpki roots, `STARTTLS_POLICY_REQUIRE`,
 // TLS >= 1.2, finite timeouts. Free it with `starttls_config_builder_free` unless it is passed

@@ -467,10 +467,10 @@ impl ClientConfig {
         &self.inner.tls
     }
 
-    /// The rustls config for `protocol`: the shared one, or for a protocol that needs its own ALPN
-    /// (PostgreSQL direct TLS) a copy with that ALPN and the same session cache.
-    pub(crate) fn tls_for(&self, protocol: crate::Protocol) -> Arc<rustls::ClientConfig> {
-        match protocol.required_alpn() {
+    /// The rustls config for a protocol's ALPN: the shared one, or for a protocol that needs its
+    /// own ALPN (PostgreSQL and XMPP direct TLS) a copy with that ALPN and the same session cache.
+    pub(crate) fn tls_for(&self, alpn: ProtocolAlpn) -> Arc<rustls::ClientConfig> {
+        match alpn.id() {
             None => self.inner.tls.clone(),
             Some(alpn) => self.inner.tls_with_alpn.get_or_make(alpn, || {
                 let mut tls = (*self.inner.tls).clone();
@@ -577,6 +577,36 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// The ALPN a protocol asks for, on top of (or instead of) the config's own list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProtocolAlpn {
+    /// The config's list as it is.
+    Config,
+    /// This protocol's own ALPN is offered; a peer that ignores it is still accepted (XMPP).
+    Offer(&'static [u8]),
+    /// This protocol's own ALPN, and the peer must agree to it (PostgreSQL direct TLS, as libpq
+    /// insists: otherwise cross-protocol confusion, ALPACA).
+    Require(&'static [u8]),
+}
+
+impl ProtocolAlpn {
+    /// The protocol's own ALPN id, when it has one.
+    pub(crate) fn id(self) -> Option<&'static [u8]> {
+        match self {
+            ProtocolAlpn::Config => None,
+            ProtocolAlpn::Offer(id) | ProtocolAlpn::Require(id) => Some(id),
+        }
+    }
+
+    /// A handshake that agreed on `agreed` is acceptable for this protocol.
+    pub(crate) fn accepts(self, agreed: Option<&[u8]>) -> bool {
+        match self {
+            ProtocolAlpn::Require(id) => agreed == Some(id),
+            ProtocolAlpn::Config | ProtocolAlpn::Offer(_) => true,
+        }
     }
 }
 

@@ -3,15 +3,12 @@
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
-
 use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::handshake;
-use crate::protocol::{self, DialogContext, Outcome, Protocol};
-use crate::stream::{Connection, Inner, Side, Timings, Untrusted, Verification};
-use crate::wire::{Deadline, Wire, set_io_timeouts};
+use crate::protocol::{DialogContext, Outcome, PreTls, Protocol};
+use crate::stream::Connection;
+use crate::wire::{Deadline, Wire, prepare_socket};
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
 ///
@@ -23,7 +20,7 @@ pub fn connect(
     host: &str,
     port: u16,
 ) -> Result<Connection> {
-    connect_named(config, protocol, host, port, unbracket(host))
+    connect_named(config, protocol, host, port, handshake::unbracket(host))
 }
 
 /// As [`connect`], but verifies the certificate for `server_name` instead of `host` (and sends it
@@ -78,156 +75,62 @@ fn upgrade_inner(
     go_ahead_read_by_caller: bool,
 ) -> Result<Connection> {
     let started = Instant::now();
-    let name = parse_server_name(server_name)?;
-    let mut after_go_ahead = go_ahead_read_by_caller;
+    let name = handshake::parse_server_name(server_name)?;
     let inner = &config.inner;
-    // Blocking mode with timeouts is how every step is bounded; flights go out whole, with no
-    // Nagle stall between a command and the handshake (DESIGN §6).
-    tcp.set_nonblocking(false)
-        .and_then(|()| tcp.set_nodelay(true))
-        .map_err(|e| Error::from_io(Phase::Connect, e))?;
+    prepare_socket(&tcp)?;
     let client_name = match &inner.client_name {
         Some(n) => n.clone(),
         None => address_literal(&tcp),
     };
-    let mut conn = Connection {
-        inner: Inner::Plain(
-            tcp.try_clone()
-                .map_err(|e| Error::from_io(Phase::Connect, e))?,
-        ),
-        lookahead: Vec::new(),
-        side: Side::Client(config.clone()),
-        protocol,
-        server_name: server_name.to_owned(),
-        peer_addr: tcp.peer_addr().ok(),
+    let port = tcp.peer_addr().ok().map(|a| a.port());
+    let mut ctx = DialogContext::new(
+        inner.policy,
+        inner.timeouts,
         client_name,
-        greeting: None,
-        capabilities_before_tls: None,
-        capabilities: None,
-        starttls_offered: None,
-        plaintext_reason: None,
-        verification: Verification::NotEncrypted,
-        transcript: Vec::new(),
-        next_tag: 1,
-        ftp_data_protected: false,
-        peer_name: None,
-        timings: Timings::default(),
-    };
-
-    if let (false, Some(dialect)) = (protocol.is_implicit(), protocol.dialect()) {
+        server_name.to_owned(),
+        port,
+    );
+    let mut pre = PreTls::new();
+    let mut transcript = Vec::new();
+    let mut dialog_time = None;
+    let mut after_go_ahead = go_ahead_read_by_caller;
+    if let (false, Some(dialog)) = (protocol.is_implicit(), protocol.dialog()) {
         let mut wire = Wire::new(&mut tcp, inner.limits).observed_by(inner.observer.as_deref());
-        let mut ctx = DialogContext {
-            policy: inner.policy,
-            timeouts: &inner.timeouts,
-            client_name: &conn.client_name,
-            server_name: &conn.server_name,
-            port: conn.peer_addr.map(|a| a.port()),
-            next_tag: &mut conn.next_tag,
-        };
-        let pre = protocol::client_starttls(dialect, &mut wire, &mut ctx);
-        conn.transcript = wire.take_transcript();
-        let pre = pre?;
-        conn.greeting = pre.greeting;
-        conn.capabilities_before_tls = pre.capabilities.map(Untrusted::new);
-        conn.starttls_offered = pre.starttls_offered;
-        conn.timings.dialog = Some(started.elapsed());
-        if let Outcome::Plaintext(reason) = pre.outcome {
-            set_io_timeouts(&tcp, inner.timeouts.io).map_err(|e| Error::from_io(Phase::Read, e))?;
-            conn.plaintext_reason = Some(reason);
-            return Ok(conn);
+        let result = dialog.client_starttls(&mut wire, &mut ctx);
+        transcript = wire.take_transcript();
+        pre = result?;
+        dialog_time = Some(started.elapsed());
+        if let Outcome::GoAhead = pre.outcome {
+            wire.ensure_nothing_after_go_ahead()?;
+            after_go_ahead = true;
         }
-        wire.ensure_nothing_after_go_ahead()?;
-        after_go_ahead = true;
     }
-
-    let handshake_started = Instant::now();
-    let stream = handshake(config, protocol, tcp, name.clone(), after_go_ahead)?;
-    conn.timings.handshake = Some(handshake_started.elapsed());
-    let chain = stream.conn.peer_certificates().unwrap_or_default();
-    conn.verification = if inner.dangerous_no_verify {
-        Verification::Skipped {
-            problem: config
-                .check_chain(chain, &name)
-                .err()
-                .map(|e| e.to_string()),
-        }
+    let mut conn = if let Outcome::Plaintext(_) = pre.outcome {
+        Connection::client_plaintext(config, protocol, tcp, ctx, pre, transcript)?
     } else {
-        Verification::Verified
+        let mut conn = Connection::client_tls(
+            config,
+            protocol,
+            tcp,
+            name,
+            after_go_ahead,
+            ctx,
+            pre,
+            transcript,
+        )?;
+        conn.client_first_steps_inside_tls()?;
+        conn
     };
-    set_io_timeouts(&stream.sock, inner.timeouts.io)
-        .map_err(|e| Error::from_io(Phase::Handshake, e))?;
-    conn.inner = Inner::Tls(Box::new(stream));
-
-    if let Some(dialect) = protocol.dialect() {
-        if protocol.is_implicit() {
-            let greeting = conn.inside_tls(|w, ctx| protocol::client_greeting(dialect, w, ctx))?;
-            if let Some(g) = greeting {
-                conn.greeting = Some(g.text);
-                conn.capabilities = g.capabilities;
-            }
-        } else if let Some(caps) =
-            conn.inside_tls(|w, ctx| protocol::client_after_starttls(dialect, w, ctx))?
-        {
-            conn.capabilities = Some(caps);
-        }
-        if inner.fetch_capabilities && dialect.has_capabilities() && conn.capabilities.is_none() {
-            conn.fetch_capabilities()?;
-        }
-    }
+    conn.timings.dialog = dialog_time;
     conn.timings.total = started.elapsed();
     Ok(conn)
-}
-
-/// The client's TLS handshake within the handshake timeout, the server's first record watched
-/// (see [`handshake::drive`]).
-fn handshake(
-    config: &ClientConfig,
-    protocol: Protocol,
-    tcp: TcpStream,
-    name: ServerName<'static>,
-    after_go_ahead: bool,
-) -> Result<StreamOwned<ClientConnection, TcpStream>> {
-    let tls = config.tls_for(protocol);
-    let mut conn = ClientConnection::new(tls, name).map_err(Error::from_tls)?;
-    let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
-    let tcp = handshake::drive(&mut conn, tcp, deadline, after_go_ahead)?;
-    if let (true, Some(alpn)) = (protocol.alpn_mandatory(), protocol.required_alpn()) {
-        // rustls lets a server ignore ALPN; a protocol that needs it must not talk to a server
-        // that did not agree (cross-protocol confusion, ALPACA).
-        if conn.alpn_protocol() != Some(alpn) {
-            return Err(Error::violation(
-                Phase::Handshake,
-                format!(
-                    "the server did not agree to ALPN {:?}",
-                    String::from_utf8_lossy(alpn)
-                ),
-            ));
-        }
-    }
-    Ok(StreamOwned::new(conn, tcp))
-}
-
-fn parse_server_name(name: &str) -> Result<ServerName<'static>> {
-    let bare = unbracket(name);
-    if bare.is_empty() {
-        return Err(Error::InvalidArgument("empty server name".into()));
-    }
-    // An address verifies against the certificate's IP SANs and is never sent in SNI.
-    ServerName::try_from(bare.to_owned())
-        .map_err(|_| Error::InvalidArgument(format!("invalid server name {name:?}")))
-}
-
-fn unbracket(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// Resolves and connects, trying every address in turn. Resolution and all the attempts share
 /// one connect deadline; each remaining address gets an equal share of the time left, so one
 /// black-holed address cannot starve the others.
 pub(crate) fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
-    let bare = unbracket(host);
+    let bare = handshake::unbracket(host);
     if bare.is_empty() {
         return Err(Error::InvalidArgument("empty host".into()));
     }
@@ -297,29 +200,6 @@ fn address_literal(tcp: &TcpStream) -> String {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-
-    #[test]
-    fn server_names() {
-        assert!(matches!(
-            parse_server_name("[::1]"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            parse_server_name("127.0.0.1"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            parse_server_name("mx.example.org"),
-            Ok(ServerName::DnsName(_))
-        ));
-        for bad in ["", "[]", "bad name", "a..b"] {
-            assert_eq!(
-                parse_server_name(bad).unwrap_err().kind(),
-                ErrorKind::InvalidArgument,
-                "{bad:?}"
-            );
-        }
-    }
 
     #[test]
     fn empty_host_is_invalid() {

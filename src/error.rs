@@ -65,9 +65,9 @@ pub enum ErrorKind {
     InvalidArgument = 100,
     /// The configuration could not be built (unreadable CA file, bad key, no usable roots).
     Config = 101,
-    /// A bug inside the library was caught at the C boundary.
+    /// A bug inside the library was caught at the C boundary (only the C ABI reports it).
     Panic = 102,
-    /// A caller's buffer was too small for the value asked for (C ABI).
+    /// A caller's buffer was too small for the value asked for (only the C ABI reports it).
     BufferTooSmall = 103,
     /// An operating-system I/O error.
     Io = 200,
@@ -131,63 +131,49 @@ impl ErrorKind {
 
     /// The stable symbolic name, as exported to C (`STARTTLS_ERR_...`).
     pub fn name(self) -> &'static str {
-        without_nul(self.name_nul())
+        match self {
+            ErrorKind::InvalidArgument => "STARTTLS_ERR_INVALID_ARGUMENT",
+            ErrorKind::Config => "STARTTLS_ERR_CONFIG",
+            ErrorKind::Panic => "STARTTLS_ERR_PANIC",
+            ErrorKind::BufferTooSmall => "STARTTLS_ERR_BUFFER_TOO_SMALL",
+            ErrorKind::Io => "STARTTLS_ERR_IO",
+            ErrorKind::Timeout => "STARTTLS_ERR_TIMEOUT",
+            ErrorKind::Closed => "STARTTLS_ERR_CLOSED",
+            ErrorKind::Resolve => "STARTTLS_ERR_RESOLVE",
+            ErrorKind::NotOffered => "STARTTLS_ERR_NOT_OFFERED",
+            ErrorKind::Refused => "STARTTLS_ERR_REFUSED",
+            ErrorKind::Downgrade => "STARTTLS_ERR_DOWNGRADE",
+            ErrorKind::ProtocolViolation => "STARTTLS_ERR_PROTOCOL",
+            ErrorKind::Injection => "STARTTLS_ERR_INJECTION",
+            ErrorKind::NotEncrypted => "STARTTLS_ERR_NOT_ENCRYPTED",
+            ErrorKind::AuthFailed => "STARTTLS_ERR_AUTH_FAILED",
+            ErrorKind::Tls => "STARTTLS_ERR_TLS",
+            ErrorKind::Certificate => "STARTTLS_ERR_CERTIFICATE",
+        }
     }
 
     /// A one-line description of the kind.
     pub fn description(self) -> &'static str {
-        without_nul(self.description_nul())
-    }
-
-    /// [`name`](Self::name) with a terminating NUL, for C.
-    pub(crate) fn name_nul(self) -> &'static str {
         match self {
-            ErrorKind::InvalidArgument => "STARTTLS_ERR_INVALID_ARGUMENT\0",
-            ErrorKind::Config => "STARTTLS_ERR_CONFIG\0",
-            ErrorKind::Panic => "STARTTLS_ERR_PANIC\0",
-            ErrorKind::BufferTooSmall => "STARTTLS_ERR_BUFFER_TOO_SMALL\0",
-            ErrorKind::Io => "STARTTLS_ERR_IO\0",
-            ErrorKind::Timeout => "STARTTLS_ERR_TIMEOUT\0",
-            ErrorKind::Closed => "STARTTLS_ERR_CLOSED\0",
-            ErrorKind::Resolve => "STARTTLS_ERR_RESOLVE\0",
-            ErrorKind::NotOffered => "STARTTLS_ERR_NOT_OFFERED\0",
-            ErrorKind::Refused => "STARTTLS_ERR_REFUSED\0",
-            ErrorKind::Downgrade => "STARTTLS_ERR_DOWNGRADE\0",
-            ErrorKind::ProtocolViolation => "STARTTLS_ERR_PROTOCOL\0",
-            ErrorKind::Injection => "STARTTLS_ERR_INJECTION\0",
-            ErrorKind::NotEncrypted => "STARTTLS_ERR_NOT_ENCRYPTED\0",
-            ErrorKind::AuthFailed => "STARTTLS_ERR_AUTH_FAILED\0",
-            ErrorKind::Tls => "STARTTLS_ERR_TLS\0",
-            ErrorKind::Certificate => "STARTTLS_ERR_CERTIFICATE\0",
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Config => "invalid configuration",
+            ErrorKind::Panic => "internal error (panic caught)",
+            ErrorKind::BufferTooSmall => "buffer too small",
+            ErrorKind::Io => "I/O error",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Closed => "connection closed by peer",
+            ErrorKind::Resolve => "host name did not resolve",
+            ErrorKind::NotOffered => "STARTTLS not offered by the server",
+            ErrorKind::Refused => "refused by the server",
+            ErrorKind::Downgrade => "server skipped TLS (downgrade)",
+            ErrorKind::ProtocolViolation => "protocol violation by the peer",
+            ErrorKind::Injection => "plaintext injected after the STARTTLS go-ahead",
+            ErrorKind::NotEncrypted => "refusing to send credentials without TLS",
+            ErrorKind::AuthFailed => "authentication failed",
+            ErrorKind::Tls => "TLS error",
+            ErrorKind::Certificate => "certificate verification failed",
         }
     }
-
-    /// [`description`](Self::description) with a terminating NUL, for C.
-    pub(crate) fn description_nul(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidArgument => "invalid argument\0",
-            ErrorKind::Config => "invalid configuration\0",
-            ErrorKind::Panic => "internal error (panic caught)\0",
-            ErrorKind::BufferTooSmall => "buffer too small\0",
-            ErrorKind::Io => "I/O error\0",
-            ErrorKind::Timeout => "timed out\0",
-            ErrorKind::Closed => "connection closed by peer\0",
-            ErrorKind::Resolve => "host name did not resolve\0",
-            ErrorKind::NotOffered => "STARTTLS not offered by the server\0",
-            ErrorKind::Refused => "refused by the server\0",
-            ErrorKind::Downgrade => "server skipped TLS (downgrade)\0",
-            ErrorKind::ProtocolViolation => "protocol violation by the peer\0",
-            ErrorKind::Injection => "plaintext injected after the STARTTLS go-ahead\0",
-            ErrorKind::NotEncrypted => "refusing to send credentials without TLS\0",
-            ErrorKind::AuthFailed => "authentication failed\0",
-            ErrorKind::Tls => "TLS error\0",
-            ErrorKind::Certificate => "certificate verification failed\0",
-        }
-    }
-}
-
-fn without_nul(s: &'static str) -> &'static str {
-    s.strip_suffix('\0').unwrap_or(s)
 }
 
 /// Everything that can go wrong. Each variant's doc says when it happens.
@@ -198,13 +184,6 @@ pub enum Error {
     InvalidArgument(String),
     /// Building the configuration failed.
     Config(String),
-    /// A panic was caught at the C boundary (a library bug).
-    Panic,
-    /// A caller's buffer could not hold the value (C ABI).
-    BufferTooSmall {
-        /// Bytes needed.
-        needed: usize,
-    },
     /// An operating-system I/O error during `phase`.
     Io {
         /// The step that failed.
@@ -287,8 +266,6 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Config(_) => ErrorKind::Config,
-            Error::Panic => ErrorKind::Panic,
-            Error::BufferTooSmall { .. } => ErrorKind::BufferTooSmall,
             Error::Io { .. } => ErrorKind::Io,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Closed { .. } => ErrorKind::Closed,
@@ -337,10 +314,7 @@ impl Error {
             Error::Injection { .. } => Some(Phase::StartTls),
             Error::NotEncrypted | Error::AuthFailed { .. } => Some(Phase::Read),
             Error::Tls(_) | Error::Certificate(_) => Some(Phase::Handshake),
-            Error::InvalidArgument(_)
-            | Error::Config(_)
-            | Error::Panic
-            | Error::BufferTooSmall { .. } => None,
+            Error::InvalidArgument(_) | Error::Config(_) => None,
         }
     }
 
@@ -390,10 +364,6 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::Config(m) => write!(f, "invalid configuration: {m}"),
-            Error::Panic => f.write_str("internal error: a panic was caught"),
-            Error::BufferTooSmall { needed } => {
-                write!(f, "buffer too small: {needed} bytes needed")
-            }
             Error::Io { phase, source } => write!(f, "I/O error during {phase}: {source}"),
             Error::Timeout { phase } => write!(f, "timed out during {phase}"),
             Error::Closed { phase } => write!(f, "connection closed by the peer during {phase}"),

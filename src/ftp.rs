@@ -3,24 +3,25 @@
 //! connection's session (ProFTPD and vsftpd require that; it proves the data connection comes
 //! from the same client).
 
-use crate::connect::handshake_only;
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{Protocol, ftp};
+use crate::handshake::parse_server_name;
+use crate::protocol::{DialogContext, PreTls, Protocol, ftp};
 use crate::stream::{Connection, Side};
+use crate::wire::prepare_socket;
 
 impl Connection {
     /// FTP: sends `PBSZ 0` and `PROT P` (once), so that data connections are protected.
     /// [`ftp_data`](Self::ftp_data) calls it when needed.
     pub fn ftp_protect_data(&mut self) -> Result<()> {
         self.require_ftp()?;
-        if self.ftp_data_protected {
+        if self.dialog.session.ftp_data_protected {
             return Ok(());
         }
         self.inside_tls(|w, ctx| {
             ftp::command(w, ctx, "PBSZ 0", &[200])?;
             ftp::command(w, ctx, "PROT P", &[200]).map(|_| ())
         })?;
-        self.ftp_data_protected = true;
+        self.dialog.session.ftp_data_protected = true;
         Ok(())
     }
 
@@ -40,7 +41,7 @@ impl Connection {
         }
         self.ftp_protect_data()?;
         let peer = self
-            .peer_addr
+            .peer_addr()
             .ok_or_else(|| Error::InvalidArgument("the control connection has no peer".into()))?;
         let port = self.inside_tls(|w, ctx| {
             let reply = match ftp::command(w, ctx, "EPSV", &[229]) {
@@ -64,7 +65,28 @@ impl Connection {
             .map_err(|e| Error::from_io(Phase::Connect, e))?;
         // The server starts TLS on the data connection once it has the transfer command.
         self.inside_tls(|w, ctx| ftp::command(w, ctx, command, &[125, 150]))?;
-        handshake_only(&config, tcp, &self.server_name)
+        prepare_socket(&tcp)?;
+        let server_name = self.server_name().to_owned();
+        let name = parse_server_name(&server_name)?;
+        let ctx = DialogContext::new(
+            config.policy(),
+            config.timeouts(),
+            self.dialog.client_name.clone(),
+            server_name,
+            Some(port),
+        );
+        let mut conn = Connection::client_tls(
+            &config,
+            Protocol::Tls,
+            tcp,
+            name,
+            true,
+            ctx,
+            PreTls::new(),
+            vec![],
+        )?;
+        conn.client_first_steps_inside_tls()?;
+        Ok(conn)
     }
 
     /// FTP: reads the final reply of a transfer (`226` or `250`) and returns it.
@@ -83,12 +105,12 @@ impl Connection {
     }
 
     fn require_ftp(&self) -> Result<()> {
-        if matches!(self.protocol, Protocol::Ftp | Protocol::Ftps) {
+        if matches!(self.protocol(), Protocol::Ftp | Protocol::Ftps) {
             Ok(())
         } else {
             Err(Error::InvalidArgument(format!(
                 "not an FTP connection ({})",
-                self.protocol
+                self.protocol()
             )))
         }
     }

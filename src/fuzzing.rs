@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{Policy, Timeouts};
 use crate::error::Result;
-use crate::protocol::{self, DialogContext, Outcome, Protocol, ServerContext};
+use crate::protocol::{DialogContext, Outcome, Protocol, ServerContext};
 use crate::wire::{Limits, Transport, Wire};
 
 /// A peer that has already sent `data` and then closed; what we write is counted and dropped.
@@ -30,19 +30,14 @@ impl<'a> Replay<'a> {
 }
 
 /// The client's side of a dialog as a connection would set it up.
-fn client_context<'a>(
-    policy: Policy,
-    timeouts: &'a Timeouts,
-    tag: &'a mut u32,
-) -> DialogContext<'a> {
-    DialogContext {
+fn client_context(policy: Policy) -> DialogContext {
+    DialogContext::new(
         policy,
-        timeouts,
-        client_name: "fuzz.test",
-        server_name: "server.test",
-        port: Some(25),
-        next_tag: tag,
-    }
+        Timeouts::default(),
+        "fuzz.test".into(),
+        "server.test".into(),
+        Some(25),
+    )
 }
 
 impl Transport for Replay<'_> {
@@ -88,39 +83,35 @@ impl Transport for Replay<'_> {
 /// The client side of `protocol`'s pre-TLS dialog against `server_bytes`, under both policies,
 /// then the go-ahead check; and the capability request that runs inside TLS.
 pub fn client_dialog(protocol: Protocol, server_bytes: &[u8]) {
-    let Some(dialect) = protocol.dialect() else {
+    let Some(dialog) = protocol.dialog() else {
         return;
     };
-    let timeouts = Timeouts::default();
     for policy in [Policy::Require, Policy::Opportunistic] {
         let mut peer = Replay::new(server_bytes);
-        let mut tag = 1;
-        let mut ctx = client_context(policy, &timeouts, &mut tag);
+        let mut ctx = client_context(policy);
         let mut wire = Wire::new(&mut peer, Limits::default());
-        let result: Result<()> =
-            protocol::client_starttls(dialect, &mut wire, &mut ctx).and_then(|pre| {
-                if let Outcome::GoAhead = pre.outcome {
-                    wire.ensure_nothing_after_go_ahead()?;
-                }
-                Ok(())
-            });
+        let result: Result<()> = dialog.client_starttls(&mut wire, &mut ctx).and_then(|pre| {
+            if let Outcome::GoAhead = pre.outcome {
+                wire.ensure_nothing_after_go_ahead()?;
+            }
+            Ok(())
+        });
         drop(result);
         let _ = wire.take_transcript();
         drop(wire);
         assert!(peer.pos <= server_bytes.len());
     }
     let mut peer = Replay::new(server_bytes);
-    let mut tag = 1;
-    let mut ctx = client_context(Policy::Require, &timeouts, &mut tag);
+    let mut ctx = client_context(Policy::Require);
     let mut wire = Wire::inside_tls(&mut peer, Limits::default());
-    let _ = protocol::client_greeting(dialect, &mut wire, &mut ctx);
-    let _ = protocol::client_capabilities(dialect, &mut wire, &mut ctx);
-    let _ = protocol::client_after_starttls(dialect, &mut wire, &mut ctx);
+    let _ = dialog.client_greeting(&mut wire, &mut ctx);
+    let _ = dialog.client_capabilities(&mut wire, &mut ctx);
+    let _ = dialog.client_after_starttls(&mut wire, &mut ctx);
 }
 
 /// The server side of `protocol`'s pre-TLS dialog against `client_bytes`.
 pub fn server_dialog(protocol: Protocol, client_bytes: &[u8]) {
-    let Some(dialect) = protocol.dialect() else {
+    let Some(dialog) = protocol.dialog() else {
         return;
     };
     let timeouts = Timeouts::default();
@@ -131,7 +122,7 @@ pub fn server_dialog(protocol: Protocol, client_bytes: &[u8]) {
     };
     let mut peer = Replay::new(client_bytes);
     let mut wire = Wire::new(&mut peer, Limits::default());
-    let _ = protocol::server_starttls(dialect, &mut wire, &ctx);
+    let _ = dialog.server_starttls(&mut wire, &ctx);
 }
 
 /// The check of the peer's first TLS record.

@@ -4,15 +4,81 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
-use rustls::ConnectionCommon;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 
+use crate::config::{ClientConfig, ProtocolAlpn};
 use crate::error::{Error, Phase, Result};
+use crate::server_config::ServerConfig;
 use crate::wire::{Deadline, printable};
+
+/// The client's handshake on `tcp` for a protocol that asks for `alpn`, within the config's
+/// handshake timeout, the server's first record watched (see [`drive`]).
+pub(crate) fn client(
+    config: &ClientConfig,
+    alpn: ProtocolAlpn,
+    tcp: TcpStream,
+    name: ServerName<'static>,
+    after_go_ahead: bool,
+) -> Result<StreamOwned<ClientConnection, TcpStream>> {
+    let mut tls = ClientConnection::new(config.tls_for(alpn), name).map_err(Error::from_tls)?;
+    let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
+    let tcp = drive(&mut tls, tcp, deadline, after_go_ahead)?;
+    // rustls lets a server ignore ALPN; a protocol that needs it must not talk to a server that
+    // did not agree.
+    if !alpn.accepts(tls.alpn_protocol()) {
+        let wanted = String::from_utf8_lossy(alpn.id().unwrap_or_default()).into_owned();
+        return Err(Error::violation(
+            Phase::Handshake,
+            format!("the server did not agree to ALPN {wanted:?}"),
+        ));
+    }
+    Ok(StreamOwned::new(tls, tcp))
+}
+
+/// The server's handshake on `tcp` for a protocol that asks for `alpn`, within the config's
+/// handshake timeout, the client's first record watched.
+pub(crate) fn server(
+    config: &ServerConfig,
+    alpn: ProtocolAlpn,
+    tcp: TcpStream,
+    after_go_ahead: bool,
+) -> Result<StreamOwned<ServerConnection, TcpStream>> {
+    let mut tls = ServerConnection::new(config.tls_for(alpn)).map_err(Error::from_tls)?;
+    let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
+    let tcp = drive(&mut tls, tcp, deadline, after_go_ahead)?;
+    if !alpn.accepts(tls.alpn_protocol()) {
+        return Err(Error::violation(
+            Phase::Handshake,
+            "the client did not offer the ALPN this protocol requires",
+        ));
+    }
+    Ok(StreamOwned::new(tls, tcp))
+}
+
+/// A server name to verify (and send in SNI unless it is an address): a DNS name, or an IP
+/// address, bare or in brackets.
+pub(crate) fn parse_server_name(name: &str) -> Result<ServerName<'static>> {
+    let bare = unbracket(name);
+    if bare.is_empty() {
+        return Err(Error::InvalidArgument("empty server name".into()));
+    }
+    // An address verifies against the certificate's IP SANs and is never sent in SNI.
+    ServerName::try_from(bare.to_owned())
+        .map_err(|_| Error::InvalidArgument(format!("invalid server name {name:?}")))
+}
+
+/// `[::1]` → `::1`; anything else as it is.
+pub(crate) fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
 
 /// Runs the handshake on `tcp` until it completes or fails. `after_go_ahead`: a dialog just
 /// ended with a go-ahead, so non-TLS bytes are an injection; otherwise (implicit TLS) they mean
 /// the peer does not speak TLS.
-pub(crate) fn drive<D>(
+fn drive<D>(
     tls: &mut ConnectionCommon<D>,
     mut tcp: TcpStream,
     deadline: Deadline,
@@ -129,10 +195,34 @@ impl FirstRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn verdict(chunks: &[&[u8]]) -> Option<bool> {
         let mut f = FirstRecord::default();
         chunks.iter().map(|c| f.feed(c)).last().flatten()
+    }
+
+    #[test]
+    fn server_names() {
+        assert!(matches!(
+            parse_server_name("[::1]"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            parse_server_name("127.0.0.1"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            parse_server_name("mx.example.org"),
+            Ok(ServerName::DnsName(_))
+        ));
+        for bad in ["", "[]", "bad name", "a..b"] {
+            assert_eq!(
+                parse_server_name(bad).unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

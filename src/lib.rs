@@ -31,7 +31,6 @@
 #![warn(missing_docs)]
 
 mod accept;
-mod auth;
 mod config;
 mod connect;
 mod error;
@@ -47,11 +46,11 @@ mod stream;
 mod wire;
 
 pub use accept::{accept, accept_tls};
-pub use auth::{AuthOutcome, Credentials};
 pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
 pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
+pub use protocol::sasl::{AuthOutcome, Credentials};
 pub use server_config::{ClientAuth, ServerConfig, ServerConfigBuilder};
 pub use stream::{Connection, Timings, Untrusted, Verification, iana_cipher_suite_name};
 pub use wire::{DialogLine, DialogObserver, Direction};

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
-use crate::config::{Timeouts, TlsVersion, crypto_provider};
+use crate::config::{AlpnVariants, ProtocolAlpn, Timeouts, TlsVersion, crypto_provider};
 use crate::error::{Error, Result};
 use crate::wire::{DialogLine, DialogObserver, Limits};
 
@@ -284,7 +284,7 @@ impl ServerConfigBuilder {
                 timeouts: self.timeouts,
                 limits: Limits::default(),
                 observer: self.observer,
-                tls_with_alpn: crate::config::AlpnVariants::default(),
+                tls_with_alpn: AlpnVariants::default(),
             }),
         })
     }
@@ -333,14 +333,14 @@ pub(crate) struct ServerInner {
     pub limits: Limits,
     pub observer: Option<Arc<DialogObserver>>,
     /// TLS configs with a protocol's ALPN, made on first use (same certificates and caches).
-    pub tls_with_alpn: crate::config::AlpnVariants<rustls::ServerConfig>,
+    pub tls_with_alpn: AlpnVariants<rustls::ServerConfig>,
 }
 
 impl ServerConfig {
-    /// The rustls config for `protocol`: the shared one, or for a protocol with its own ALPN
-    /// (PostgreSQL and XMPP direct TLS) a copy that accepts it.
-    pub(crate) fn tls_for(&self, protocol: crate::Protocol) -> Arc<rustls::ServerConfig> {
-        let Some(alpn) = protocol.required_alpn() else {
+    /// The rustls config for a protocol's ALPN: the shared one, or for a protocol with its own
+    /// ALPN (PostgreSQL and XMPP direct TLS) a copy that accepts it.
+    pub(crate) fn tls_for(&self, alpn: ProtocolAlpn) -> Arc<rustls::ServerConfig> {
+        let Some(alpn) = alpn.id() else {
             return self.inner.tls.clone();
         };
         if self.inner.tls.alpn_protocols.iter().any(|p| p == alpn) {

@@ -1,16 +1,21 @@
-//! The upgraded connection: a `rustls::StreamOwned` plus what the dialog learned.
+//! The upgraded connection: a `rustls::StreamOwned` plus what the dialog learned, and the steps
+//! a connection runs inside TLS (capabilities again, login, goodbye, close_notify).
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
+use std::time::Instant;
+
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
 use crate::config::{ClientConfig, Timeouts};
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{self, DialogContext, Protocol};
+use crate::handshake;
+use crate::protocol::sasl::{AuthOutcome, Credentials};
+use crate::protocol::{DialogContext, Outcome, PreTls, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
 use crate::wire::transport::{ReadWrite, TlsTransport};
 use crate::wire::{DialogLine, DialogObserver, Limits, Wire, set_io_timeouts};
@@ -62,7 +67,7 @@ pub enum Verification {
     NoPeerCertificate,
 }
 
-pub(crate) enum Inner {
+enum Inner {
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
     ServerTls(Box<StreamOwned<ServerConnection, TcpStream>>),
     Plain(TcpStream),
@@ -105,27 +110,196 @@ impl Side {
 ///
 /// It is positioned where the protocol says the client speaks next (for SMTP: send EHLO).
 pub struct Connection {
-    pub(crate) inner: Inner,
+    inner: Inner,
     /// Bytes read from TLS by a dialog step but not part of its reply; served to `read` first.
-    pub(crate) lookahead: Vec<u8>,
+    lookahead: Vec<u8>,
     pub(crate) side: Side,
-    pub(crate) protocol: Protocol,
-    pub(crate) server_name: String,
-    pub(crate) peer_addr: Option<SocketAddr>,
-    pub(crate) client_name: String,
-    pub(crate) greeting: Option<String>,
-    pub(crate) capabilities_before_tls: Option<Untrusted<Vec<String>>>,
-    pub(crate) capabilities: Option<Vec<String>>,
-    pub(crate) starttls_offered: Option<bool>,
-    pub(crate) plaintext_reason: Option<Error>,
-    pub(crate) verification: Verification,
-    pub(crate) transcript: Vec<DialogLine>,
-    pub(crate) next_tag: u32,
-    /// FTP: whether `PBSZ 0` / `PROT P` were sent.
-    pub(crate) ftp_data_protected: bool,
-    /// Server side: the name the client gave before TLS.
-    pub(crate) peer_name: Option<String>,
+    protocol: Protocol,
+    peer_addr: Option<SocketAddr>,
+    /// Who talks to whom, and the protocol's state between steps (client side; on the server
+    /// side only the names are used).
+    pub(crate) dialog: DialogContext,
+    learned: Learned,
+    verification: Verification,
+    transcript: Vec<DialogLine>,
     pub(crate) timings: Timings,
+}
+
+/// What the dialog learned about the peer.
+#[derive(Default)]
+struct Learned {
+    greeting: Option<String>,
+    capabilities_before_tls: Option<Untrusted<Vec<String>>>,
+    capabilities: Option<Vec<String>>,
+    starttls_offered: Option<bool>,
+    plaintext_reason: Option<Error>,
+    /// Server side: the name the client gave before TLS.
+    peer_name: Option<String>,
+}
+
+impl Connection {
+    /// The one constructor: a connection over `inner`, nothing learned yet.
+    fn new(inner: Inner, side: Side, protocol: Protocol, dialog: DialogContext) -> Connection {
+        let mut conn = Connection {
+            inner,
+            lookahead: Vec::new(),
+            side,
+            protocol,
+            peer_addr: None,
+            dialog,
+            learned: Learned::default(),
+            verification: Verification::NotEncrypted,
+            transcript: Vec::new(),
+            timings: Timings::default(),
+        };
+        conn.peer_addr = conn.tcp_stream().peer_addr().ok();
+        conn
+    }
+
+    /// Client side: the connection after a pre-TLS dialog that ended in plaintext (opportunistic
+    /// policy); `pre` says why.
+    pub(crate) fn client_plaintext(
+        config: &ClientConfig,
+        protocol: Protocol,
+        tcp: TcpStream,
+        dialog: DialogContext,
+        pre: PreTls,
+        transcript: Vec<DialogLine>,
+    ) -> Result<Connection> {
+        set_io_timeouts(&tcp, config.inner.timeouts.io)
+            .map_err(|e| Error::from_io(Phase::Read, e))?;
+        let mut conn = Connection::new(
+            Inner::Plain(tcp),
+            Side::Client(config.clone()),
+            protocol,
+            dialog,
+        );
+        conn.learn_before_tls(pre, transcript);
+        Ok(conn)
+    }
+
+    /// Client side: the TLS handshake on `tcp` (after the dialog `pre` and its `transcript`, if
+    /// any) and the encrypted connection. `after_go_ahead`: non-TLS bytes from the server are an
+    /// injection rather than a server that does not speak TLS.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn client_tls(
+        config: &ClientConfig,
+        protocol: Protocol,
+        tcp: TcpStream,
+        name: ServerName<'static>,
+        after_go_ahead: bool,
+        dialog: DialogContext,
+        pre: PreTls,
+        transcript: Vec<DialogLine>,
+    ) -> Result<Connection> {
+        let started = Instant::now();
+        let stream = handshake::client(config, protocol.alpn(), tcp, name.clone(), after_go_ahead)?;
+        let handshake_time = started.elapsed();
+        let chain = stream.conn.peer_certificates().unwrap_or_default();
+        let verification = if config.inner.dangerous_no_verify {
+            Verification::Skipped {
+                problem: config
+                    .check_chain(chain, &name)
+                    .err()
+                    .map(|e| e.to_string()),
+            }
+        } else {
+            Verification::Verified
+        };
+        set_io_timeouts(&stream.sock, config.inner.timeouts.io)
+            .map_err(|e| Error::from_io(Phase::Handshake, e))?;
+        let mut conn = Connection::new(
+            Inner::Tls(Box::new(stream)),
+            Side::Client(config.clone()),
+            protocol,
+            dialog,
+        );
+        conn.learn_before_tls(pre, transcript);
+        conn.verification = verification;
+        conn.timings.handshake = Some(handshake_time);
+        Ok(conn)
+    }
+
+    /// Client side, inside TLS: the implicit-TLS greeting, or what the server says first after
+    /// STARTTLS; then the capabilities when the config asks for them.
+    pub(crate) fn client_first_steps_inside_tls(&mut self) -> Result<()> {
+        let Some(dialog) = self.protocol.dialog() else {
+            return Ok(());
+        };
+        if self.protocol.is_implicit() {
+            if let Some(g) = self.inside_tls(|w, ctx| dialog.client_greeting(w, ctx))? {
+                self.learned.greeting = Some(g.text);
+                self.learned.capabilities = g.capabilities;
+            }
+        } else if let Some(caps) = self.inside_tls(|w, ctx| dialog.client_after_starttls(w, ctx))? {
+            self.learned.capabilities = Some(caps);
+        }
+        let fetch = match &self.side {
+            Side::Client(c) => c.inner.fetch_capabilities,
+            Side::Server(_) => false,
+        };
+        if fetch && dialog.has_capabilities() && self.learned.capabilities.is_none() {
+            self.fetch_capabilities()?;
+        }
+        Ok(())
+    }
+
+    /// Server side: the encrypted connection after the handshake, then what the server says
+    /// first inside TLS.
+    pub(crate) fn server_tls(
+        config: &ServerConfig,
+        protocol: Protocol,
+        stream: StreamOwned<ServerConnection, TcpStream>,
+        peer_name: Option<String>,
+        transcript: Vec<DialogLine>,
+    ) -> Result<Connection> {
+        let inner = &config.inner;
+        set_io_timeouts(&stream.sock, inner.timeouts.io)
+            .map_err(|e| Error::from_io(Phase::Handshake, e))?;
+        let sni = stream.conn.server_name().unwrap_or_default().to_owned();
+        // A client certificate, when present, was verified by rustls against the client CAs.
+        let verification = if stream.conn.peer_certificates().is_some() {
+            Verification::Verified
+        } else {
+            Verification::NoPeerCertificate
+        };
+        let port = stream.sock.local_addr().ok().map(|a| a.port());
+        let dialog = DialogContext::new(
+            crate::config::Policy::Require,
+            inner.timeouts,
+            String::new(),
+            sni,
+            port,
+        );
+        let mut conn = Connection::new(
+            Inner::ServerTls(Box::new(stream)),
+            Side::Server(config.clone()),
+            protocol,
+            dialog,
+        );
+        conn.verification = verification;
+        conn.transcript = transcript;
+        conn.learned.peer_name = peer_name;
+        if let Some(dialog) = protocol.dialog() {
+            let ctx = ServerContext::new(config);
+            if let Some(first) = dialog.server_first_inside_tls(&ctx, protocol.is_implicit()) {
+                conn.with_tls_wire(|wire, _| {
+                    wire.send_reply(&first, &ctx.deadline(Phase::Greeting))
+                })?;
+            }
+        }
+        Ok(conn)
+    }
+
+    fn learn_before_tls(&mut self, pre: PreTls, transcript: Vec<DialogLine>) {
+        self.learned.greeting = pre.greeting;
+        self.learned.capabilities_before_tls = pre.capabilities.map(Untrusted::new);
+        self.learned.starttls_offered = pre.starttls_offered;
+        if let Outcome::Plaintext(reason) = pre.outcome {
+            self.learned.plaintext_reason = Some(reason);
+        }
+        self.transcript = transcript;
+    }
 }
 
 impl Connection {
@@ -137,13 +311,13 @@ impl Connection {
     /// Client side: the name the certificate was verified against (and sent in SNI unless it is
     /// an address). Server side: the name the client asked for in SNI (empty if none).
     pub fn server_name(&self) -> &str {
-        &self.server_name
+        &self.dialog.server_name
     }
 
     /// Server side: the name the client gave before TLS (EHLO/LHLO argument, XMPP `to`, HTTP
     /// `Host`). It came in plaintext: show it, do not act on it.
     pub fn peer_name(&self) -> Option<Untrusted<&str>> {
-        self.peer_name.as_deref().map(Untrusted::new)
+        self.learned.peer_name.as_deref().map(Untrusted::new)
     }
 
     /// How long each step of the upgrade took.
@@ -168,31 +342,31 @@ impl Connection {
 
     /// Why the connection is plaintext (opportunistic policy only); `None` when encrypted.
     pub fn plaintext_reason(&self) -> Option<&Error> {
-        self.plaintext_reason.as_ref()
+        self.learned.plaintext_reason.as_ref()
     }
 
     /// The server's greeting. For STARTTLS it came in plaintext and is informational only; for
     /// implicit TLS it was read inside TLS.
     pub fn greeting(&self) -> Option<&str> {
-        self.greeting.as_deref()
+        self.learned.greeting.as_deref()
     }
 
     /// Capabilities the server announced before TLS, when the dialog asked for them.
     pub fn capabilities_before_tls(&self) -> Option<&Untrusted<Vec<String>>> {
-        self.capabilities_before_tls.as_ref()
+        self.learned.capabilities_before_tls.as_ref()
     }
 
     /// Capabilities fetched inside TLS, if [`fetch_capabilities`](Self::fetch_capabilities) ran
     /// (or the config asked for it, or the implicit-TLS greeting carried them).
     pub fn capabilities(&self) -> Option<&[String]> {
-        self.capabilities.as_deref()
+        self.learned.capabilities.as_deref()
     }
 
     /// Whether the server said, before TLS, that STARTTLS is available (advertised it, or for
     /// POP3 accepted or refused `STLS`); `None` when the dialog did not learn it (implicit TLS).
     /// Like everything before TLS, an attacker could have changed it.
     pub fn starttls_offered(&self) -> Option<bool> {
-        self.starttls_offered
+        self.learned.starttls_offered
     }
 
     /// How the certificate was checked.
@@ -263,51 +437,73 @@ impl Connection {
     /// not be trusted, and for [`Protocol::Tls`], which has no dialog. The socket's timeouts are
     /// then set back to the config's I/O timeout.
     pub fn fetch_capabilities(&mut self) -> Result<&[String]> {
-        let Some(dialect) = self.protocol.dialect() else {
+        let Some(dialog) = self.protocol.dialog() else {
             return Err(Error::InvalidArgument(
                 "protocol `tls` has no capabilities to fetch".into(),
             ));
         };
-        let caps =
-            self.inside_tls(|wire, ctx| protocol::client_capabilities(dialect, wire, ctx))?;
-        self.capabilities = Some(caps);
-        Ok(self.capabilities.as_deref().unwrap_or_default())
+        let caps = self.inside_tls(|wire, ctx| dialog.client_capabilities(wire, ctx))?;
+        self.learned.capabilities = Some(caps);
+        Ok(self.learned.capabilities.as_deref().unwrap_or_default())
+    }
+
+    /// Logs in inside TLS with the protocol's own mechanism, chosen from the capabilities
+    /// fetched **inside** TLS (fetched now if needed): SMTP/LMTP `AUTH PLAIN` (or `LOGIN`),
+    /// IMAP `AUTHENTICATE PLAIN` (SASL-IR when offered) or `LOGIN`, POP3 `AUTH PLAIN` or
+    /// `USER`/`PASS`, ManageSieve `AUTHENTICATE "PLAIN"`, NNTP `AUTHINFO SASL PLAIN` or
+    /// `AUTHINFO USER`/`PASS`, XMPP SASL PLAIN (after the stream restart), LDAP simple bind,
+    /// FTP `USER`/`PASS`.
+    ///
+    /// Refuses ([`Error::NotEncrypted`]) on a connection that is not encrypted, whatever the
+    /// policy. A rejected login is [`Error::AuthFailed`] with the server's reply; no usable
+    /// mechanism inside TLS is [`Error::NotOffered`]. Credentials never appear in the transcript,
+    /// the dialog observer or error messages.
+    pub fn authenticate(&mut self, credentials: &Credentials) -> Result<AuthOutcome> {
+        credentials.check()?;
+        if !self.is_encrypted() {
+            return Err(Error::NotEncrypted);
+        }
+        if self.is_server() {
+            return Err(Error::InvalidArgument(
+                "authenticate is a client step".into(),
+            ));
+        }
+        let Some(dialog) = self.protocol.dialog() else {
+            return Err(Error::InvalidArgument(
+                "protocol `tls` has no login step; speak the application protocol".into(),
+            ));
+        };
+        if !dialog.has_login() {
+            return Err(Error::InvalidArgument(format!(
+                "no login step for {} in this library",
+                self.protocol
+            )));
+        }
+        if dialog.login_needs_capabilities() && self.learned.capabilities.is_none() {
+            self.fetch_capabilities()?;
+        }
+        let caps = self.learned.capabilities.clone().unwrap_or_default();
+        self.inside_tls(|wire, ctx| dialog.client_authenticate(wire, ctx, &caps, credentials))
     }
 
     /// Runs a client dialog step inside TLS (see [`with_tls_wire`](Self::with_tls_wire)).
     pub(crate) fn inside_tls<R>(
         &mut self,
-        step: impl FnOnce(&mut Wire<'_, TlsTransport<'_>>, &mut DialogContext<'_>) -> Result<R>,
+        step: impl FnOnce(&mut Wire<'_>, &mut DialogContext) -> Result<R>,
     ) -> Result<R> {
-        let Side::Client(config) = self.side.clone() else {
+        if self.is_server() {
             return Err(Error::InvalidArgument(
                 "a client step on a server connection".into(),
             ));
-        };
-        let client_name = self.client_name.clone();
-        let server_name = self.server_name.clone();
-        let port = self.peer_addr.map(|a| a.port());
-        let mut next_tag = self.next_tag;
-        let result = self.with_tls_wire(|wire| {
-            let mut ctx = DialogContext {
-                policy: config.inner.policy,
-                timeouts: &config.inner.timeouts,
-                client_name: &client_name,
-                server_name: &server_name,
-                port,
-                next_tag: &mut next_tag,
-            };
-            step(wire, &mut ctx)
-        });
-        self.next_tag = next_tag;
-        result
+        }
+        self.with_tls_wire(step)
     }
 
     /// Runs a dialog step inside TLS on the shared wire machinery: the transcript and observer
     /// see it, and the socket's timeouts go back to the I/O timeout afterwards.
-    pub(crate) fn with_tls_wire<R>(
+    fn with_tls_wire<R>(
         &mut self,
-        step: impl FnOnce(&mut Wire<'_, TlsTransport<'_>>) -> Result<R>,
+        step: impl FnOnce(&mut Wire<'_>, &mut DialogContext) -> Result<R>,
     ) -> Result<R> {
         let sock = self
             .tcp_stream()
@@ -329,7 +525,7 @@ impl Connection {
         };
         let mut wire =
             Wire::inside_tls(&mut transport, self.side.limits()).observed_by(self.side.observer());
-        let result = step(&mut wire);
+        let result = step(&mut wire, &mut self.dialog);
         self.transcript.extend(wire.take_transcript());
         let phase = result
             .as_ref()
@@ -358,11 +554,10 @@ impl Connection {
     }
 
     fn say_goodbye(&mut self) -> Result<()> {
-        if let (Side::Client(_), true, Some(dialect)) =
-            (&self.side, self.is_encrypted(), self.protocol.dialect())
+        if let (Side::Client(_), true, Some(dialog)) =
+            (&self.side, self.is_encrypted(), self.protocol.dialog())
         {
-            let stream_open = self.capabilities.is_some();
-            self.inside_tls(|wire, ctx| protocol::client_goodbye(dialect, wire, ctx, stream_open))?;
+            self.inside_tls(|wire, ctx| dialog.client_goodbye(wire, ctx))?;
         }
         Ok(())
     }
@@ -460,7 +655,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("protocol", &self.protocol)
-            .field("server_name", &self.server_name)
+            .field("server_name", &self.server_name())
             .field("peer_addr", &self.peer_addr)
             .field("encrypted", &self.is_encrypted())
             .field("tls_version", &self.tls_version())

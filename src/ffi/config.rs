@@ -61,7 +61,7 @@ unsafe fn with_builder(
             Err(e) => {
                 // A failed setter leaves the builder as it was.
                 b.inner = taken;
-                Err(e)
+                Err(e.into())
             }
         }
     })
@@ -423,12 +423,12 @@ pub unsafe extern "C" fn starttls_config_builder_build(
 ) -> u32 {
     boundary(|| {
         if b.is_null() {
-            return Err(null("builder"));
+            return Err(null("builder").into());
         }
         // SAFETY: a live builder, consumed here exactly once.
         let builder = unsafe { Box::from_raw(b) };
         if config_out.is_null() {
-            return Err(null("config_out"));
+            return Err(null("config_out").into());
         }
         let config = builder.inner.build()?;
         let ptr = Box::into_raw(Box::new(starttls_config { inner: config }));

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::codes::*;
 use super::config::starttls_config;
-use super::{boundary, boundary_value, bytes_out, fail, null, str_in, str_out};
+use super::{Failure, boundary, boundary_value, bytes_out, fail, null, str_in, str_out};
 use crate::error::{Error, Phase};
 use crate::{Connection, Protocol, Verification};
 
@@ -54,16 +54,16 @@ pub(super) unsafe fn hand_out(
 /// `conn` is NULL or a live connection used by this thread only.
 unsafe fn with_conn(
     conn: *mut starttls_conn,
-    f: impl FnOnce(&mut starttls_conn) -> Result<(), Error>,
+    f: impl FnOnce(&mut starttls_conn) -> Result<(), Failure>,
 ) -> u32 {
     // SAFETY: NULL or live, one thread at a time (documented).
     let Some(c) = (unsafe { conn.as_mut() }) else {
-        return fail(&null("conn"));
+        return fail(&null("conn").into());
     };
     let mut message = None;
     let code = boundary(|| f(c).inspect_err(|e| message = Some(e.to_string())));
     if code != STARTTLS_OK {
-        c.error = message.unwrap_or_else(|| Error::Panic.to_string());
+        c.error = message.unwrap_or_else(|| Failure::Panic.to_string());
     }
     code
 }
@@ -97,7 +97,7 @@ pub unsafe extern "C" fn starttls_connect(
             Some(unsafe { str_in(server_name, "server_name") }?)
         };
         if conn_out.is_null() {
-            return Err(null("conn_out"));
+            return Err(null("conn_out").into());
         }
         let protocol = protocol_in(protocol)?;
         let conn = match name {
@@ -244,7 +244,7 @@ pub unsafe extern "C" fn starttls_read(
     unsafe {
         with_conn(conn, |c| {
             if out_n.is_null() || (buf.is_null() && len > 0) {
-                return Err(null(if out_n.is_null() { "out_n" } else { "buf" }));
+                return Err(null(if out_n.is_null() { "out_n" } else { "buf" }).into());
             }
             let slice: &mut [u8] = if len == 0 {
                 &mut []
@@ -275,7 +275,7 @@ pub unsafe extern "C" fn starttls_write(
     unsafe {
         with_conn(conn, |c| {
             if out_n.is_null() {
-                return Err(null("out_n"));
+                return Err(null("out_n").into());
             }
             let data = super::bytes_in(buf, len, "buf")?;
             retry(|| c.conn.write_all(data).map(|()| data.len()))
@@ -307,9 +307,9 @@ pub unsafe extern "C" fn starttls_close(conn: *mut starttls_conn) -> u32 {
     unsafe {
         with_conn(conn, |c| {
             if c.owns_fd {
-                c.conn.close()
+                c.conn.close().map_err(Failure::from)
             } else {
-                c.conn.send_close_notify()
+                c.conn.send_close_notify().map_err(Failure::from)
             }
         })
     }
@@ -341,7 +341,10 @@ pub unsafe extern "C" fn starttls_conn_authenticate(
             if !authzid.is_null() {
                 creds = creds.with_authzid(str_in(authzid, "authzid")?);
             }
-            c.conn.authenticate(&creds).map(|_| ())
+            c.conn
+                .authenticate(&creds)
+                .map(|_| ())
+                .map_err(Failure::from)
         })
     }
 }
@@ -357,9 +360,9 @@ pub unsafe extern "C" fn starttls_conn_quit(conn: *mut starttls_conn) -> u32 {
     unsafe {
         with_conn(conn, |c| {
             if c.owns_fd {
-                c.conn.quit()
+                c.conn.quit().map_err(Failure::from)
             } else {
-                c.conn.quit_keep_socket()
+                c.conn.quit_keep_socket().map_err(Failure::from)
             }
         })
     }
@@ -633,7 +636,14 @@ pub unsafe extern "C" fn starttls_conn_has_capabilities(conn: *const starttls_co
 /// `conn` is NULL or live.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn starttls_conn_fetch_capabilities(conn: *mut starttls_conn) -> u32 {
-    unsafe { with_conn(conn, |c| c.conn.fetch_capabilities().map(|_| ())) }
+    unsafe {
+        with_conn(conn, |c| {
+            c.conn
+                .fetch_capabilities()
+                .map(|_| ())
+                .map_err(Failure::from)
+        })
+    }
 }
 
 /// The socket's fd: the caller's own for `starttls_upgrade_fd`/`_handshake_fd`, the library's

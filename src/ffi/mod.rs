@@ -9,9 +9,12 @@
 #![allow(non_camel_case_types)]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, CString, c_char};
+use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
 
+use crate::Protocol;
 use crate::error::{Error, ErrorKind};
 
 pub mod codes;
@@ -23,8 +26,49 @@ thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// What an export can fail with: a library error, or one of the failures only the C boundary
+/// has.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Lib(Error),
+    /// A panic was caught (a library bug); the host process goes on.
+    Panic,
+    /// A caller's buffer could not hold the value.
+    BufferTooSmall {
+        needed: usize,
+    },
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Lib(e)
+    }
+}
+
+impl Failure {
+    fn code(&self) -> u32 {
+        match self {
+            Failure::Lib(e) => e.code(),
+            Failure::Panic => ErrorKind::Panic.code(),
+            Failure::BufferTooSmall { .. } => ErrorKind::BufferTooSmall.code(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Lib(e) => e.fmt(f),
+            Failure::Panic => f.write_str("internal error: a panic was caught"),
+            Failure::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: {needed} bytes needed")
+            }
+        }
+    }
+}
+
 /// Records `e` as this thread's last error and returns its code.
-fn fail(e: &Error) -> u32 {
+fn fail(e: &Failure) -> u32 {
     let msg = e.to_string();
     LAST_ERROR.with(|l| *l.borrow_mut() = msg);
     e.code()
@@ -32,11 +76,11 @@ fn fail(e: &Error) -> u32 {
 
 /// Runs `f` behind the panic boundary: `Ok` → `STARTTLS_OK`, `Err` → its code, panic →
 /// `STARTTLS_ERR_PANIC`. The message goes to the thread-local last error.
-fn boundary(f: impl FnOnce() -> Result<(), Error>) -> u32 {
+fn boundary(f: impl FnOnce() -> Result<(), Failure>) -> u32 {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => codes::STARTTLS_OK,
         Ok(Err(e)) => fail(&e),
-        Err(_) => fail(&Error::Panic),
+        Err(_) => fail(&Failure::Panic),
     }
 }
 
@@ -45,7 +89,7 @@ fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(_) => {
-            fail(&Error::Panic);
+            fail(&Failure::Panic);
             fallback
         }
     }
@@ -102,12 +146,17 @@ unsafe fn str_out(s: &str, buf: *mut c_char, len: usize) -> usize {
 ///
 /// # Safety
 /// `buf` is NULL or points to `len` writable bytes; `out_n` is NULL or writable.
-unsafe fn bytes_out(data: &[u8], buf: *mut u8, len: usize, out_n: *mut usize) -> Result<(), Error> {
+unsafe fn bytes_out(
+    data: &[u8],
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> Result<(), Failure> {
     if out_n.is_null() {
-        return Err(null("out_n"));
+        return Err(null("out_n").into());
     }
     if data.len() > len || (buf.is_null() && !data.is_empty()) {
-        return Err(Error::BufferTooSmall { needed: data.len() });
+        return Err(Failure::BufferTooSmall { needed: data.len() });
     }
     // SAFETY: `buf` has room for `len >= data.len()` bytes; `out_n` is writable.
     unsafe {
@@ -117,6 +166,48 @@ unsafe fn bytes_out(data: &[u8], buf: *mut u8, len: usize, out_n: *mut usize) ->
         *out_n = data.len();
     }
     Ok(())
+}
+
+/// NUL-terminated copies of the library's static names, made once and never freed, so that C
+/// gets pointers valid for the life of the process.
+struct CNames(OnceLock<Vec<CString>>);
+
+impl CNames {
+    const fn new() -> CNames {
+        CNames(OnceLock::new())
+    }
+
+    /// The name at `index` of the list `names` makes (called once), or NULL past its end.
+    fn get(
+        &'static self,
+        index: usize,
+        names: impl FnOnce() -> Vec<&'static str>,
+    ) -> *const c_char {
+        let all = self.0.get_or_init(|| {
+            // Our own names hold no NUL; an empty string would be the only fallback.
+            let c = |n: &str| CString::new(n).unwrap_or_default();
+            names().into_iter().map(c).collect()
+        });
+        all.get(index).map_or(std::ptr::null(), |c| c.as_ptr())
+    }
+}
+
+static ERROR_NAMES: CNames = CNames::new();
+static ERROR_DESCRIPTIONS: CNames = CNames::new();
+static PROTOCOL_SCHEMES: CNames = CNames::new();
+
+fn kind_index(kind: ErrorKind) -> usize {
+    ErrorKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(usize::MAX)
+}
+
+fn protocol_index(protocol: Protocol) -> usize {
+    Protocol::ALL
+        .iter()
+        .position(|p| *p == protocol)
+        .unwrap_or(usize::MAX)
 }
 
 /// The library's version and the rustls it uses: a static string, never freed.
@@ -141,23 +232,25 @@ pub extern "C" fn starttls_crypto_provider() -> *const c_char {
 /// `"STARTTLS_ERR_UNKNOWN"` for a number that is not a code. A static string.
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_result_name(code: u32) -> *const c_char {
-    let name = match ErrorKind::from_code(code) {
-        _ if code == codes::STARTTLS_OK => "STARTTLS_OK\0",
-        Some(kind) => kind.name_nul(),
-        None => "STARTTLS_ERR_UNKNOWN\0",
-    };
-    name.as_ptr().cast()
+    boundary_value(std::ptr::null(), || match ErrorKind::from_code(code) {
+        _ if code == codes::STARTTLS_OK => c"STARTTLS_OK".as_ptr(),
+        Some(kind) => ERROR_NAMES.get(kind_index(kind), || {
+            ErrorKind::ALL.iter().map(|k| k.name()).collect()
+        }),
+        None => c"STARTTLS_ERR_UNKNOWN".as_ptr(),
+    })
 }
 
 /// A one-line description of a result code. A static string.
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_result_description(code: u32) -> *const c_char {
-    let text = match ErrorKind::from_code(code) {
-        _ if code == codes::STARTTLS_OK => "success\0",
-        Some(kind) => kind.description_nul(),
-        None => "unknown result code\0",
-    };
-    text.as_ptr().cast()
+    boundary_value(std::ptr::null(), || match ErrorKind::from_code(code) {
+        _ if code == codes::STARTTLS_OK => c"success".as_ptr(),
+        Some(kind) => ERROR_DESCRIPTIONS.get(kind_index(kind), || {
+            ErrorKind::ALL.iter().map(|k| k.description()).collect()
+        }),
+        None => c"unknown result code".as_ptr(),
+    })
 }
 
 /// The detailed message of the last failure on this thread (any function), NUL-terminated and
@@ -179,16 +272,27 @@ pub unsafe extern "C" fn starttls_last_error(buf: *mut c_char, len: usize) -> us
 /// Whether this build supports a protocol (`STARTTLS_PROTO_*`).
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_supports_protocol(protocol: u32) -> bool {
-    crate::Protocol::from_code(protocol).is_some()
+    Protocol::from_code(protocol).is_some()
 }
 
 /// The URL scheme of a protocol (`"smtp"`, `"imaps"`, ...), or NULL when unsupported. Static.
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_protocol_name(protocol: u32) -> *const c_char {
-    match crate::Protocol::from_code(protocol) {
-        Some(p) => p.scheme_nul().as_ptr().cast(),
+    boundary_value(std::ptr::null(), || match Protocol::from_code(protocol) {
+        Some(p) => PROTOCOL_SCHEMES.get(protocol_index(p), || {
+            Protocol::ALL.iter().map(|p| p.scheme()).collect()
+        }),
         None => std::ptr::null(),
-    }
+    })
+}
+
+/// The usual port of a protocol (`STARTTLS_PROTO_*`): 25 for SMTP, 993 for IMAPS, ...; 0 when
+/// it has none (`STARTTLS_PROTO_TLS`) or the protocol is not supported.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_protocol_default_port(protocol: u32) -> u16 {
+    Protocol::from_code(protocol)
+        .and_then(Protocol::default_port)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -209,7 +313,7 @@ mod tests {
 
     #[test]
     fn errors_set_the_thread_message() {
-        let code = boundary(|| Err(Error::InvalidArgument("bad thing".into())));
+        let code = boundary(|| Err(Error::InvalidArgument("bad thing".into()).into()));
         assert_eq!(code, codes::STARTTLS_ERR_INVALID_ARGUMENT);
         assert!(last_error().contains("bad thing"));
         assert_eq!(boundary(|| Ok(())), codes::STARTTLS_OK);
@@ -232,7 +336,7 @@ mod tests {
         let mut n = 99usize;
         // SAFETY: a 2-byte buffer and a valid out_n.
         let r = unsafe { bytes_out(b"abc", buf.as_mut_ptr(), buf.len(), &mut n) };
-        assert!(matches!(r, Err(Error::BufferTooSmall { needed: 3 })));
+        assert!(matches!(r, Err(Failure::BufferTooSmall { needed: 3 })));
         assert_eq!(n, 99);
     }
 }

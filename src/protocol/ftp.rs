@@ -5,13 +5,13 @@
 //! be trusted, and AUTH TLS itself says whether TLS is available. A `230` greeting (already
 //! logged in, in plaintext) is a downgrade.
 
-use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
 use crate::protocol::{
-    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
-    serve_commands, verb,
+    Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    goodbye_line, serve_commands, verb,
 };
-use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+use crate::wire::{Deadline, Wire, line_text, printable};
 
 /// One FTP reply: the code and its lines.
 #[derive(Debug)]
@@ -32,10 +32,7 @@ impl Reply {
 
 /// Reads one reply (RFC 959 §4.2): `NNN text`, or `NNN-text` ... `NNN text`, where the lines in
 /// between may be any text.
-pub(crate) fn read_reply<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    deadline: &Deadline,
-) -> Result<Reply> {
+pub(crate) fn read_reply(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Reply> {
     let phase = deadline.phase();
     let first = wire.read_line(deadline)?;
     let code = reply_code(&first)
@@ -77,10 +74,7 @@ fn reply_code(line: &[u8]) -> Option<u16> {
     Some(d.iter().fold(0u16, |a, b| a * 10 + u16::from(b - b'0')))
 }
 
-pub(crate) fn client_greeting<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<Greeting> {
+pub(crate) fn client_greeting(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<Greeting> {
     let deadline = ctx.deadline(Phase::Greeting);
     let mut reply = read_reply(wire, &deadline)?;
     if reply.code == 120 {
@@ -107,10 +101,7 @@ pub(crate) fn client_greeting<T: Transport>(
     }
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     match client_greeting(wire, ctx) {
         Ok(g) => pre.greeting = Some(g.text),
@@ -145,9 +136,9 @@ pub(crate) fn client_starttls<T: Transport>(
 }
 
 /// `FEAT` → `211-` list: the feature lines (inside TLS).
-pub(crate) fn client_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
 ) -> Result<Vec<String>> {
     let deadline = ctx.deadline(Phase::Capabilities);
     wire.send_line("FEAT", &deadline)?;
@@ -169,9 +160,9 @@ pub(crate) fn client_capabilities<T: Transport>(
 }
 
 /// Sends `command` and reads its reply, which must have code `expect`.
-pub(crate) fn command<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &DialogContext<'_>,
+pub(crate) fn command(
+    wire: &mut Wire<'_>,
+    ctx: &DialogContext,
     command: &str,
     expect: &[u16],
 ) -> Result<Reply> {
@@ -255,8 +246,8 @@ pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
 
 /// The server's pre-TLS dialog on the control connection: greeting, FEAT, `AUTH TLS` → `234`,
 /// `530` for logins and everything else that needs TLS.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     wire.send_reply(&server_greeting(ctx), &ctx.deadline(Phase::Greeting))?;
@@ -282,9 +273,9 @@ pub(crate) fn server_starttls<T: Transport>(
 // --- authentication inside TLS ---
 
 /// `USER` / `PASS` (RFC 959), inside TLS.
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
     let deadline = ctx.deadline(Phase::Read);
@@ -306,6 +297,66 @@ pub(crate) fn client_authenticate<T: Transport>(
             mechanism: "USER/PASS",
             reply: reply.text(),
         })
+    }
+}
+
+/// FTP's control connection (RFC 4217).
+pub(crate) struct Ftp;
+
+impl Dialog for Ftp {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    fn client_greeting(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Option<Greeting>> {
+        client_greeting(wire, ctx).map(Some)
+    }
+
+    fn client_capabilities(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        client_capabilities(wire, ctx)
+    }
+
+    /// `USER`/`PASS` needs no FEAT.
+    fn login_needs_capabilities(&self) -> bool {
+        false
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        _caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, creds)
+    }
+
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        goodbye_line(wire, ctx, "QUIT")
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
+
+    fn server_first_inside_tls(&self, ctx: &ServerContext<'_>, implicit: bool) -> Option<String> {
+        implicit.then(|| server_greeting(ctx))
     }
 }
 

@@ -4,13 +4,10 @@
 //! Protocols` naming TLS in its `Upgrade` header → TLS. Any other status is a refusal.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
-use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
+use crate::wire::{Deadline, Wire, line_text, printable};
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     let deadline = ctx.deadline(Phase::StartTls);
     let host = if ctx.server_name.contains(':') {
@@ -83,7 +80,7 @@ struct Response {
 }
 
 /// Reads a status line and headers (bounded).
-fn read_response<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Response> {
+fn read_response(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Response> {
     let phase = deadline.phase();
     let status_line = wire.read_line(deadline)?;
     let status = line_text(&status_line);
@@ -132,11 +129,7 @@ fn read_response<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> R
     })
 }
 
-fn discard_body<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    deadline: &Deadline,
-    body: Body,
-) -> Result<()> {
+fn discard_body(wire: &mut Wire<'_>, deadline: &Deadline, body: Body) -> Result<()> {
     match body {
         Body::Length(0) => Ok(()),
         Body::Length(n) if n <= MAX_BODY => wire.read_bytes(n, deadline).map(|_| ()),
@@ -149,10 +142,7 @@ fn discard_body<T: Transport>(
 
 /// After TLS the server answers the original `OPTIONS *` request (RFC 2817 §3.3); the answer is
 /// read here so that the application's first read is the answer to its own request.
-pub(crate) fn client_after_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<()> {
+pub(crate) fn client_after_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
     let deadline = ctx.deadline(Phase::Capabilities);
     let response = read_response(wire, &deadline)?;
     discard_body(wire, &deadline, response.body)
@@ -187,8 +177,8 @@ const UPGRADE_REQUIRED: &str = "HTTP/1.1 426 Upgrade Required\r\nUpgrade: TLS/1.
 /// The server's side (RFC 2817 §3-4): a request asking to upgrade to TLS gets `101`; any other
 /// gets `426 Upgrade Required`. A request with a body is answered and the connection closed (its
 /// body would otherwise be read as the next request).
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     let mut pre = ServerPreTls::default();
@@ -265,6 +255,40 @@ pub(crate) fn server_starttls<T: Transport>(
             super::MAX_COMMANDS_BEFORE_TLS
         ),
     ))
+}
+
+/// HTTP/1.1 Upgrade to TLS (RFC 2817).
+pub(crate) struct Http;
+
+impl Dialog for Http {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    /// The answer to the `OPTIONS *` comes inside TLS.
+    fn client_after_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Option<Vec<String>>> {
+        client_after_starttls(wire, ctx).map(|()| None)
+    }
+
+    fn has_capabilities(&self) -> bool {
+        false
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
+
+    fn server_first_inside_tls(&self, _ctx: &ServerContext<'_>, implicit: bool) -> Option<String> {
+        (!implicit).then(|| OPTIONS_RESPONSE.to_owned())
+    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,13 @@
 //! → `STARTTLS` → tagged `OK` → TLS. `* PREAUTH` means the server skipped authentication in
 //! plaintext: a downgrade.
 
-use crate::auth::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::error::{Error, Phase, Result};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::protocol::{
-    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, has_capability,
-    serve_commands,
+    Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep,
+    has_capability, serve_commands,
 };
-use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+use crate::wire::{Deadline, Wire, line_text, printable};
 
 /// One response line, classified.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,9 +81,9 @@ fn capability_code(text: &str) -> Option<Vec<String>> {
 }
 
 /// Reads the greeting. `trusted` is true inside TLS (implicit TLS), where PREAUTH is fine.
-pub(crate) fn client_greeting<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_greeting(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     trusted: bool,
 ) -> Result<Greeting> {
     let deadline = ctx.deadline(Phase::Greeting);
@@ -113,9 +113,9 @@ pub(crate) fn client_greeting<T: Transport>(
 
 /// Sends `command` with a fresh tag and reads until its tagged reply. Untagged responses are
 /// passed to `on_untagged`; `* BYE` ends the dialog as a refusal.
-fn command<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+fn command(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     command: &str,
     deadline: &Deadline,
     mut on_untagged: impl FnMut(&str, &str),
@@ -166,10 +166,7 @@ fn command<T: Transport>(
     ))
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     let greeting = match client_greeting(wire, ctx, false) {
         Ok(g) => g,
@@ -216,9 +213,9 @@ pub(crate) fn client_starttls<T: Transport>(
 }
 
 /// `CAPABILITY`: the atoms of every untagged CAPABILITY response, and the tagged reply.
-fn capability_command<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+fn capability_command(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     phase: Phase,
 ) -> Result<(Vec<String>, String)> {
     let deadline = ctx.deadline(phase);
@@ -239,9 +236,9 @@ fn capability_command<T: Transport>(
     Ok((caps, reply))
 }
 
-pub(crate) fn client_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
 ) -> Result<Vec<String>> {
     Ok(capability_command(wire, ctx, Phase::Capabilities)?.0)
 }
@@ -266,8 +263,8 @@ pub(crate) fn server_greeting(ctx: &ServerContext<'_>, before_tls: bool) -> Stri
 
 /// The server's pre-TLS dialog: tagged commands; LOGIN and AUTHENTICATE get
 /// `NO [PRIVACYREQUIRED]`; a literal (whose data would follow unseen) ends the connection.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     wire.send_reply(&server_greeting(ctx, true), &ctx.deadline(Phase::Greeting))?;
@@ -319,11 +316,7 @@ enum Tagged {
 }
 
 /// Reads until the tagged reply for `tag` (untagged responses skipped, bounded).
-fn read_tagged<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    deadline: &Deadline,
-    tag: &str,
-) -> Result<Tagged> {
+fn read_tagged(wire: &mut Wire<'_>, deadline: &Deadline, tag: &str) -> Result<Tagged> {
     let phase = deadline.phase();
     for _ in 0..wire.limits().max_lines {
         let line = wire.read_line(deadline)?;
@@ -361,9 +354,9 @@ fn quoted(s: &str) -> String {
 }
 
 /// `AUTHENTICATE PLAIN` (with SASL-IR when offered), else `LOGIN` unless LOGINDISABLED.
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     caps: &[String],
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
@@ -424,6 +417,71 @@ pub(crate) fn client_authenticate<T: Transport>(
         return finish("LOGIN", read_tagged(wire, &deadline, &tag)?);
     }
     Err(super::no_mechanism(caps))
+}
+
+/// IMAP (RFC 3501, RFC 9051).
+pub(crate) struct Imap;
+
+impl Dialog for Imap {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    fn client_greeting(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Option<Greeting>> {
+        client_greeting(wire, ctx, true).map(Some)
+    }
+
+    fn client_capabilities(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        client_capabilities(wire, ctx)
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, caps, creds)
+    }
+
+    /// `LOGOUT`, then its untagged `BYE` and the tagged reply.
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        let deadline = ctx.deadline(Phase::Close);
+        let tag = ctx.imap_tag();
+        wire.send_line(&format!("{tag} LOGOUT"), &deadline)?;
+        for _ in 0..wire.limits().max_lines {
+            let line = wire.read_line(&deadline)?;
+            if line.starts_with(tag.as_bytes()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
+
+    fn server_first_inside_tls(&self, ctx: &ServerContext<'_>, implicit: bool) -> Option<String> {
+        implicit.then(|| server_greeting(ctx, false))
+    }
 }
 
 #[cfg(test)]

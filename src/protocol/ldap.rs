@@ -5,10 +5,10 @@
 //! every element in its place. A Notice of Disconnection, any other PDU, another message id or
 //! another response name fails.
 
-use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
-use crate::wire::{Deadline, Direction, Transport, Wire, printable};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
+use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
+use crate::wire::{Deadline, Direction, Wire, printable};
 
 const START_TLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
 const NOTICE_OF_DISCONNECTION_OID: &[u8] = b"1.3.6.1.4.1.1466.20036";
@@ -18,6 +18,7 @@ const MAX_MESSAGE: usize = 16 * 1024;
 const MESSAGE_ID: i64 = 1;
 
 const TAG_SEQUENCE: u8 = 0x30;
+const TAG_UNBIND_REQUEST: u8 = 0x42;
 const TAG_INTEGER: u8 = 0x02;
 const TAG_ENUMERATED: u8 = 0x0a;
 const TAG_OCTET_STRING: u8 = 0x04;
@@ -227,7 +228,7 @@ fn parse_result(content: &[u8], expected: u8) -> std::result::Result<ExtendedRes
 }
 
 /// Reads one LDAPMessage from the wire: exactly its bytes, bounded by [`MAX_MESSAGE`].
-fn read_message<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Vec<u8>> {
+fn read_message(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Vec<u8>> {
     let phase = deadline.phase();
     let bad = |what: &str| Error::violation(phase, format!("LDAP: {what}"));
     let tag = wire.read_bytes(1, deadline)?;
@@ -261,10 +262,7 @@ fn read_message<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Re
     wire.read_bytes(len, deadline)
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     let deadline = ctx.deadline(Phase::StartTls);
     wire.send_message(&start_tls_request(), &deadline)?;
@@ -317,14 +315,14 @@ pub(crate) fn client_starttls<T: Transport>(
 // --- authentication inside TLS ---
 
 /// A simple bind (RFC 4511 §4.2) with the user name as the DN, inside TLS.
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
     let deadline = ctx.deadline(Phase::Read);
-    *ctx.next_tag += 1;
-    let id = i64::from(*ctx.next_tag);
+    ctx.session.next_id += 1;
+    let id = i64::from(ctx.session.next_id);
     let mut bind = tlv(TAG_INTEGER, &[3]);
     bind.extend(tlv(TAG_OCTET_STRING, creds.user().as_bytes()));
     let password = Secret(tlv(TAG_SIMPLE_AUTH, creds.password().as_bytes()));
@@ -410,8 +408,8 @@ fn response_tag(request: u8) -> Option<u8> {
 /// The server's side: the StartTLS ExtendedRequest gets success; any other operation gets
 /// `confidentialityRequired` (a Bind with credentials included), Unbind ends the session, and
 /// anything unknown gets a Notice of Disconnection.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     for _ in 0..super::MAX_COMMANDS_BEFORE_TLS {
@@ -486,6 +484,52 @@ pub(crate) fn server_starttls<T: Transport>(
             super::MAX_COMMANDS_BEFORE_TLS
         ),
     ))
+}
+
+/// LDAP's StartTLS extended operation (RFC 4511 §4.14).
+pub(crate) struct Ldap;
+
+impl Dialog for Ldap {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    fn has_capabilities(&self) -> bool {
+        false
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        _caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, creds)
+    }
+
+    /// An UnbindRequest, which has no response.
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        ctx.session.next_id += 1;
+        let id = i64::from(ctx.session.next_id);
+        let mut body = encode_id(id);
+        body.extend_from_slice(&[TAG_UNBIND_REQUEST, 0x00]);
+        wire.send_message(&tlv(TAG_SEQUENCE, &body), &ctx.deadline(Phase::Close))?;
+        wire.note(Direction::Sent, "UnbindRequest".into());
+        Ok(())
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
 }
 
 #[cfg(test)]

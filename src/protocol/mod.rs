@@ -1,15 +1,18 @@
-//! The protocols, and the pieces every protocol's dialog shares.
+//! The protocols: one table of every protocol's facts, and the pieces their dialogs share.
 //!
-//! Each protocol's file holds its pre-TLS dialog and nothing else; they all run on the same
-//! [`Wire`], policy and error machinery.
+//! Each protocol's file holds its client and server dialog before TLS, the steps it runs inside
+//! TLS (capabilities again, the implicit-TLS greeting), its login and its goodbye, and implements
+//! [`Dialog`] once. Adding a protocol is one row in [`TABLE`] plus its own file. Every dialog
+//! runs on the same [`Wire`], policy and error machinery, and none of them knows about
+//! connections.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::auth::{AuthOutcome, Credentials};
-use crate::config::{Policy, Timeouts};
+use crate::config::{Policy, ProtocolAlpn, Timeouts};
 use crate::error::{Error, Phase, Result};
-use crate::wire::{Deadline, Transport, Wire};
+use crate::server_config::ServerConfig;
+use crate::wire::{Deadline, Wire};
 
 pub(crate) mod ftp;
 pub(crate) mod http;
@@ -18,9 +21,12 @@ pub(crate) mod ldap;
 pub(crate) mod nntp;
 pub(crate) mod pop3;
 pub(crate) mod postgres;
+pub(crate) mod sasl;
 pub(crate) mod sieve;
 pub(crate) mod smtp;
 pub(crate) mod xmpp;
+
+use sasl::{AuthOutcome, Credentials};
 
 /// What to speak before TLS (or whether TLS comes first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,202 +82,169 @@ pub enum Protocol {
     Tls,
 }
 
-/// The dialog spoken around TLS: which module's functions run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Smtp,
-    Lmtp,
-    Imap,
-    Pop3,
-    Ldap,
-    Ftp,
-    Nntp,
-    Xmpp(xmpp::Kind),
-    Sieve,
-    Postgres,
-    Http,
+/// What the library knows about one protocol.
+pub(crate) struct ProtocolInfo {
+    pub protocol: Protocol,
+    /// The frozen number naming it in the C ABI (`STARTTLS_PROTO_*`) and Python.
+    pub code: u32,
+    /// The URL scheme (`smtp`, `imaps`, ...).
+    pub scheme: &'static str,
+    pub default_port: Option<u16>,
+    /// TLS starts at once (RFC 8314) instead of after a STARTTLS dialog.
+    pub implicit: bool,
+    pub alpn: ProtocolAlpn,
+    /// The dialog spoken around TLS; `None` for bare TLS.
+    pub dialog: Option<&'static dyn Dialog>,
 }
 
-impl Dialect {
-    /// Whether the protocol has a capability list to fetch inside TLS.
-    pub fn has_capabilities(self) -> bool {
-        !matches!(self, Dialect::Ldap | Dialect::Postgres | Dialect::Http)
+const fn row(
+    protocol: Protocol,
+    code: u32,
+    scheme: &'static str,
+    default_port: Option<u16>,
+    implicit: bool,
+    dialog: &'static dyn Dialog,
+) -> ProtocolInfo {
+    ProtocolInfo {
+        protocol,
+        code,
+        scheme,
+        default_port,
+        implicit,
+        alpn: ProtocolAlpn::Config,
+        dialog: Some(dialog),
     }
 }
 
+const STARTTLS: bool = false;
+const IMPLICIT: bool = true;
+const SMTP: smtp::Smtp = smtp::Smtp(smtp::Hello::Ehlo);
+const XMPP_CLIENT: xmpp::Xmpp = xmpp::Xmpp(xmpp::Kind::Client);
+
+/// Every protocol, in the order of [`Protocol`]'s variants (a test checks it).
+const ROWS: [ProtocolInfo; 23] = {
+    use Protocol as P;
+    [
+        row(P::Smtp, 1, "smtp", Some(25), STARTTLS, &SMTP),
+        row(P::Submission, 13, "submission", Some(587), STARTTLS, &SMTP),
+        row(
+            P::Lmtp,
+            2,
+            "lmtp",
+            Some(24),
+            STARTTLS,
+            &smtp::Smtp(smtp::Hello::Lhlo),
+        ),
+        row(P::Imap, 3, "imap", Some(143), STARTTLS, &imap::Imap),
+        row(P::Pop3, 4, "pop3", Some(110), STARTTLS, &pop3::Pop3),
+        row(P::Ldap, 5, "ldap", Some(389), STARTTLS, &ldap::Ldap),
+        row(P::Ftp, 6, "ftp", Some(21), STARTTLS, &ftp::Ftp),
+        row(P::Nntp, 8, "nntp", Some(119), STARTTLS, &nntp::Nntp),
+        row(P::Xmpp, 7, "xmpp", Some(5222), STARTTLS, &XMPP_CLIENT),
+        row(
+            P::XmppServer,
+            21,
+            "xmpp-server",
+            Some(5269),
+            STARTTLS,
+            &xmpp::Xmpp(xmpp::Kind::Server),
+        ),
+        row(P::Sieve, 9, "sieve", Some(4190), STARTTLS, &sieve::Sieve),
+        row(
+            P::Postgres,
+            10,
+            "postgres",
+            Some(5432),
+            STARTTLS,
+            &postgres::Postgres,
+        ),
+        row(P::Http, 11, "http", Some(80), STARTTLS, &http::Http),
+        row(P::Smtps, 14, "smtps", Some(465), IMPLICIT, &SMTP),
+        row(P::Imaps, 15, "imaps", Some(993), IMPLICIT, &imap::Imap),
+        row(P::Pop3s, 16, "pop3s", Some(995), IMPLICIT, &pop3::Pop3),
+        row(P::Nntps, 17, "nntps", Some(563), IMPLICIT, &nntp::Nntp),
+        row(P::Ldaps, 20, "ldaps", Some(636), IMPLICIT, &ldap::Ldap),
+        ProtocolInfo {
+            alpn: ProtocolAlpn::Offer(b"xmpp-client"),
+            ..row(P::Xmpps, 22, "xmpps", Some(5223), IMPLICIT, &XMPP_CLIENT)
+        },
+        row(P::Ftps, 23, "ftps", Some(990), IMPLICIT, &ftp::Ftp),
+        ProtocolInfo {
+            alpn: ProtocolAlpn::Require(b"postgresql"),
+            ..row(
+                P::PostgresDirect,
+                18,
+                "postgres-direct",
+                Some(5432),
+                IMPLICIT,
+                &postgres::Postgres,
+            )
+        },
+        row(P::Https, 19, "https", Some(443), IMPLICIT, &http::Http),
+        ProtocolInfo {
+            protocol: P::Tls,
+            code: 12,
+            scheme: "tls",
+            default_port: None,
+            implicit: IMPLICIT,
+            alpn: ProtocolAlpn::Config,
+            dialog: None,
+        },
+    ]
+};
+
+static TABLE: [ProtocolInfo; 23] = ROWS;
+
 impl Protocol {
     /// Every protocol, for listings and feature queries.
-    pub const ALL: [Protocol; 23] = [
-        Protocol::Smtp,
-        Protocol::Submission,
-        Protocol::Lmtp,
-        Protocol::Imap,
-        Protocol::Pop3,
-        Protocol::Ldap,
-        Protocol::Ftp,
-        Protocol::Nntp,
-        Protocol::Xmpp,
-        Protocol::XmppServer,
-        Protocol::Sieve,
-        Protocol::Postgres,
-        Protocol::Http,
-        Protocol::Smtps,
-        Protocol::Imaps,
-        Protocol::Pop3s,
-        Protocol::Nntps,
-        Protocol::Ldaps,
-        Protocol::Xmpps,
-        Protocol::Ftps,
-        Protocol::PostgresDirect,
-        Protocol::Https,
-        Protocol::Tls,
-    ];
+    pub const ALL: [Protocol; 23] = {
+        let mut all = [Protocol::Tls; 23];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = ROWS[i].protocol;
+            i += 1;
+        }
+        all
+    };
+
+    /// This protocol's row in the table.
+    pub(crate) fn info(self) -> &'static ProtocolInfo {
+        &TABLE[self as usize]
+    }
 
     /// The frozen number naming this protocol in the C ABI (`STARTTLS_PROTO_*`) and Python.
     pub fn code(self) -> u32 {
-        match self {
-            Protocol::Smtp => 1,
-            Protocol::Lmtp => 2,
-            Protocol::Imap => 3,
-            Protocol::Pop3 => 4,
-            Protocol::Ldap => 5,
-            Protocol::Ftp => 6,
-            Protocol::Xmpp => 7,
-            Protocol::Nntp => 8,
-            Protocol::Sieve => 9,
-            Protocol::Postgres => 10,
-            Protocol::Http => 11,
-            Protocol::Tls => 12,
-            Protocol::Submission => 13,
-            Protocol::Smtps => 14,
-            Protocol::Imaps => 15,
-            Protocol::Pop3s => 16,
-            Protocol::Nntps => 17,
-            Protocol::PostgresDirect => 18,
-            Protocol::Https => 19,
-            Protocol::Ldaps => 20,
-            Protocol::XmppServer => 21,
-            Protocol::Xmpps => 22,
-            Protocol::Ftps => 23,
-        }
+        self.info().code
     }
 
     /// The protocol for a number from [`code`](Self::code), if this build supports it.
     pub fn from_code(code: u32) -> Option<Protocol> {
-        Protocol::ALL.into_iter().find(|p| p.code() == code)
+        TABLE.iter().find(|r| r.code == code).map(|r| r.protocol)
     }
 
     /// The URL scheme naming this protocol (`smtp`, `imaps`, ...).
     pub fn scheme(self) -> &'static str {
-        let s = self.scheme_nul();
-        s.strip_suffix('\0').unwrap_or(s)
-    }
-
-    /// [`scheme`](Self::scheme) with a terminating NUL, for C.
-    pub(crate) fn scheme_nul(self) -> &'static str {
-        match self {
-            Protocol::Smtp => "smtp\0",
-            Protocol::Submission => "submission\0",
-            Protocol::Lmtp => "lmtp\0",
-            Protocol::Imap => "imap\0",
-            Protocol::Pop3 => "pop3\0",
-            Protocol::Ldap => "ldap\0",
-            Protocol::Ftp => "ftp\0",
-            Protocol::Ftps => "ftps\0",
-            Protocol::Nntp => "nntp\0",
-            Protocol::Xmpp => "xmpp\0",
-            Protocol::XmppServer => "xmpp-server\0",
-            Protocol::Xmpps => "xmpps\0",
-            Protocol::Sieve => "sieve\0",
-            Protocol::Postgres => "postgres\0",
-            Protocol::Http => "http\0",
-            Protocol::Smtps => "smtps\0",
-            Protocol::Imaps => "imaps\0",
-            Protocol::Pop3s => "pop3s\0",
-            Protocol::Nntps => "nntps\0",
-            Protocol::Ldaps => "ldaps\0",
-            Protocol::PostgresDirect => "postgres-direct\0",
-            Protocol::Https => "https\0",
-            Protocol::Tls => "tls\0",
-        }
+        self.info().scheme
     }
 
     /// The usual port, when there is one.
     pub fn default_port(self) -> Option<u16> {
-        match self {
-            Protocol::Smtp => Some(25),
-            Protocol::Submission => Some(587),
-            Protocol::Lmtp => Some(24),
-            Protocol::Imap => Some(143),
-            Protocol::Pop3 => Some(110),
-            Protocol::Ldap => Some(389),
-            Protocol::Ftp => Some(21),
-            Protocol::Ftps => Some(990),
-            Protocol::Ldaps => Some(636),
-            Protocol::Nntp => Some(119),
-            Protocol::Xmpp => Some(5222),
-            Protocol::XmppServer => Some(5269),
-            Protocol::Xmpps => Some(5223),
-            Protocol::Sieve => Some(4190),
-            Protocol::Postgres | Protocol::PostgresDirect => Some(5432),
-            Protocol::Http => Some(80),
-            Protocol::Smtps => Some(465),
-            Protocol::Imaps => Some(993),
-            Protocol::Pop3s => Some(995),
-            Protocol::Nntps => Some(563),
-            Protocol::Https => Some(443),
-            Protocol::Tls => None,
-        }
+        self.info().default_port
     }
 
     /// True when TLS starts at once (RFC 8314) instead of after a STARTTLS dialog.
     pub fn is_implicit(self) -> bool {
-        matches!(
-            self,
-            Protocol::Smtps
-                | Protocol::Imaps
-                | Protocol::Pop3s
-                | Protocol::Nntps
-                | Protocol::Ldaps
-                | Protocol::Xmpps
-                | Protocol::Ftps
-                | Protocol::PostgresDirect
-                | Protocol::Https
-                | Protocol::Tls
-        )
+        self.info().implicit
     }
 
-    /// True when the peer must agree to [`required_alpn`](Self::required_alpn) (PostgreSQL
-    /// direct TLS, as libpq insists); for XMPP direct TLS it is only offered.
-    pub(crate) fn alpn_mandatory(self) -> bool {
-        self == Protocol::PostgresDirect
+    /// The ALPN this protocol asks for (PostgreSQL and XMPP direct TLS have their own).
+    pub(crate) fn alpn(self) -> ProtocolAlpn {
+        self.info().alpn
     }
 
-    /// ALPN this protocol offers, overriding the config's (PostgreSQL and XMPP direct TLS).
-    pub(crate) fn required_alpn(self) -> Option<&'static [u8]> {
-        match self {
-            Protocol::PostgresDirect => Some(b"postgresql"),
-            Protocol::Xmpps => Some(b"xmpp-client"),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn dialect(self) -> Option<Dialect> {
-        match self {
-            Protocol::Smtp | Protocol::Submission | Protocol::Smtps => Some(Dialect::Smtp),
-            Protocol::Lmtp => Some(Dialect::Lmtp),
-            Protocol::Imap | Protocol::Imaps => Some(Dialect::Imap),
-            Protocol::Pop3 | Protocol::Pop3s => Some(Dialect::Pop3),
-            Protocol::Ldap | Protocol::Ldaps => Some(Dialect::Ldap),
-            Protocol::Ftp | Protocol::Ftps => Some(Dialect::Ftp),
-            Protocol::Nntp | Protocol::Nntps => Some(Dialect::Nntp),
-            Protocol::Xmpp | Protocol::Xmpps => Some(Dialect::Xmpp(xmpp::Kind::Client)),
-            Protocol::XmppServer => Some(Dialect::Xmpp(xmpp::Kind::Server)),
-            Protocol::Sieve => Some(Dialect::Sieve),
-            Protocol::Postgres | Protocol::PostgresDirect => Some(Dialect::Postgres),
-            Protocol::Http | Protocol::Https => Some(Dialect::Http),
-            Protocol::Tls => None,
-        }
+    /// The dialog spoken around TLS; `None` for bare TLS.
+    pub(crate) fn dialog(self) -> Option<&'static dyn Dialog> {
+        self.info().dialog
     }
 }
 
@@ -286,28 +259,145 @@ impl FromStr for Protocol {
 
     /// Parses a scheme name, case-insensitively.
     fn from_str(s: &str) -> Result<Protocol> {
-        Protocol::ALL
-            .into_iter()
-            .find(|p| p.scheme().eq_ignore_ascii_case(s))
+        TABLE
+            .iter()
+            .find(|r| r.scheme.eq_ignore_ascii_case(s))
+            .map(|r| r.protocol)
             .ok_or_else(|| Error::InvalidArgument(format!("unknown protocol {s:?}")))
     }
 }
 
-/// What a dialog needs besides the wire.
-pub(crate) struct DialogContext<'a> {
-    pub policy: Policy,
-    pub timeouts: &'a Timeouts,
-    /// The EHLO/LHLO name.
-    pub client_name: &'a str,
-    /// The name the certificate is checked against (HTTP `Host`).
-    pub server_name: &'a str,
-    /// The server's port, when known (HTTP `Host`).
-    pub port: Option<u16>,
-    /// IMAP command tags are `S1`, `S2`, ...: this is the next number.
-    pub next_tag: &'a mut u32,
+/// One protocol's dialog around TLS, both sides. Each protocol file implements it once; a step
+/// a protocol does not have keeps the default.
+pub(crate) trait Dialog: Sync {
+    /// Client: the pre-TLS dialog, up to and including the go-ahead.
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls>;
+
+    /// Client, after a STARTTLS handshake: what the server says first inside TLS, when the
+    /// protocol says it speaks first (ManageSieve re-sends its capabilities; HTTP answers the
+    /// `OPTIONS *`).
+    fn client_after_starttls(
+        &self,
+        _wire: &mut Wire<'_>,
+        _ctx: &mut DialogContext,
+    ) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
+    /// Client, implicit TLS: the greeting read inside TLS; `None` when the client speaks first.
+    fn client_greeting(
+        &self,
+        _wire: &mut Wire<'_>,
+        _ctx: &mut DialogContext,
+    ) -> Result<Option<Greeting>> {
+        Ok(None)
+    }
+
+    /// Whether the protocol has a capability list to fetch inside TLS.
+    fn has_capabilities(&self) -> bool {
+        true
+    }
+
+    /// Client: asks for the capabilities (inside TLS, where they can be trusted).
+    fn client_capabilities(
+        &self,
+        _wire: &mut Wire<'_>,
+        _ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        Err(Error::InvalidArgument(
+            "this protocol has no capabilities to fetch".into(),
+        ))
+    }
+
+    /// Whether the login step chooses its mechanism from the capabilities (fetched first).
+    fn login_needs_capabilities(&self) -> bool {
+        self.has_capabilities()
+    }
+
+    /// Whether the library has a login step for the protocol.
+    fn has_login(&self) -> bool {
+        false
+    }
+
+    /// Client: logs in inside TLS with a mechanism chosen from `caps` (fetched inside TLS; empty
+    /// for a protocol without capabilities).
+    fn client_authenticate(
+        &self,
+        _wire: &mut Wire<'_>,
+        _ctx: &mut DialogContext,
+        _caps: &[String],
+        _creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        Err(Error::InvalidArgument(
+            "no login step for this protocol in this library".into(),
+        ))
+    }
+
+    /// Client: the protocol's polite goodbye inside TLS, and its reply where there is one (not
+    /// checked: the session is ending either way).
+    fn client_goodbye(&self, _wire: &mut Wire<'_>, _ctx: &mut DialogContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Server: the pre-TLS dialog, up to and including the go-ahead.
+    fn server_starttls(&self, wire: &mut Wire<'_>, ctx: &ServerContext<'_>)
+    -> Result<ServerPreTls>;
+
+    /// Server: what it says first inside TLS — the greeting for implicit TLS, for ManageSieve the
+    /// capabilities it must re-send after STARTTLS, for HTTP the answer to `OPTIONS *`.
+    fn server_first_inside_tls(&self, _ctx: &ServerContext<'_>, _implicit: bool) -> Option<String> {
+        None
+    }
 }
 
-impl DialogContext<'_> {
+/// The client side of one connection's dialog: who is talking to whom, and the little state a
+/// protocol keeps across steps. A connection owns one and hands it to every step.
+pub(crate) struct DialogContext {
+    pub policy: Policy,
+    pub timeouts: Timeouts,
+    /// The EHLO/LHLO name.
+    pub client_name: String,
+    /// The name the certificate is checked against (HTTP `Host`, XMPP `to`).
+    pub server_name: String,
+    /// The server's port, when known (HTTP `Host`).
+    pub port: Option<u16>,
+    pub session: SessionState,
+}
+
+/// What a protocol remembers between the steps of one session.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// IMAP: command tags are `S1`, `S2`, ...; LDAP: message ids (1 is StartTLS). This is the
+    /// next IMAP number, the last LDAP one.
+    pub next_id: u32,
+    /// FTP: `PBSZ 0` / `PROT P` were sent.
+    pub ftp_data_protected: bool,
+    /// XMPP: a stream was opened inside TLS (it is closed by the goodbye).
+    pub xmpp_stream_open: bool,
+}
+
+impl DialogContext {
+    pub fn new(
+        policy: Policy,
+        timeouts: Timeouts,
+        client_name: String,
+        server_name: String,
+        port: Option<u16>,
+    ) -> DialogContext {
+        DialogContext {
+            policy,
+            timeouts,
+            client_name,
+            server_name,
+            port,
+            session: SessionState {
+                next_id: 1,
+                ftp_data_protected: false,
+                xmpp_stream_open: false,
+            },
+        }
+    }
+
     pub fn deadline(&self, phase: Phase) -> Deadline {
         Deadline::after(self.timeouts.reply, phase)
     }
@@ -324,8 +414,8 @@ impl DialogContext<'_> {
     }
 
     pub fn imap_tag(&mut self) -> String {
-        let tag = format!("S{}", *self.next_tag);
-        *self.next_tag += 1;
+        let tag = format!("S{}", self.session.next_id);
+        self.session.next_id += 1;
         tag
     }
 }
@@ -367,83 +457,6 @@ pub(crate) struct Greeting {
     pub capabilities: Option<Vec<String>>,
 }
 
-/// Runs the client side of `dialect`'s pre-TLS dialog, up to and including the go-ahead.
-pub(crate) fn client_starttls<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
-    match dialect {
-        Dialect::Smtp => smtp::client_starttls(wire, ctx, smtp::Hello::Ehlo),
-        Dialect::Lmtp => smtp::client_starttls(wire, ctx, smtp::Hello::Lhlo),
-        Dialect::Imap => imap::client_starttls(wire, ctx),
-        Dialect::Pop3 => pop3::client_starttls(wire, ctx),
-        Dialect::Ldap => ldap::client_starttls(wire, ctx),
-        Dialect::Ftp => ftp::client_starttls(wire, ctx),
-        Dialect::Nntp => nntp::client_starttls(wire, ctx),
-        Dialect::Xmpp(kind) => xmpp::client_starttls(wire, ctx, kind),
-        Dialect::Sieve => sieve::client_starttls(wire, ctx),
-        Dialect::Postgres => postgres::client_starttls(wire, ctx),
-        Dialect::Http => http::client_starttls(wire, ctx),
-    }
-}
-
-/// What a STARTTLS dialog reads right after the handshake, when the protocol says the server
-/// speaks first (ManageSieve re-sends its capabilities; HTTP answers the `OPTIONS *`).
-pub(crate) fn client_after_starttls<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<Option<Vec<String>>> {
-    match dialect {
-        Dialect::Sieve => sieve::read_capabilities(wire, ctx).map(Some),
-        Dialect::Http => http::client_after_starttls(wire, ctx).map(|()| None),
-        _ => Ok(None),
-    }
-}
-
-/// Reads the greeting inside TLS, for implicit TLS; `None` when the client speaks first.
-pub(crate) fn client_greeting<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<Option<Greeting>> {
-    match dialect {
-        Dialect::Smtp | Dialect::Lmtp => smtp::client_greeting(wire, ctx).map(Some),
-        Dialect::Imap => imap::client_greeting(wire, ctx, true).map(Some),
-        Dialect::Pop3 => pop3::client_greeting(wire, ctx).map(Some),
-        Dialect::Nntp => nntp::client_greeting(wire, ctx).map(Some),
-        Dialect::Ftp => ftp::client_greeting(wire, ctx).map(Some),
-        Dialect::Ldap | Dialect::Xmpp(_) | Dialect::Sieve | Dialect::Postgres | Dialect::Http => {
-            Ok(None)
-        }
-    }
-}
-
-/// Asks for the capabilities (inside TLS, where they can be trusted).
-pub(crate) fn client_capabilities<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<Vec<String>> {
-    match dialect {
-        Dialect::Smtp => smtp::client_capabilities(wire, ctx, smtp::Hello::Ehlo),
-        Dialect::Lmtp => smtp::client_capabilities(wire, ctx, smtp::Hello::Lhlo),
-        Dialect::Imap => imap::client_capabilities(wire, ctx),
-        Dialect::Pop3 => pop3::client_capabilities(wire, ctx),
-        Dialect::Nntp => nntp::client_capabilities(wire, ctx),
-        Dialect::Ftp => ftp::client_capabilities(wire, ctx),
-        Dialect::Xmpp(kind) => xmpp::client_capabilities(wire, ctx, kind),
-        Dialect::Sieve => sieve::client_capabilities(wire, ctx),
-        Dialect::Ldap | Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
-            "this protocol has no capabilities to fetch".into(),
-        )),
-    }
-}
-
-/// Most commands a client may send before STARTTLS; more is a protocol violation.
-pub(crate) const MAX_COMMANDS_BEFORE_TLS: usize = 32;
-
 /// What a server dialog needs besides the wire.
 pub(crate) struct ServerContext<'a> {
     pub timeouts: &'a Timeouts,
@@ -453,7 +466,15 @@ pub(crate) struct ServerContext<'a> {
     pub greeting: Option<&'a str>,
 }
 
-impl ServerContext<'_> {
+impl<'a> ServerContext<'a> {
+    pub fn new(config: &'a ServerConfig) -> ServerContext<'a> {
+        ServerContext {
+            timeouts: &config.inner.timeouts,
+            hostname: &config.inner.hostname,
+            greeting: config.inner.greeting.as_deref(),
+        }
+    }
+
     /// The deadline for one client command (or the handshake's first record).
     pub fn deadline(&self, phase: Phase) -> Deadline {
         Deadline::after(self.timeouts.reply, phase)
@@ -482,11 +503,21 @@ pub(crate) enum ServerStep {
     Close(String, Error),
 }
 
+/// The goodbye of the line protocols: one command (`QUIT`, `LOGOUT`) and its one-line reply.
+pub(crate) fn goodbye_line(wire: &mut Wire<'_>, ctx: &DialogContext, command: &str) -> Result<()> {
+    let deadline = ctx.deadline(Phase::Close);
+    wire.send_line(command, &deadline)?;
+    wire.read_line(&deadline).map(|_| ())
+}
+
+/// Most commands a client may send before STARTTLS; more is a protocol violation.
+pub(crate) const MAX_COMMANDS_BEFORE_TLS: usize = 32;
+
 /// The command loop of a line-based server dialog: reads commands (bounded in length, count and
 /// time), answers each through `handle`, and returns after sending the go-ahead. A client that
 /// pipelined anything after its STARTTLS gets no go-ahead: that is an injection.
-pub(crate) fn serve_commands<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn serve_commands(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
     mut handle: impl FnMut(&str) -> ServerStep,
 ) -> Result<()> {
@@ -525,54 +556,8 @@ pub(crate) fn verb(line: &str) -> (String, &str) {
     (v.to_ascii_uppercase(), rest.trim())
 }
 
-/// Runs the server side of `dialect`'s pre-TLS dialog, up to and including the go-ahead.
-pub(crate) fn server_starttls<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &ServerContext<'_>,
-) -> Result<ServerPreTls> {
-    match dialect {
-        Dialect::Smtp => smtp::server_starttls(wire, ctx, smtp::Hello::Ehlo),
-        Dialect::Lmtp => smtp::server_starttls(wire, ctx, smtp::Hello::Lhlo),
-        Dialect::Imap => imap::server_starttls(wire, ctx),
-        Dialect::Pop3 => pop3::server_starttls(wire, ctx),
-        Dialect::Ldap => ldap::server_starttls(wire, ctx),
-        Dialect::Ftp => ftp::server_starttls(wire, ctx),
-        Dialect::Nntp => nntp::server_starttls(wire, ctx),
-        Dialect::Xmpp(kind) => xmpp::server_starttls(wire, ctx, kind),
-        Dialect::Sieve => sieve::server_starttls(wire, ctx),
-        Dialect::Postgres => postgres::server_starttls(wire, ctx),
-        Dialect::Http => http::server_starttls(wire, ctx),
-    }
-}
-
-/// What the server says first inside TLS: the greeting for implicit TLS, for ManageSieve the
-/// capabilities it must re-send after STARTTLS, for HTTP the answer to `OPTIONS *`.
-pub(crate) fn server_after_tls<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &ServerContext<'_>,
-    implicit: bool,
-) -> Result<()> {
-    let deadline = ctx.deadline(Phase::Greeting);
-    let greeting = match (dialect, implicit) {
-        (Dialect::Smtp, true) => smtp::server_greeting(ctx),
-        (Dialect::Imap, true) => imap::server_greeting(ctx, false),
-        (Dialect::Pop3, true) => pop3::server_greeting(ctx),
-        (Dialect::Nntp, true) => nntp::server_greeting(ctx),
-        (Dialect::Ftp, true) => ftp::server_greeting(ctx),
-        (Dialect::Sieve, false) => sieve::server_capabilities(ctx, false),
-        (Dialect::Http, false) => http::OPTIONS_RESPONSE.to_owned(),
-        _ => return Ok(()),
-    };
-    wire.send_reply(&greeting, &deadline)
-}
-
 /// The body of a dot-terminated multi-line answer (POP3, NNTP), dot-unstuffed and bounded.
-pub(crate) fn read_dot_terminated<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    deadline: &Deadline,
-) -> Result<Vec<String>> {
+pub(crate) fn read_dot_terminated(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Vec<String>> {
     let max = wire.limits().max_lines;
     let mut lines = Vec::new();
     loop {
@@ -591,29 +576,6 @@ pub(crate) fn read_dot_terminated<T: Transport>(
     }
 }
 
-/// Logs in inside TLS with the protocol's mechanism, chosen from `caps` (fetched inside TLS).
-pub(crate) fn client_authenticate<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-    caps: &[String],
-    creds: &Credentials,
-) -> Result<AuthOutcome> {
-    match dialect {
-        Dialect::Smtp | Dialect::Lmtp => smtp::client_authenticate(wire, ctx, caps, creds),
-        Dialect::Imap => imap::client_authenticate(wire, ctx, caps, creds),
-        Dialect::Pop3 => pop3::client_authenticate(wire, ctx, caps, creds),
-        Dialect::Nntp => nntp::client_authenticate(wire, ctx, caps, creds),
-        Dialect::Sieve => sieve::client_authenticate(wire, ctx, caps, creds),
-        Dialect::Xmpp(kind) => xmpp::client_authenticate(wire, ctx, caps, creds, kind),
-        Dialect::Ldap => ldap::client_authenticate(wire, ctx, creds),
-        Dialect::Ftp => ftp::client_authenticate(wire, ctx, creds),
-        Dialect::Postgres | Dialect::Http => Err(Error::InvalidArgument(
-            "no login step for this protocol in this library".into(),
-        )),
-    }
-}
-
 /// No mechanism the library can use was offered inside TLS.
 pub(crate) fn no_mechanism(offered: &[String]) -> Error {
     Error::NotOffered {
@@ -621,50 +583,6 @@ pub(crate) fn no_mechanism(offered: &[String]) -> Error {
             "no supported login mechanism offered inside TLS (capabilities: {})",
             offered.join(", ")
         )),
-    }
-}
-
-/// The protocol's polite goodbye inside TLS, and its reply where there is one (not checked:
-/// the session is ending either way). `stream_open`: an XMPP stream was opened inside TLS.
-pub(crate) fn client_goodbye<T: Transport>(
-    dialect: Dialect,
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-    stream_open: bool,
-) -> Result<()> {
-    let deadline = ctx.deadline(Phase::Close);
-    match dialect {
-        Dialect::Smtp | Dialect::Lmtp | Dialect::Pop3 | Dialect::Nntp | Dialect::Ftp => {
-            wire.send_line("QUIT", &deadline)?;
-            wire.read_line(&deadline).map(|_| ())
-        }
-        Dialect::Imap => {
-            let tag = ctx.imap_tag();
-            wire.send_line(&format!("{tag} LOGOUT"), &deadline)?;
-            for _ in 0..wire.limits().max_lines {
-                let line = wire.read_line(&deadline)?;
-                if line.starts_with(tag.as_bytes()) {
-                    break;
-                }
-            }
-            Ok(())
-        }
-        Dialect::Sieve => {
-            wire.send_line("LOGOUT", &deadline)?;
-            wire.read_line(&deadline).map(|_| ())
-        }
-        Dialect::Ldap => {
-            // UnbindRequest, message 2: no response.
-            wire.send_message(&[0x30, 0x05, 0x02, 0x01, 0x02, 0x42, 0x00], &deadline)?;
-            wire.note(crate::wire::Direction::Sent, "UnbindRequest".into());
-            Ok(())
-        }
-        Dialect::Xmpp(_) if stream_open => {
-            wire.send_message(b"</stream:stream>", &deadline)?;
-            wire.note(crate::wire::Direction::Sent, "</stream:stream>".into());
-            Ok(())
-        }
-        Dialect::Xmpp(_) | Dialect::Postgres | Dialect::Http => Ok(()),
     }
 }
 
@@ -688,7 +606,7 @@ pub(crate) mod testing {
     pub fn run<R>(
         policy: Policy,
         steps: Vec<Step>,
-        dialog: impl FnOnce(&mut Wire<'_, Script>, &mut DialogContext<'_>) -> R,
+        dialog: impl FnOnce(&mut Wire<'_>, &mut DialogContext) -> R,
     ) -> (R, Script) {
         let mut script = Script::new(steps);
         let r = with_ctx(policy, |ctx| {
@@ -703,17 +621,14 @@ pub(crate) mod testing {
     }
 
     /// Runs `f` with a dialog context of the given policy and default timeouts.
-    pub fn with_ctx<R>(policy: Policy, f: impl FnOnce(&mut DialogContext<'_>) -> R) -> R {
-        let timeouts = Timeouts::default();
-        let mut tag = 1;
-        let mut ctx = DialogContext {
+    pub fn with_ctx<R>(policy: Policy, f: impl FnOnce(&mut DialogContext) -> R) -> R {
+        let mut ctx = DialogContext::new(
             policy,
-            timeouts: &timeouts,
-            client_name: "client.test",
-            server_name: "server.test",
-            port: None,
-            next_tag: &mut tag,
-        };
+            Timeouts::default(),
+            "client.test".into(),
+            "server.test".into(),
+            None,
+        );
         f(&mut ctx)
     }
 }
@@ -765,6 +680,22 @@ mod tests {
         }
         assert_eq!(Protocol::from_code(0), None);
         assert_eq!(Protocol::from_code(u32::MAX), None);
+    }
+
+    #[test]
+    fn the_table_is_in_variant_order_with_unique_codes_and_schemes() {
+        for (i, row) in TABLE.iter().enumerate() {
+            assert_eq!(row.protocol as usize, i, "{:?}", row.protocol);
+            assert_eq!(row.dialog.is_none(), row.protocol == Protocol::Tls);
+        }
+        let mut codes: Vec<_> = TABLE.iter().map(|r| r.code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), TABLE.len());
+        let mut schemes: Vec<_> = TABLE.iter().map(|r| r.scheme).collect();
+        schemes.sort_unstable();
+        schemes.dedup();
+        assert_eq!(schemes.len(), TABLE.len());
     }
 
     #[test]

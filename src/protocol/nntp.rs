@@ -4,16 +4,16 @@
 //! answer could not be trusted, and `STARTTLS` itself says whether TLS is available (580 or 502
 //! when not), which saves a round trip. After TLS the client re-issues CAPABILITIES.
 
-use crate::auth::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::error::{Error, Phase, Result};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::protocol::{
-    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
-    serve_commands, verb,
+    Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    goodbye_line, serve_commands, verb,
 };
-use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+use crate::wire::{Deadline, Wire, line_text, printable};
 
 /// A status line: the code and the whole line for messages.
-fn status<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<(u16, String)> {
+fn status(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<(u16, String)> {
     let line = wire.read_line(deadline)?;
     let digits = line.get(..3).filter(|d| d.iter().all(u8::is_ascii_digit));
     let sep_ok = matches!(line.get(3), None | Some(b' '));
@@ -30,10 +30,7 @@ fn status<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<(
     }
 }
 
-pub(crate) fn client_greeting<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<Greeting> {
+pub(crate) fn client_greeting(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<Greeting> {
     let (code, text) = status(wire, &ctx.deadline(Phase::Greeting))?;
     match code {
         200 | 201 => Ok(Greeting {
@@ -52,10 +49,7 @@ pub(crate) fn client_greeting<T: Transport>(
     }
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     pre.greeting = Some(client_greeting(wire, ctx)?.text);
 
@@ -85,9 +79,9 @@ pub(crate) fn client_starttls<T: Transport>(
 }
 
 /// `CAPABILITIES` → `101` and a dot-terminated list.
-pub(crate) fn client_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
 ) -> Result<Vec<String>> {
     let deadline = ctx.deadline(Phase::Capabilities);
     wire.send_line("CAPABILITIES", &deadline)?;
@@ -108,8 +102,8 @@ pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
 }
 
 /// The server's pre-TLS dialog: greeting, CAPABILITIES with STARTTLS, `483` for what needs TLS.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     wire.send_reply(&server_greeting(ctx), &ctx.deadline(Phase::Greeting))?;
@@ -136,9 +130,9 @@ pub(crate) fn server_starttls<T: Transport>(
 // --- authentication inside TLS ---
 
 /// `AUTHINFO SASL PLAIN` (RFC 4643) when offered, else `AUTHINFO USER`/`PASS`.
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     caps: &[String],
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
@@ -188,6 +182,61 @@ pub(crate) fn client_authenticate<T: Transport>(
         return done("USER/PASS", status(wire, &deadline)?);
     }
     Err(super::no_mechanism(caps))
+}
+
+/// NNTP (RFC 3977, RFC 4642).
+pub(crate) struct Nntp;
+
+impl Dialog for Nntp {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    fn client_greeting(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Option<Greeting>> {
+        client_greeting(wire, ctx).map(Some)
+    }
+
+    fn client_capabilities(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        client_capabilities(wire, ctx)
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, caps, creds)
+    }
+
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        goodbye_line(wire, ctx, "QUIT")
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
+
+    fn server_first_inside_tls(&self, ctx: &ServerContext<'_>, implicit: bool) -> Option<String> {
+        implicit.then(|| server_greeting(ctx))
+    }
 }
 
 #[cfg(test)]

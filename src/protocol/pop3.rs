@@ -3,13 +3,13 @@
 //! `+OK` greeting → `STLS` → `+OK` → TLS. CAPA is not sent before TLS: its answer could not be
 //! trusted, and `STLS` itself tells whether TLS is available, which saves a round trip.
 
-use crate::auth::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::error::{Error, Phase, Result};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, explain_challenge};
 use crate::protocol::{
-    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
-    serve_commands, verb,
+    Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    goodbye_line, serve_commands, verb,
 };
-use crate::wire::{Transport, Wire, line_text, printable};
+use crate::wire::{Wire, line_text, printable};
 
 enum Status {
     Ok,
@@ -29,10 +29,7 @@ fn status(line: &[u8], phase: Phase) -> Result<Status> {
     }
 }
 
-pub(crate) fn client_greeting<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<Greeting> {
+pub(crate) fn client_greeting(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<Greeting> {
     let line = wire.read_line(&ctx.deadline(Phase::Greeting))?;
     let text = line_text(&line);
     match status(&line, Phase::Greeting)? {
@@ -47,10 +44,7 @@ pub(crate) fn client_greeting<T: Transport>(
     }
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     pre.greeting = Some(client_greeting(wire, ctx)?.text);
 
@@ -74,9 +68,9 @@ pub(crate) fn client_starttls<T: Transport>(
 }
 
 /// `CAPA`: the capability lines of the multi-line answer (RFC 2449).
-pub(crate) fn client_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
 ) -> Result<Vec<String>> {
     let deadline = ctx.deadline(Phase::Capabilities);
     wire.send_line("CAPA", &deadline)?;
@@ -97,8 +91,8 @@ pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
 }
 
 /// The server's pre-TLS dialog: greeting, CAPA with STLS only, `-ERR` for credentials.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     wire.send_reply(&server_greeting(ctx), &ctx.deadline(Phase::Greeting))?;
@@ -125,9 +119,9 @@ pub(crate) fn server_starttls<T: Transport>(
 
 /// `AUTH PLAIN` with an initial response (RFC 5034) when CAPA lists SASL PLAIN, else
 /// `USER`/`PASS` when it lists USER.
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     caps: &[String],
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
@@ -137,7 +131,7 @@ pub(crate) fn client_authenticate<T: Transport>(
         w.next().is_some_and(|f| f.eq_ignore_ascii_case("SASL"))
             && w.any(|m| m.eq_ignore_ascii_case("PLAIN"))
     });
-    let status_reply = |wire: &mut Wire<'_, T>| -> Result<(bool, String)> {
+    let status_reply = |wire: &mut Wire<'_>| -> Result<(bool, String)> {
         let line = wire.read_line(&deadline)?;
         let text = line_text(&line);
         Ok((line.starts_with(b"+OK"), text))
@@ -184,6 +178,61 @@ pub(crate) fn client_authenticate<T: Transport>(
         };
     }
     Err(super::no_mechanism(caps))
+}
+
+/// POP3 (RFC 1939, RFC 2595).
+pub(crate) struct Pop3;
+
+impl Dialog for Pop3 {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    fn client_greeting(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Option<Greeting>> {
+        client_greeting(wire, ctx).map(Some)
+    }
+
+    fn client_capabilities(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        client_capabilities(wire, ctx)
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, caps, creds)
+    }
+
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        goodbye_line(wire, ctx, "QUIT")
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
+
+    fn server_first_inside_tls(&self, ctx: &ServerContext<'_>, implicit: bool) -> Option<String> {
+        implicit.then(|| server_greeting(ctx))
+    }
 }
 
 #[cfg(test)]

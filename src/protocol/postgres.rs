@@ -5,16 +5,13 @@
 //! server) fails closed, and any byte after the `S` is an injection (CVE-2021-23222).
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
-use crate::wire::{Direction, Transport, Wire, printable};
+use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
+use crate::wire::{Direction, Wire, printable};
 
 /// Length 8, then the SSLRequest code 80877103 (1234 << 16 | 5679), both big-endian.
 pub(crate) const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     let deadline = ctx.deadline(Phase::StartTls);
     wire.send_message(&SSL_REQUEST, &deadline)?;
@@ -79,8 +76,8 @@ fn tls_required_error() -> Vec<u8> {
 
 /// The server's side: answers SSLRequest with `S` (GSSENCRequest with `N`, then waits for the
 /// SSLRequest); a StartupMessage in plaintext gets an ErrorResponse and the connection ends.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     for _ in 0..2 {
@@ -126,6 +123,27 @@ pub(crate) fn server_starttls<T: Transport>(
         Phase::StartTls,
         "no SSLRequest after GSSENCRequest",
     ))
+}
+
+/// PostgreSQL's SSLRequest (and direct TLS, which has no dialog before TLS).
+pub(crate) struct Postgres;
+
+impl Dialog for Postgres {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    fn has_capabilities(&self) -> bool {
+        false
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,13 @@
 //! `OK` → TLS; the server then re-sends its capabilities unasked, and the client reads them
 //! (they are the trusted ones).
 
-use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
 use crate::protocol::{
-    DialogContext, PreTls, ServerContext, ServerPreTls, ServerStep, has_capability, serve_commands,
+    Dialog, DialogContext, PreTls, ServerContext, ServerPreTls, ServerStep, goodbye_line,
+    has_capability, serve_commands,
 };
-use crate::wire::{Deadline, Transport, Wire, printable};
+use crate::wire::{Deadline, Wire, printable};
 
 /// One line of a ManageSieve response.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,14 +76,14 @@ fn quoted(s: &[u8]) -> Option<(String, &[u8])> {
 
 /// Reads a capability list up to its `OK` (the greeting, the answer to CAPABILITY, and the
 /// list re-sent after TLS).
-pub(crate) fn read_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn read_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
 ) -> Result<Vec<String>> {
     read_list(wire, &ctx.deadline(Phase::Capabilities))
 }
 
-fn read_list<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Result<Vec<String>> {
+fn read_list(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Vec<String>> {
     let phase = deadline.phase();
     let max = wire.limits().max_lines;
     let mut caps = Vec::new();
@@ -100,10 +101,7 @@ fn read_list<T: Transport>(wire: &mut Wire<'_, T>, deadline: &Deadline) -> Resul
     ))
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<PreTls> {
+pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
     let caps = read_list(wire, &ctx.deadline(Phase::Greeting))?;
     let offered = has_capability(&caps, "STARTTLS");
@@ -138,9 +136,9 @@ pub(crate) fn client_starttls<T: Transport>(
 }
 
 /// `CAPABILITY` → the list and `OK`.
-pub(crate) fn client_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
 ) -> Result<Vec<String>> {
     let deadline = ctx.deadline(Phase::Capabilities);
     wire.send_line("CAPABILITY", &deadline)?;
@@ -166,8 +164,8 @@ pub(crate) fn server_capabilities(ctx: &ServerContext<'_>, before_tls: bool) -> 
 
 /// The server's pre-TLS dialog; after TLS the library re-sends the capabilities (RFC 5804
 /// §2.2), so the connection stands where the client speaks next.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
 ) -> Result<ServerPreTls> {
     wire.send_reply(
@@ -198,9 +196,9 @@ pub(crate) fn server_starttls<T: Transport>(
 // --- authentication inside TLS ---
 
 /// `AUTHENTICATE "PLAIN" "<response>"` (RFC 5804 §2.1) when SASL lists PLAIN.
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     caps: &[String],
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
@@ -234,6 +232,62 @@ pub(crate) fn client_authenticate<T: Transport>(
             mechanism: "PLAIN",
             reply: format!("unexpected challenge {c:?}"),
         }),
+    }
+}
+
+/// ManageSieve (RFC 5804).
+pub(crate) struct Sieve;
+
+impl Dialog for Sieve {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx)
+    }
+
+    /// The server re-sends its capabilities right after the handshake.
+    fn client_after_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Option<Vec<String>>> {
+        read_capabilities(wire, ctx).map(Some)
+    }
+
+    fn client_capabilities(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        client_capabilities(wire, ctx)
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, caps, creds)
+    }
+
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        goodbye_line(wire, ctx, "LOGOUT")
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx)
+    }
+
+    fn server_first_inside_tls(&self, ctx: &ServerContext<'_>, implicit: bool) -> Option<String> {
+        (!implicit).then(|| server_capabilities(ctx, false))
     }
 }
 

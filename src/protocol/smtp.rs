@@ -3,13 +3,13 @@
 //! greeting `220` → `EHLO`/`LHLO` → `STARTTLS` in the 250 list → `STARTTLS` → `220` → TLS.
 //! After TLS the client speaks first (EHLO again, RFC 3207 §4.2).
 
-use crate::auth::{AuthOutcome, Credentials, Secret, base64_encode, explain_challenge};
 use crate::error::{Error, Phase, Result};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, base64_encode, explain_challenge};
 use crate::protocol::{
-    DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
-    has_capability, serve_commands, verb,
+    Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
+    goodbye_line, has_capability, serve_commands, verb,
 };
-use crate::wire::{Deadline, Transport, Wire, line_text, printable};
+use crate::wire::{Deadline, Wire, line_text, printable};
 
 /// Which hello the dialect uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,10 +56,7 @@ impl Reply {
 }
 
 /// Reads one (possibly multi-line) reply before `deadline`.
-pub(crate) fn read_reply<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    deadline: &Deadline,
-) -> Result<Reply> {
+pub(crate) fn read_reply(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Reply> {
     let phase = deadline.phase();
     let max_lines = wire.limits().max_lines;
     let mut code = None;
@@ -117,10 +114,7 @@ fn parse_line(line: &[u8]) -> Option<(u16, bool, String)> {
     }
 }
 
-pub(crate) fn client_greeting<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-) -> Result<Greeting> {
+pub(crate) fn client_greeting(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<Greeting> {
     let reply = read_reply(wire, &ctx.deadline(Phase::Greeting))?;
     match reply.code {
         220 => Ok(Greeting {
@@ -140,11 +134,7 @@ pub(crate) fn client_greeting<T: Transport>(
 }
 
 /// Sends EHLO/LHLO and returns the reply (the caller decides what a failure means).
-fn hello<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
-    hello: Hello,
-) -> Result<Reply> {
+fn hello(wire: &mut Wire<'_>, ctx: &mut DialogContext, hello: Hello) -> Result<Reply> {
     let deadline = ctx.deadline(Phase::Capabilities);
     wire.send_line(&format!("{} {}", hello.verb(), ctx.client_name), &deadline)?;
     read_reply(wire, &deadline)
@@ -155,9 +145,9 @@ fn keywords(reply: &Reply) -> Vec<String> {
     reply.lines.iter().skip(1).cloned().collect()
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_starttls(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     kind: Hello,
 ) -> Result<PreTls> {
     let mut pre = PreTls::new();
@@ -212,9 +202,9 @@ pub(crate) fn client_starttls<T: Transport>(
     }
 }
 
-pub(crate) fn client_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     kind: Hello,
 ) -> Result<Vec<String>> {
     let reply = hello(wire, ctx, kind)?;
@@ -235,8 +225,8 @@ pub(crate) fn server_greeting(ctx: &ServerContext<'_>) -> String {
 
 /// The server's pre-TLS dialog: greeting, EHLO/LHLO advertising STARTTLS (and nothing that
 /// would tempt a client into plaintext), `530` for anything that needs TLS.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
     kind: Hello,
 ) -> Result<ServerPreTls> {
@@ -308,9 +298,9 @@ fn auth_result(mechanism: &'static str, reply: Reply) -> Result<AuthOutcome> {
 }
 
 /// `AUTH PLAIN` with an initial response, else `AUTH LOGIN` (RFC 4954).
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     caps: &[String],
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
@@ -343,6 +333,61 @@ pub(crate) fn client_authenticate<T: Transport>(
         return auth_result("LOGIN", reply);
     }
     Err(super::no_mechanism(caps))
+}
+
+/// SMTP and submission (`EHLO`) or LMTP (`LHLO`).
+pub(crate) struct Smtp(pub Hello);
+
+impl Dialog for Smtp {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx, self.0)
+    }
+
+    fn client_greeting(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Option<Greeting>> {
+        client_greeting(wire, ctx).map(Some)
+    }
+
+    fn client_capabilities(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        client_capabilities(wire, ctx, self.0)
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, caps, creds)
+    }
+
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        goodbye_line(wire, ctx, "QUIT")
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx, self.0)
+    }
+
+    fn server_first_inside_tls(&self, ctx: &ServerContext<'_>, implicit: bool) -> Option<String> {
+        implicit.then(|| server_greeting(ctx))
+    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@
 //! After TLS the client opens a new stream; [`client_capabilities`] does that and reads the
 //! features inside TLS.
 
-use crate::auth::{AuthOutcome, Credentials, Secret};
 use crate::error::{Error, Phase, Result};
-use crate::protocol::{DialogContext, PreTls, ServerContext, ServerPreTls};
+use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
+use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::xml::{Namespaces, Token, split_name};
-use crate::wire::{Deadline, Direction, Transport, Wire};
+use crate::wire::{Deadline, Direction, Wire};
 
 const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -66,10 +66,7 @@ impl Stream {
 
     /// Reads the opening of the peer's stream: optional declaration, then `<stream:stream>`;
     /// returns the header's attributes too.
-    fn open<T: Transport>(
-        wire: &mut Wire<'_, T>,
-        deadline: &Deadline,
-    ) -> Result<(Stream, Vec<(String, String)>)> {
+    fn open(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<(Stream, Vec<(String, String)>)> {
         let phase = deadline.phase();
         let mut token = wire.read_xml(deadline, false)?;
         // At most one declaration, and a little whitespace, before the header.
@@ -102,11 +99,7 @@ impl Stream {
 
     /// Reads the next element inside the stream, whole and bounded. A close of the stream is
     /// [`Error::Closed`]-like: reported as a refusal with what was said.
-    fn element<T: Transport>(
-        &mut self,
-        wire: &mut Wire<'_, T>,
-        deadline: &Deadline,
-    ) -> Result<Element> {
+    fn element(&mut self, wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Element> {
         let phase = deadline.phase();
         let mut stack: Vec<Element> = Vec::new();
         for _ in 0..MAX_TOKENS {
@@ -238,14 +231,14 @@ fn stream_header(kind: Kind, domain: &str) -> String {
 }
 
 /// Opens a stream to the domain and reads the server's features.
-fn open_and_read_features<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &DialogContext<'_>,
+fn open_and_read_features(
+    wire: &mut Wire<'_>,
+    ctx: &DialogContext,
     kind: Kind,
     phase: Phase,
 ) -> Result<(Stream, Element)> {
     let deadline = ctx.deadline(phase);
-    let header = stream_header(kind, ctx.server_name);
+    let header = stream_header(kind, &ctx.server_name);
     wire.send_message(header.as_bytes(), &deadline)?;
     wire.note(Direction::Sent, header);
     let (mut stream, attrs) = Stream::open(wire, &deadline)?;
@@ -272,9 +265,9 @@ fn open_and_read_features<T: Transport>(
     Ok((stream, features))
 }
 
-pub(crate) fn client_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_starttls(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     kind: Kind,
 ) -> Result<PreTls> {
     let mut pre = PreTls::new();
@@ -316,9 +309,9 @@ pub(crate) fn client_starttls<T: Transport>(
 
 /// After TLS: opens the new stream (RFC 6120 §5.4.3.3) and reads the features, which are then
 /// trusted. The stream stands after `</stream:features>` (the client sends SASL next).
-pub(crate) fn client_capabilities<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_capabilities(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     kind: Kind,
 ) -> Result<Vec<String>> {
     let (_, features) = open_and_read_features(wire, ctx, kind, Phase::Capabilities)?;
@@ -340,8 +333,8 @@ fn stream_id() -> Result<String> {
 /// The server's side: reads the client's stream header, answers with its own and features
 /// that require STARTTLS, and answers `<starttls/>` with `<proceed/>`. Anything else before TLS
 /// is a policy violation that closes the stream.
-pub(crate) fn server_starttls<T: Transport>(
-    wire: &mut Wire<'_, T>,
+pub(crate) fn server_starttls(
+    wire: &mut Wire<'_>,
     ctx: &ServerContext<'_>,
     kind: Kind,
 ) -> Result<ServerPreTls> {
@@ -393,9 +386,9 @@ fn stream_error_reply(condition: &str) -> String {
 
 /// SASL PLAIN (RFC 6120 §6) on the stream opened inside TLS by the capability fetch. After
 /// success the client restarts the stream again, as the protocol requires.
-pub(crate) fn client_authenticate<T: Transport>(
-    wire: &mut Wire<'_, T>,
-    ctx: &mut DialogContext<'_>,
+pub(crate) fn client_authenticate(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
     caps: &[String],
     creds: &Credentials,
     kind: Kind,
@@ -446,6 +439,57 @@ pub(crate) fn client_authenticate<T: Transport>(
         "expected <success/> or <failure/>",
         &answer.local,
     ))
+}
+
+/// XMPP client-to-server or server-to-server.
+pub(crate) struct Xmpp(pub Kind);
+
+impl Dialog for Xmpp {
+    fn client_starttls(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
+        client_starttls(wire, ctx, self.0)
+    }
+
+    /// Opens a new stream inside TLS and reads its features.
+    fn client_capabilities(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+    ) -> Result<Vec<String>> {
+        let features = client_capabilities(wire, ctx, self.0)?;
+        ctx.session.xmpp_stream_open = true;
+        Ok(features)
+    }
+
+    fn has_login(&self) -> bool {
+        true
+    }
+
+    fn client_authenticate(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &mut DialogContext,
+        caps: &[String],
+        creds: &Credentials,
+    ) -> Result<AuthOutcome> {
+        client_authenticate(wire, ctx, caps, creds, self.0)
+    }
+
+    /// Closes the stream opened inside TLS, if one was.
+    fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
+        if ctx.session.xmpp_stream_open {
+            wire.send_message(b"</stream:stream>", &ctx.deadline(Phase::Close))?;
+            wire.note(Direction::Sent, "</stream:stream>".into());
+        }
+        Ok(())
+    }
+
+    fn server_starttls(
+        &self,
+        wire: &mut Wire<'_>,
+        ctx: &ServerContext<'_>,
+    ) -> Result<ServerPreTls> {
+        server_starttls(wire, ctx, self.0)
+    }
 }
 
 #[cfg(test)]

@@ -90,17 +90,17 @@ pub struct DialogLine {
 pub type DialogObserver = dyn Fn(&DialogLine) + Send + Sync;
 
 /// The line reader/writer every text protocol's dialog runs on.
-pub(crate) struct Wire<'a, T: Transport> {
-    io: &'a mut T,
+pub(crate) struct Wire<'a> {
+    io: &'a mut dyn Transport,
     limits: Limits,
     encrypted: bool,
     transcript: Vec<DialogLine>,
     observer: Option<&'a DialogObserver>,
 }
 
-impl<'a, T: Transport> Wire<'a, T> {
+impl<'a> Wire<'a> {
     /// A wire over a plaintext transport.
-    pub fn new(io: &'a mut T, limits: Limits) -> Self {
+    pub fn new(io: &'a mut dyn Transport, limits: Limits) -> Self {
         Wire {
             io,
             limits,
@@ -117,7 +117,7 @@ impl<'a, T: Transport> Wire<'a, T> {
     }
 
     /// A wire over a TLS transport (the transcript marks its lines as encrypted).
-    pub fn inside_tls(io: &'a mut T, limits: Limits) -> Self {
+    pub fn inside_tls(io: &'a mut dyn Transport, limits: Limits) -> Self {
         Wire {
             encrypted: true,
             ..Wire::new(io, limits)
@@ -384,6 +384,15 @@ pub(crate) fn printable(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Puts a socket the way every step expects it: blocking (each step is bounded by timeouts),
+/// with `TCP_NODELAY` so that flights go out whole, with no Nagle stall between a command and
+/// the handshake (DESIGN §6).
+pub(crate) fn prepare_socket(tcp: &TcpStream) -> Result<()> {
+    tcp.set_nonblocking(false)
+        .and_then(|()| tcp.set_nodelay(true))
+        .map_err(|e| Error::from_io(Phase::Connect, e))
 }
 
 /// Sets the socket's timeouts for application I/O after the dialog.

@@ -7,7 +7,7 @@
 //! five predefined ones and character references. Each token is bounded by the line limit.
 
 use crate::error::{Error, Phase, Result};
-use crate::wire::{Deadline, Direction, Transport, Wire, printable};
+use crate::wire::{Deadline, Direction, Wire, printable};
 
 /// One XML token.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub(crate) enum Token {
     Text(String),
 }
 
-impl<T: Transport> Wire<'_, T> {
+impl Wire<'_> {
     /// Reads the next XML token before `deadline`. With `text_ok` false (between stanzas, before
     /// the stream header) only whitespace may stand between tags, and anything else fails at once
     /// instead of waiting for a `<` that a non-XMPP peer will never send.
@@ -276,7 +276,7 @@ impl Namespaces {
     }
 }
 
-impl<T: Transport> Wire<'_, T> {
+impl Wire<'_> {
     /// Peeks at least one byte before `deadline`.
     fn peek_some(&mut self, buf: &mut [u8], deadline: &Deadline) -> Result<usize> {
         let phase = deadline.phase();

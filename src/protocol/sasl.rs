@@ -1,11 +1,9 @@
-//! Authentication after the upgrade: credentials, SASL PLAIN/LOGIN encoding, base64, and the
-//! `Connection` method that runs each protocol's login inside TLS.
+//! The SASL toolkit every protocol's login step uses: credentials, secrets that wipe themselves,
+//! PLAIN encoding (RFC 4616), base64, and challenge decoding for messages.
 
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::protocol::{self, Protocol};
-use crate::stream::Connection;
 
 /// A user name and password, and optionally an authorization identity. The password is not
 /// shown by `Debug`, and the library wipes its own copies of encoded credentials after use.
@@ -163,53 +161,6 @@ pub(crate) fn explain_challenge(reply: &str) -> String {
             format!("{reply} (decoded: {})", crate::wire::printable(&decoded))
         }
         _ => reply.to_owned(),
-    }
-}
-
-impl Connection {
-    /// Logs in inside TLS with the protocol's own mechanism, chosen from the capabilities
-    /// fetched **inside** TLS (fetched now if needed): SMTP/LMTP `AUTH PLAIN` (or `LOGIN`),
-    /// IMAP `AUTHENTICATE PLAIN` (SASL-IR when offered) or `LOGIN`, POP3 `AUTH PLAIN` or
-    /// `USER`/`PASS`, ManageSieve `AUTHENTICATE "PLAIN"`, NNTP `AUTHINFO SASL PLAIN` or
-    /// `AUTHINFO USER`/`PASS`, XMPP SASL PLAIN (after the stream restart), LDAP simple bind,
-    /// FTP `USER`/`PASS`.
-    ///
-    /// Refuses ([`Error::NotEncrypted`]) on a connection that is not encrypted, whatever the
-    /// policy. A rejected login is [`Error::AuthFailed`] with the server's reply; no usable
-    /// mechanism inside TLS is [`Error::NotOffered`]. Credentials never appear in the transcript,
-    /// the dialog observer or error messages.
-    pub fn authenticate(&mut self, credentials: &Credentials) -> Result<AuthOutcome> {
-        credentials.check()?;
-        if !self.is_encrypted() {
-            return Err(Error::NotEncrypted);
-        }
-        if self.is_server() {
-            return Err(Error::InvalidArgument(
-                "authenticate is a client step".into(),
-            ));
-        }
-        let Some(dialect) = self.protocol.dialect() else {
-            return Err(Error::InvalidArgument(
-                "protocol `tls` has no login step; speak the application protocol".into(),
-            ));
-        };
-        if matches!(
-            self.protocol,
-            Protocol::Postgres | Protocol::PostgresDirect | Protocol::Http | Protocol::Https
-        ) {
-            return Err(Error::InvalidArgument(format!(
-                "no login step for {} in this library",
-                self.protocol
-            )));
-        }
-        let needs_caps = !matches!(dialect, protocol::Dialect::Ftp | protocol::Dialect::Ldap);
-        if needs_caps && self.capabilities.is_none() {
-            self.fetch_capabilities()?;
-        }
-        let caps = self.capabilities.clone().unwrap_or_default();
-        self.inside_tls(|wire, ctx| {
-            protocol::client_authenticate(dialect, wire, ctx, &caps, credentials)
-        })
     }
 }
 
