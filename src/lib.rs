@@ -34,6 +34,7 @@ mod accept;
 mod config;
 mod connect;
 mod error;
+#[doc(hidden)] // The C ABI: its documentation is include/starttls.h.
 pub mod ffi;
 mod ftp;
 #[cfg(any(test, feature = "fuzzing"))]

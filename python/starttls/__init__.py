@@ -140,31 +140,6 @@ class Verification(str, enum.Enum):
 _VERIFICATION = {0: Verification.VERIFIED, 1: Verification.SKIPPED, 2: Verification.NOT_ENCRYPTED,
                  3: Verification.NO_PEER_CERTIFICATE}
 
-_DEFAULT_PORTS = {
-    Protocol.SMTP: 25,
-    Protocol.SUBMISSION: 587,
-    Protocol.LMTP: 24,
-    Protocol.IMAP: 143,
-    Protocol.POP3: 110,
-    Protocol.SMTPS: 465,
-    Protocol.IMAPS: 993,
-    Protocol.POP3S: 995,
-    Protocol.NNTP: 119,
-    Protocol.SIEVE: 4190,
-    Protocol.POSTGRES: 5432,
-    Protocol.HTTP: 80,
-    Protocol.NNTPS: 563,
-    Protocol.POSTGRES_DIRECT: 5432,
-    Protocol.HTTPS: 443,
-    Protocol.LDAP: 389,
-    Protocol.LDAPS: 636,
-    Protocol.FTP: 21,
-    Protocol.FTPS: 990,
-    Protocol.XMPP: 5222,
-    Protocol.XMPP_SERVER: 5269,
-    Protocol.XMPPS: 5223,
-}
-
 _TIMEOUT_PHASES = {"connect": 1, "reply": 2, "handshake": 3, "io": 4}
 
 
@@ -353,7 +328,8 @@ def protocol_name(protocol):
 
 def default_port(protocol):
     """The well-known port of a protocol, or ``None`` (``Protocol.TLS`` has none)."""
-    return _DEFAULT_PORTS.get(_protocol(protocol))
+    port = _lib.starttls_protocol_default_port(_u32(int(_protocol(protocol))))
+    return port or None
 
 
 def _u32(value):
@@ -1012,7 +988,7 @@ def connect(protocol, host, port=None, *, config=None, server_name=None):
     """
     p = _protocol(protocol)
     if port is None:
-        port = _DEFAULT_PORTS.get(p)
+        port = default_port(p)
         if port is None:
             raise ValueError(f"protocol {protocol!r} has no default port: pass port=")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 0xFFFF:

@@ -98,6 +98,7 @@ _SIGNATURES = {
     "starttls_last_error": (_size, [_bufp, _size]),
     "starttls_supports_protocol": (_bool, [_u32]),
     "starttls_protocol_name": (ctypes.c_char_p, [_u32]),
+    "starttls_protocol_default_port": (ctypes.c_uint16, [_u32]),
     # config builder
     "starttls_config_builder_new": (_handle, []),
     "starttls_config_builder_free": (None, [_handle]),

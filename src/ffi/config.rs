@@ -4,7 +4,7 @@ use std::ffi::{CString, c_char, c_void};
 use std::time::Duration;
 
 use super::codes::*;
-use super::{boundary, bytes_in, null, str_in};
+use super::{build_handle, bytes_in, free_handle, str_in, with_builder_slot};
 use crate::config::check_ca_pem;
 use crate::error::Error;
 use crate::{ClientConfig, ClientConfigBuilder, Direction, Policy, TlsVersion};
@@ -44,27 +44,13 @@ pub(crate) fn policy_from_code(code: u32) -> Option<Policy> {
 /// Runs `f` on the builder's inner value (setters consume and return it).
 ///
 /// # Safety
-/// `b` is NULL or a live builder.
+/// `b` is NULL or a live builder used by this thread only.
 unsafe fn with_builder(
     b: *mut starttls_config_builder,
     f: impl FnOnce(ClientConfigBuilder) -> Result<ClientConfigBuilder, Error>,
 ) -> u32 {
-    boundary(|| {
-        // SAFETY: NULL or a live builder, used by one thread (documented).
-        let b = unsafe { b.as_mut() }.ok_or_else(|| null("builder"))?;
-        let taken = std::mem::take(&mut b.inner);
-        match f(taken.clone()) {
-            Ok(next) => {
-                b.inner = next;
-                Ok(())
-            }
-            Err(e) => {
-                // A failed setter leaves the builder as it was.
-                b.inner = taken;
-                Err(e.into())
-            }
-        }
-    })
+    // SAFETY: NULL or a live builder, used by one thread (documented).
+    with_builder_slot(unsafe { b.as_mut() }.map(|b| &mut b.inner), f)
 }
 
 /// A new builder with the safe defaults: built-in webpki roots, `STARTTLS_POLICY_REQUIRE`,
@@ -85,10 +71,8 @@ pub extern "C" fn starttls_config_builder_new() -> *mut starttls_config_builder 
 /// `b` is NULL or a live builder, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn starttls_config_builder_free(b: *mut starttls_config_builder) {
-    if !b.is_null() {
-        // SAFETY: a pointer from starttls_config_builder_new, freed once.
-        drop(unsafe { Box::from_raw(b) });
-    }
+    // SAFETY: NULL or a pointer from starttls_config_builder_new, freed once.
+    unsafe { free_handle(b) }
 }
 
 /// Trusts only the CA certificates in this PEM file instead of the built-in roots (call it again,
@@ -374,6 +358,11 @@ unsafe impl Send for LogTarget {}
 unsafe impl Sync for LogTarget {}
 
 impl LogTarget {
+    /// The target for a callback from C; `None` when the callback is NULL (no logging).
+    pub(super) fn new(callback: starttls_log_callback, userdata: *mut c_void) -> Option<LogTarget> {
+        callback.map(|callback| LogTarget { callback, userdata })
+    }
+
     pub(super) fn emit(&self, line: &crate::DialogLine) {
         let direction = match line.direction {
             Direction::Sent => STARTTLS_DIRECTION_SENT,
@@ -402,11 +391,10 @@ pub unsafe extern "C" fn starttls_config_builder_set_log_callback(
 ) -> u32 {
     unsafe {
         with_builder(b, |inner| {
-            let Some(callback) = callback else {
-                return Ok(inner.without_dialog_observer());
-            };
-            let target = LogTarget { callback, userdata };
-            Ok(inner.on_dialog_line(move |line| target.emit(line)))
+            Ok(match LogTarget::new(callback, userdata) {
+                Some(target) => inner.on_dialog_line(move |line| target.emit(line)),
+                None => inner.without_dialog_observer(),
+            })
         })
     }
 }
@@ -421,21 +409,14 @@ pub unsafe extern "C" fn starttls_config_builder_build(
     b: *mut starttls_config_builder,
     config_out: *mut *const starttls_config,
 ) -> u32 {
-    boundary(|| {
-        if b.is_null() {
-            return Err(null("builder").into());
-        }
-        // SAFETY: a live builder, consumed here exactly once.
-        let builder = unsafe { Box::from_raw(b) };
-        if config_out.is_null() {
-            return Err(null("config_out").into());
-        }
-        let config = builder.inner.build()?;
-        let ptr = Box::into_raw(Box::new(starttls_config { inner: config }));
-        // SAFETY: checked non-NULL; written only on success.
-        unsafe { *config_out = ptr };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        build_handle(b, config_out, |b| {
+            Ok(starttls_config {
+                inner: b.inner.build()?,
+            })
+        })
+    }
 }
 
 /// Releases a config. NULL is fine. Connections made from it stay usable.
@@ -444,8 +425,6 @@ pub unsafe extern "C" fn starttls_config_builder_build(
 /// `config` is NULL or a live config, not used afterwards by the caller.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn starttls_config_free(config: *const starttls_config) {
-    if !config.is_null() {
-        // SAFETY: a pointer from starttls_config_builder_build, freed once.
-        drop(unsafe { Box::from_raw(config.cast_mut()) });
-    }
+    // SAFETY: NULL or a pointer from starttls_config_builder_build, freed once.
+    unsafe { free_handle(config) }
 }

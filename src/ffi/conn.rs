@@ -7,19 +7,19 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::codes::*;
 use super::config::starttls_config;
-use super::{Failure, boundary, boundary_value, bytes_out, fail, null, str_in, str_out};
+use super::{Failure, boundary, fail, free_handle, null, str_in};
 use crate::error::{Error, Phase};
-use crate::{Connection, Protocol, Verification};
+use crate::{Connection, Protocol};
 
 /// An upgraded connection. Use it from one thread at a time; free it with `starttls_conn_free`.
 pub struct starttls_conn {
-    conn: Connection,
+    pub(super) conn: Connection,
     /// The fd the caller knows this connection by.
-    fd: RawFd,
+    pub(super) fd: RawFd,
     /// Whether the library may shut the socket down (it owns it).
     owns_fd: bool,
     /// The detailed message of the last failure on this connection.
-    error: String,
+    pub(super) error: String,
 }
 
 pub(super) fn protocol_in(code: u32) -> Result<Protocol, Error> {
@@ -52,7 +52,7 @@ pub(super) unsafe fn hand_out(
 ///
 /// # Safety
 /// `conn` is NULL or a live connection used by this thread only.
-unsafe fn with_conn(
+pub(super) unsafe fn with_conn(
     conn: *mut starttls_conn,
     f: impl FnOnce(&mut starttls_conn) -> Result<(), Failure>,
 ) -> u32 {
@@ -137,11 +137,37 @@ pub(super) unsafe fn stream_from_fd(fd: RawFd, take: bool) -> Result<TcpStream, 
     Ok(tcp)
 }
 
-pub(super) fn take_flag(flags: u32) -> Result<bool, Error> {
-    if flags & !STARTTLS_FD_TAKE_OWNERSHIP != 0 {
-        return Err(Error::InvalidArgument(format!("unknown flags {flags:#x}")));
-    }
-    Ok(flags & STARTTLS_FD_TAKE_OWNERSHIP != 0)
+/// Takes a caller's fd for an upgrade or an accept. `check` validates the other arguments; an
+/// fd handed over with `STARTTLS_FD_TAKE_OWNERSHIP` is closed on every failure, unknown flag bits
+/// and bad arguments included. Returns what `check` returned, the socket, and whether the
+/// library owns the fd.
+///
+/// # Safety
+/// `fd` is an open descriptor; with the ownership flag the caller gives it up.
+pub(super) unsafe fn adopt_fd<T>(
+    fd: c_int,
+    flags: u32,
+    check: impl FnOnce() -> Result<T, Error>,
+) -> Result<(T, TcpStream, bool), Error> {
+    let take = flags & STARTTLS_FD_TAKE_OWNERSHIP != 0;
+    let checked = if flags & !STARTTLS_FD_TAKE_OWNERSHIP != 0 {
+        Err(Error::InvalidArgument(format!("unknown flags {flags:#x}")))
+    } else {
+        check()
+    };
+    let args = match checked {
+        Ok(args) => args,
+        Err(e) => {
+            if take && fd >= 0 {
+                // SAFETY: the caller gave the fd up; nothing else will close it.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            return Err(e);
+        }
+    };
+    // SAFETY: fd validity is the caller's contract; ownership per `take`.
+    let tcp = unsafe { stream_from_fd(fd, take) }?;
+    Ok((args, tcp, take))
 }
 
 /// Runs `protocol`'s upgrade and the handshake on a socket the caller connected, verifying the
@@ -197,30 +223,21 @@ unsafe fn upgrade_fd(
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
     boundary(|| {
-        let take = take_flag(flags)?;
-        // An owned fd is closed on every failure, including bad arguments.
-        let close_if_owned = || {
-            if take && fd >= 0 {
-                // SAFETY: the caller gave the fd up; nothing else will close it.
-                drop(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        };
-        let checked = (|| {
-            // SAFETY: forwarded caller contract.
-            let config = unsafe { config.as_ref() }.ok_or_else(|| null("config"))?;
-            let name = unsafe { str_in(server_name, "server_name") }?;
-            if conn_out.is_null() {
-                return Err(null("conn_out"));
-            }
-            let protocol = protocol
-                .map(protocol_in)
-                .transpose()?
-                .unwrap_or(Protocol::Tls);
-            Ok((config, name, protocol))
-        })();
-        let (config, name, protocol) = checked.inspect_err(|_| close_if_owned())?;
-        // SAFETY: fd validity is the caller's contract; ownership per `take`.
-        let tcp = unsafe { stream_from_fd(fd, take) }?;
+        // SAFETY: forwarded caller contract.
+        let ((config, name, protocol), tcp, take) = unsafe {
+            adopt_fd(fd, flags, || {
+                let config = config.as_ref().ok_or_else(|| null("config"))?;
+                let name = str_in(server_name, "server_name")?;
+                if conn_out.is_null() {
+                    return Err(null("conn_out"));
+                }
+                let protocol = protocol
+                    .map(protocol_in)
+                    .transpose()?
+                    .unwrap_or(Protocol::Tls);
+                Ok((config, name, protocol))
+            })
+        }?;
         let conn = crate::upgrade(&config.inner, protocol, tcp, name)?;
         // SAFETY: checked non-NULL above.
         unsafe { hand_out(conn, fd, take, conn_out) };
@@ -375,373 +392,6 @@ pub unsafe extern "C" fn starttls_conn_quit(conn: *mut starttls_conn) -> u32 {
 /// `conn` is NULL or live, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn starttls_conn_free(conn: *mut starttls_conn) {
-    if !conn.is_null() {
-        // SAFETY: a pointer from this library, freed once.
-        drop(unsafe { Box::from_raw(conn) });
-    }
-}
-
-/// # Safety
-/// `conn` is NULL or live.
-unsafe fn conn_ref<'a>(conn: *const starttls_conn) -> Option<&'a starttls_conn> {
-    // SAFETY: forwarded caller contract.
-    unsafe { conn.as_ref() }
-}
-
-/// The detailed message of the last failure on this connection (with the server's reply where
-/// there is one), NUL-terminated and truncated to `len`; returns the full length, snprintf-style.
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_error(
-    conn: *const starttls_conn,
-    buf: *mut c_char,
-    len: usize,
-) -> usize {
-    boundary_value(0, || match unsafe { conn_ref(conn) } {
-        Some(c) => unsafe { str_out(&c.error, buf, len) },
-        None => unsafe { str_out("", buf, len) },
-    })
-}
-
-/// The negotiated TLS version: `STARTTLS_TLS_1_2`, `STARTTLS_TLS_1_3`, or 0 when not encrypted.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_tls_version(conn: *const starttls_conn) -> u16 {
-    boundary_value(0, || {
-        unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.tls_version())
-            .map_or(0, u16::from)
-    })
-}
-
-/// The negotiated cipher suite's IANA number, 0 when not encrypted.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_cipher_suite_id(conn: *const starttls_conn) -> u16 {
-    boundary_value(0, || {
-        unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.cipher_suite())
-            .map_or(0, u16::from)
-    })
-}
-
-/// The negotiated cipher suite's IANA name (e.g. `TLS_AES_256_GCM_SHA384`), snprintf-style;
-/// empty when not encrypted.
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_cipher_suite(
-    conn: *const starttls_conn,
-    buf: *mut c_char,
-    len: usize,
-) -> usize {
-    boundary_value(0, || {
-        let name = unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.cipher_suite_name())
-            .unwrap_or_default();
-        unsafe { str_out(&name, buf, len) }
-    })
-}
-
-/// Copies the negotiated ALPN protocol (possibly empty) into `buf`; `*out_n` its length.
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` points to `len` writable bytes; `out_n` is NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_alpn(
-    conn: *mut starttls_conn,
-    buf: *mut u8,
-    len: usize,
-    out_n: *mut usize,
-) -> u32 {
-    unsafe {
-        with_conn(conn, |c| {
-            let alpn = c.conn.alpn_protocol().unwrap_or_default().to_vec();
-            bytes_out(&alpn, buf, len, out_n)
-        })
-    }
-}
-
-/// How many certificates the server sent (0 when not encrypted).
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_peer_cert_count(conn: *const starttls_conn) -> usize {
-    boundary_value(0, || {
-        unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.peer_certificates())
-            .map_or(0, <[_]>::len)
-    })
-}
-
-/// Copies certificate `index` of the server's chain (0 = leaf), DER, into `buf`; `*out_n` its
-/// length. `STARTTLS_ERR_BUFFER_TOO_SMALL` when it does not fit (the message says the size;
-/// `starttls_conn_peer_cert_len` tells it beforehand).
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` points to `len` writable bytes; `out_n` is NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_peer_cert(
-    conn: *mut starttls_conn,
-    index: usize,
-    buf: *mut u8,
-    len: usize,
-    out_n: *mut usize,
-) -> u32 {
-    unsafe {
-        with_conn(conn, |c| {
-            let certs = c.conn.peer_certificates().unwrap_or_default();
-            let cert = certs.get(index).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "no certificate {index}: the chain has {}",
-                    certs.len()
-                ))
-            })?;
-            bytes_out(cert.as_ref(), buf, len, out_n)
-        })
-    }
-}
-
-/// The DER length of certificate `index` of the server's chain, 0 when there is none.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_peer_cert_len(
-    conn: *const starttls_conn,
-    index: usize,
-) -> usize {
-    boundary_value(0, || {
-        unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.peer_certificates())
-            .and_then(|certs| certs.get(index))
-            .map_or(0, |c| c.as_ref().len())
-    })
-}
-
-/// The server's greeting (lines joined by `\n`), snprintf-style. For STARTTLS it came in
-/// plaintext: show it, do not act on it.
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_greeting(
-    conn: *const starttls_conn,
-    buf: *mut c_char,
-    len: usize,
-) -> usize {
-    boundary_value(0, || {
-        let g = unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.greeting())
-            .unwrap_or_default();
-        unsafe { str_out(g, buf, len) }
-    })
-}
-
-/// The capabilities seen before TLS, one per line (`\n`-separated), snprintf-style. UNTRUSTED:
-/// an attacker could have written them; informational only.
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_capabilities_before_tls(
-    conn: *const starttls_conn,
-    buf: *mut c_char,
-    len: usize,
-) -> usize {
-    boundary_value(0, || {
-        let caps = unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.capabilities_before_tls())
-            .map(|u| u.get_untrusted().join("\n"))
-            .unwrap_or_default();
-        unsafe { str_out(&caps, buf, len) }
-    })
-}
-
-/// The capabilities learned inside TLS, one per line, snprintf-style: from
-/// `starttls_conn_fetch_capabilities` (or the config's fetch option), from an implicit-TLS IMAP
-/// greeting that carries them, or re-sent by a ManageSieve server after TLS. Empty when there are
-/// none; `starttls_conn_has_capabilities` tells "none known" from "an empty list".
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_capabilities(
-    conn: *const starttls_conn,
-    buf: *mut c_char,
-    len: usize,
-) -> usize {
-    boundary_value(0, || {
-        let caps = unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.capabilities())
-            .map(|c| c.join("\n"))
-            .unwrap_or_default();
-        unsafe { str_out(&caps, buf, len) }
-    })
-}
-
-/// True for a connection made by `starttls_accept_fd` / `starttls_accept_tls_fd`.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_is_server(conn: *const starttls_conn) -> bool {
-    boundary_value(false, || {
-        unsafe { conn_ref(conn) }.is_some_and(|c| c.conn.is_server())
-    })
-}
-
-/// Server side: the name the client gave before TLS (EHLO/LHLO argument, XMPP `to`, HTTP
-/// `Host`), snprintf-style; empty when none. Untrusted: it came in plaintext.
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_peer_name(
-    conn: *const starttls_conn,
-    buf: *mut c_char,
-    len: usize,
-) -> usize {
-    boundary_value(0, || {
-        let name = unsafe { conn_ref(conn) }
-            .and_then(|c| c.conn.peer_name().map(|n| n.get_untrusted().to_string()))
-            .unwrap_or_default();
-        unsafe { str_out(&name, buf, len) }
-    })
-}
-
-/// True when capabilities were learned inside TLS (see `starttls_conn_capabilities`).
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_has_capabilities(conn: *const starttls_conn) -> bool {
-    boundary_value(false, || {
-        unsafe { conn_ref(conn) }.is_some_and(|c| c.conn.capabilities().is_some())
-    })
-}
-
-/// Asks the server for its capabilities again, inside TLS (EHLO/LHLO, CAPABILITY, CAPA); read
-/// them with `starttls_conn_capabilities`. Fails on a plaintext connection.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_fetch_capabilities(conn: *mut starttls_conn) -> u32 {
-    unsafe {
-        with_conn(conn, |c| {
-            c.conn
-                .fetch_capabilities()
-                .map(|_| ())
-                .map_err(Failure::from)
-        })
-    }
-}
-
-/// The socket's fd: the caller's own for `starttls_upgrade_fd`/`_handshake_fd`, the library's
-/// for `starttls_connect` (do not close it). -1 for NULL.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_fd(conn: *const starttls_conn) -> c_int {
-    boundary_value(-1, || unsafe { conn_ref(conn) }.map_or(-1, |c| c.fd))
-}
-
-/// True when the connection is encrypted. Always true under `STARTTLS_POLICY_REQUIRE`.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_is_encrypted(conn: *const starttls_conn) -> bool {
-    boundary_value(false, || {
-        unsafe { conn_ref(conn) }.is_some_and(|c| c.conn.is_encrypted())
-    })
-}
-
-/// Why the connection is not encrypted (a `STARTTLS_ERR_*` code, e.g. `NOT_OFFERED`), or
-/// `STARTTLS_OK` when it is encrypted.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_plaintext_reason(conn: *const starttls_conn) -> u32 {
-    boundary_value(STARTTLS_ERR_PANIC, || match unsafe { conn_ref(conn) } {
-        None => STARTTLS_ERR_INVALID_ARGUMENT,
-        Some(c) => c.conn.plaintext_reason().map_or(STARTTLS_OK, Error::code),
-    })
-}
-
-/// What the server said before TLS about STARTTLS: 1 available (advertised, or the command was
-/// accepted), 0 not available (not advertised, or refused), -1 when the dialog did not learn it
-/// (implicit TLS) or for NULL. Like everything before TLS, an attacker could have changed it.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_starttls_offered(conn: *const starttls_conn) -> c_int {
-    boundary_value(-1, || {
-        match unsafe { conn_ref(conn) }.and_then(|c| c.conn.starttls_offered()) {
-            Some(true) => 1,
-            Some(false) => 0,
-            None => -1,
-        }
-    })
-}
-
-/// True when this connection resumed an earlier TLS session (same config).
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_is_resumed(conn: *const starttls_conn) -> bool {
-    boundary_value(false, || {
-        unsafe { conn_ref(conn) }.is_some_and(|c| c.conn.is_resumed())
-    })
-}
-
-/// How the peer's certificate was checked: `STARTTLS_VERIFY_VERIFIED`, `_SKIPPED` (dangerous
-/// mode), `_NOT_ENCRYPTED`, or on the server side `_NO_PEER_CERTIFICATE` when the client
-/// presented none.
-///
-/// # Safety
-/// `conn` is NULL or live.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_verification(conn: *const starttls_conn) -> u32 {
-    boundary_value(STARTTLS_VERIFY_NOT_ENCRYPTED, || {
-        match unsafe { conn_ref(conn) }.map(|c| c.conn.verification()) {
-            Some(Verification::Verified) => STARTTLS_VERIFY_VERIFIED,
-            Some(Verification::Skipped { .. }) => STARTTLS_VERIFY_SKIPPED,
-            Some(Verification::NoPeerCertificate) => STARTTLS_VERIFY_NO_PEER_CERTIFICATE,
-            _ => STARTTLS_VERIFY_NOT_ENCRYPTED,
-        }
-    })
-}
-
-/// In dangerous mode, what verification would have rejected (snprintf-style); empty when the
-/// chain would have passed or was verified.
-///
-/// # Safety
-/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn starttls_conn_verification_problem(
-    conn: *const starttls_conn,
-    buf: *mut c_char,
-    len: usize,
-) -> usize {
-    boundary_value(0, || {
-        let problem = match unsafe { conn_ref(conn) }.map(|c| c.conn.verification()) {
-            Some(Verification::Skipped { problem: Some(p) }) => p.as_str(),
-            _ => "",
-        };
-        unsafe { str_out(problem, buf, len) }
-    })
+    // SAFETY: NULL or a pointer from this library, freed once.
+    unsafe { free_handle(conn) }
 }

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind};
 pub mod codes;
 pub mod config;
 pub mod conn;
+pub mod inspect;
 pub mod server;
 
 thread_local! {
@@ -92,6 +93,68 @@ fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
             fail(&Failure::Panic);
             fallback
         }
+    }
+}
+
+/// Runs a setter on a builder (client or server) behind the boundary; a failed setter leaves the
+/// builder as it was.
+fn with_builder_slot<B: Default + Clone>(
+    slot: Option<&mut B>,
+    f: impl FnOnce(B) -> Result<B, Error>,
+) -> u32 {
+    boundary(|| {
+        let slot = slot.ok_or_else(|| null("builder"))?;
+        let taken = std::mem::take(slot);
+        match f(taken.clone()) {
+            Ok(next) => {
+                *slot = next;
+                Ok(())
+            }
+            Err(e) => {
+                *slot = taken;
+                Err(e.into())
+            }
+        }
+    })
+}
+
+/// Builds a config from a builder handle, which is freed whatever the result; `*out` is set
+/// only on success.
+///
+/// # Safety
+/// `b` is NULL or a live handle from `Box::into_raw`, not used afterwards; `out` is NULL or
+/// writable.
+unsafe fn build_handle<B, C>(
+    b: *mut B,
+    out: *mut *const C,
+    build: impl FnOnce(B) -> Result<C, Error>,
+) -> u32 {
+    boundary(|| {
+        if b.is_null() {
+            return Err(null("builder").into());
+        }
+        // SAFETY: a live builder, consumed here exactly once.
+        let builder = unsafe { Box::from_raw(b) };
+        if out.is_null() {
+            return Err(null("config_out").into());
+        }
+        let config = Box::into_raw(Box::new(build(*builder)?));
+        // SAFETY: checked non-NULL; written only on success.
+        unsafe { *out = config };
+        Ok(())
+    })
+}
+
+/// Frees a handle made by `Box::into_raw`. NULL is fine; a panic in a destructor is caught.
+///
+/// # Safety
+/// `p` is NULL or a live handle, not used afterwards.
+unsafe fn free_handle<T>(p: *const T) {
+    if !p.is_null() {
+        boundary_value((), || {
+            // SAFETY: a pointer from Box::into_raw, freed once (the caller's contract).
+            drop(unsafe { Box::from_raw(p.cast_mut()) });
+        });
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::codes::*;
 use super::config::{LogTarget, starttls_log_callback};
-use super::conn::{hand_out, protocol_in, starttls_conn, stream_from_fd, take_flag};
-use super::{boundary, bytes_in, null, str_in};
+use super::conn::{adopt_fd, hand_out, protocol_in, starttls_conn};
+use super::{boundary, build_handle, bytes_in, free_handle, null, str_in, with_builder_slot};
 use crate::error::Error;
 use crate::{ClientAuth, ServerConfig, ServerConfigBuilder, TlsVersion};
 
@@ -29,21 +29,8 @@ unsafe fn with_server_builder(
     b: *mut starttls_server_config_builder,
     f: impl FnOnce(ServerConfigBuilder) -> Result<ServerConfigBuilder, Error>,
 ) -> u32 {
-    boundary(|| {
-        // SAFETY: NULL or live, one thread (documented).
-        let b = unsafe { b.as_mut() }.ok_or_else(|| null("builder"))?;
-        let taken = std::mem::take(&mut b.inner);
-        match f(taken.clone()) {
-            Ok(next) => {
-                b.inner = next;
-                Ok(())
-            }
-            Err(e) => {
-                b.inner = taken;
-                Err(e.into())
-            }
-        }
-    })
+    // SAFETY: NULL or live, one thread (documented).
+    with_builder_slot(unsafe { b.as_mut() }.map(|b| &mut b.inner), f)
 }
 
 fn read_file(path: &str, what: &str) -> Result<Vec<u8>, Error> {
@@ -69,10 +56,8 @@ pub extern "C" fn starttls_server_config_builder_new() -> *mut starttls_server_c
 pub unsafe extern "C" fn starttls_server_config_builder_free(
     b: *mut starttls_server_config_builder,
 ) {
-    if !b.is_null() {
-        // SAFETY: a pointer from starttls_server_config_builder_new, freed once.
-        drop(unsafe { Box::from_raw(b) });
-    }
+    // SAFETY: NULL or a pointer from starttls_server_config_builder_new, freed once.
+    unsafe { free_handle(b) }
 }
 
 /// The certificate chain and private key (PEM files: RSA, ECDSA or Ed25519), read now. Served
@@ -305,11 +290,10 @@ pub unsafe extern "C" fn starttls_server_config_builder_set_log_callback(
 ) -> u32 {
     unsafe {
         with_server_builder(b, |inner| {
-            let Some(callback) = callback else {
-                return Ok(inner.without_dialog_observer());
-            };
-            let target = LogTarget { callback, userdata };
-            Ok(inner.on_dialog_line(move |line| target.emit(line)))
+            Ok(match LogTarget::new(callback, userdata) {
+                Some(target) => inner.on_dialog_line(move |line| target.emit(line)),
+                None => inner.without_dialog_observer(),
+            })
         })
     }
 }
@@ -323,21 +307,14 @@ pub unsafe extern "C" fn starttls_server_config_builder_build(
     b: *mut starttls_server_config_builder,
     config_out: *mut *const starttls_server_config,
 ) -> u32 {
-    boundary(|| {
-        if b.is_null() {
-            return Err(null("builder").into());
-        }
-        // SAFETY: a live builder, consumed here exactly once.
-        let builder = unsafe { Box::from_raw(b) };
-        if config_out.is_null() {
-            return Err(null("config_out").into());
-        }
-        let config = builder.inner.build()?;
-        let ptr = Box::into_raw(Box::new(starttls_server_config { inner: config }));
-        // SAFETY: checked non-NULL; written only on success.
-        unsafe { *config_out = ptr };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        build_handle(b, config_out, |b| {
+            Ok(starttls_server_config {
+                inner: b.inner.build()?,
+            })
+        })
+    }
 }
 
 /// Releases a server config. NULL is fine; connections made from it stay usable.
@@ -346,10 +323,8 @@ pub unsafe extern "C" fn starttls_server_config_builder_build(
 /// `config` is NULL or live, not used afterwards by the caller.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn starttls_server_config_free(config: *const starttls_server_config) {
-    if !config.is_null() {
-        // SAFETY: a pointer from starttls_server_config_builder_build, freed once.
-        drop(unsafe { Box::from_raw(config.cast_mut()) });
-    }
+    // SAFETY: NULL or a pointer from starttls_server_config_builder_build, freed once.
+    unsafe { free_handle(config) }
 }
 
 /// Plays the server's side of `protocol`'s upgrade on a socket the caller accepted (greeting,
@@ -413,27 +388,18 @@ unsafe fn accept(
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
     boundary(|| {
-        let take = take_flag(flags)?;
-        let close_if_owned = || {
-            if take && fd >= 0 {
-                // SAFETY: the caller gave the fd up; nothing else will close it.
-                drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-            }
-        };
-        let checked = (|| {
-            // SAFETY: forwarded caller contract.
-            let config = unsafe { config.as_ref() }.ok_or_else(|| null("config"))?;
-            if conn_out.is_null() {
-                return Err(null("conn_out"));
-            }
-            let protocol = protocol.map(protocol_in).transpose()?;
-            // SAFETY: forwarded caller contract.
-            let buffered = unsafe { bytes_in(buffered.0, buffered.1, "buffered") }?;
-            Ok((config, protocol, buffered))
-        })();
-        let (config, protocol, buffered) = checked.inspect_err(|_| close_if_owned())?;
-        // SAFETY: fd validity is the caller's contract; ownership per `take`.
-        let tcp = unsafe { stream_from_fd(fd, take) }?;
+        // SAFETY: forwarded caller contract.
+        let ((config, protocol, buffered), tcp, take) = unsafe {
+            adopt_fd(fd, flags, || {
+                let config = config.as_ref().ok_or_else(|| null("config"))?;
+                if conn_out.is_null() {
+                    return Err(null("conn_out"));
+                }
+                let protocol = protocol.map(protocol_in).transpose()?;
+                let buffered = bytes_in(buffered.0, buffered.1, "buffered")?;
+                Ok((config, protocol, buffered))
+            })
+        }?;
         let conn = match protocol {
             Some(p) => crate::accept(&config.inner, p, tcp)?,
             None => crate::accept_tls(&config.inner, tcp, buffered)?,

@@ -49,6 +49,12 @@ int main(void) {
     CHECK(!starttls_supports_protocol(0xffffffffu));
     CHECK(strcmp(starttls_protocol_name(STARTTLS_PROTO_IMAPS), "imaps") == 0);
     CHECK(starttls_protocol_name(0) == NULL);
+    CHECK(starttls_protocol_name(STARTTLS_PROTO_IMAPS) == starttls_protocol_name(STARTTLS_PROTO_IMAPS));
+    CHECK(starttls_protocol_default_port(STARTTLS_PROTO_SMTP) == 25);
+    CHECK(starttls_protocol_default_port(STARTTLS_PROTO_IMAPS) == 993);
+    CHECK(starttls_protocol_default_port(STARTTLS_PROTO_TLS) == 0);
+    CHECK(starttls_protocol_default_port(0) == 0);
+    CHECK(strcmp(starttls_result_description(STARTTLS_ERR_TIMEOUT), "timed out") == 0);
 
     /* NULL everywhere: an error code, never a crash. */
     CHECK(starttls_config_builder_set_ca_file(NULL, "x") == STARTTLS_ERR_INVALID_ARGUMENT);
