@@ -1,8 +1,10 @@
 //! # starttls
 //!
 //! Upgrade plaintext protocol connections to TLS, correctly: SMTP, submission and LMTP
-//! (RFC 3207), IMAP (RFC 3501/9051), POP3 (RFC 2595), and implicit TLS (RFC 8314). Synchronous
-//! and blocking on `std::net`, on rustls.
+//! (RFC 3207), IMAP (RFC 3501/9051), POP3 (RFC 2595), LDAP (RFC 4511), FTP (RFC 4217), XMPP
+//! (RFC 6120), NNTP (RFC 4642), ManageSieve (RFC 5804), PostgreSQL, HTTP Upgrade (RFC 2817), and
+//! implicit TLS (RFC 8314) for each that has it. Client and server side. Synchronous and blocking
+//! on `std::net`, on rustls; a C ABI (`include/starttls.h`) for C, C++ and Python.
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -26,6 +28,22 @@
 //! - certificates are verified against the webpki roots by default;
 //! - every blocking step has a finite timeout that names its [`Phase`];
 //! - lines, reply lengths and counts are bounded.
+
+//!
+//! ## The house
+//!
+//! Each floor uses only the floors below it, and no two files import each other in a loop:
+//!
+//! | floor | modules |
+//! |---|---|
+//! | faces | `ffi` (the C ABI), the `starttls` command (`src/bin/`), Python (over the C ABI) |
+//! | API | this file: re-exports |
+//! | entry points | `connect`, `accept` |
+//! | connection | `stream` ([`Connection`]: steps inside TLS, login, goodbye), `ftp` (data channel) |
+//! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
+//! | configuration, TLS | `config`, `server_config`, `handshake` |
+//! | wire | `wire`: bounded line and message reading that never reads past the go-ahead |
+//! | ground | `error`: one error enum, every variant with a frozen code |
 
 #![deny(unsafe_code)] // `src/ffi/` alone allows it.
 #![warn(missing_docs)]

@@ -1,5 +1,6 @@
-//! FTP (RFC 959, RFC 2228, RFC 4217): the client's pre-TLS dialog, and the replies the
-//! protected data channel needs (PBSZ/PROT, EPSV/PASV, transfer replies).
+//! FTP (RFC 959, RFC 2228, RFC 4217): both sides of the dialog before TLS, the steps inside it
+//! (FEAT, USER/PASS, QUIT), and the replies the protected data channel needs (PBSZ/PROT,
+//! EPSV/PASV, transfer replies).
 //!
 //! `220` greeting → `AUTH TLS` → `234` → TLS. FEAT is not sent before TLS: its answer could not
 //! be trusted, and AUTH TLS itself says whether TLS is available. A `230` greeting (already

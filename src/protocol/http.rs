@@ -1,4 +1,5 @@
-//! HTTP/1.1 Upgrade to TLS (RFC 2817): the client's pre-TLS request.
+//! HTTP/1.1 Upgrade to TLS (RFC 2817): both sides of the request before TLS, and the answer to
+//! `OPTIONS *` inside it.
 //!
 //! `OPTIONS * HTTP/1.1` with `Upgrade: TLS/1.0` and `Connection: Upgrade` → `101 Switching
 //! Protocols` naming TLS in its `Upgrade` header → TLS. Any other status is a refusal.

@@ -1,4 +1,5 @@
-//! IMAP (RFC 3501, RFC 9051, RFC 2595): the client's pre-TLS dialog.
+//! IMAP (RFC 3501, RFC 9051, RFC 2595): both sides of the dialog before TLS, the steps inside it
+//! (CAPABILITY again, AUTHENTICATE/LOGIN), and the goodbye.
 //!
 //! `* OK [CAPABILITY ... STARTTLS]` greeting → (`CAPABILITY` only when the greeting lacks it)
 //! → `STARTTLS` → tagged `OK` → TLS. `* PREAUTH` means the server skipped authentication in

@@ -1,4 +1,5 @@
-//! LDAP StartTLS (RFC 4511 §4.14, RFC 4513 §3): the client's pre-TLS exchange.
+//! LDAP StartTLS (RFC 4511 §4.14, RFC 4513 §3): both sides of the exchange before TLS, the
+//! simple bind inside it, and the unbind.
 //!
 //! ExtendedRequest `1.3.6.1.4.1.1466.20037` (BER) → ExtendedResponse with resultCode 0 → TLS.
 //! The response is read with a small strict BER reader: definite lengths only, bounded sizes,

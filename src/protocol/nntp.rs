@@ -1,4 +1,5 @@
-//! NNTP (RFC 3977, RFC 4642): the client's pre-TLS dialog.
+//! NNTP (RFC 3977, RFC 4642): both sides of the dialog before TLS, the steps inside it
+//! (CAPABILITIES again, AUTHINFO), and the goodbye.
 //!
 //! `200`/`201` greeting → `STARTTLS` → `382` → TLS. CAPABILITIES is not sent before TLS: its
 //! answer could not be trusted, and `STARTTLS` itself says whether TLS is available (580 or 502

@@ -1,4 +1,5 @@
-//! POP3 (RFC 1939, RFC 2449, RFC 2595): the client's pre-TLS dialog.
+//! POP3 (RFC 1939, RFC 2449, RFC 2595): both sides of the dialog before TLS, the steps inside it
+//! (CAPA again, AUTH or USER/PASS), and the goodbye.
 //!
 //! `+OK` greeting → `STLS` → `+OK` → TLS. CAPA is not sent before TLS: its answer could not be
 //! trusted, and `STLS` itself tells whether TLS is available, which saves a round trip.

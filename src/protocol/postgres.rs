@@ -1,4 +1,5 @@
-//! PostgreSQL SSLRequest (protocol 3.0, "SSL Session Encryption"): the client's pre-TLS step.
+//! PostgreSQL SSLRequest (protocol 3.0, "SSL Session Encryption"): both sides of the step
+//! before TLS.
 //!
 //! The client sends the 8-byte SSLRequest; the server answers with exactly one byte: `S` to
 //! start TLS, `N` to refuse. Anything else (an `E` ErrorResponse from an ancient or hostile

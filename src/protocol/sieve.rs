@@ -1,4 +1,5 @@
-//! ManageSieve (RFC 5804): the client's pre-TLS dialog.
+//! ManageSieve (RFC 5804): both sides of the dialog before TLS, the steps inside it (the
+//! capabilities re-sent, AUTHENTICATE), and the goodbye.
 //!
 //! The greeting is the capability list (`"NAME" "value"` lines) ending in `OK`; `STARTTLS` →
 //! `OK` → TLS; the server then re-sends its capabilities unasked, and the client reads them

@@ -1,4 +1,5 @@
-//! SMTP, submission and LMTP (RFC 5321, RFC 3207, RFC 2033): the client's pre-TLS dialog.
+//! SMTP, submission and LMTP (RFC 5321, RFC 3207, RFC 2033): both sides of the dialog before
+//! TLS, the steps inside it (EHLO again, AUTH), and the goodbye.
 //!
 //! greeting `220` → `EHLO`/`LHLO` → `STARTTLS` in the 250 list → `STARTTLS` → `220` → TLS.
 //! After TLS the client speaks first (EHLO again, RFC 3207 §4.2).

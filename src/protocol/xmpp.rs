@@ -1,4 +1,5 @@
-//! XMPP STARTTLS (RFC 6120 §5): the client's (or initiating server's) pre-TLS stream.
+//! XMPP STARTTLS (RFC 6120 §5): both sides of the stream before TLS (client, or initiating
+//! server), the new stream and SASL inside TLS, and the stream's close.
 //!
 //! stream header with `to=` the XMPP domain → `<stream:features>` holding
 //! `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>` → `<starttls/>` → `<proceed/>` → TLS.

@@ -1,4 +1,5 @@
-//! Bounded, deadline-driven line reading for the plaintext part of a connection.
+//! Bounded, deadline-driven reading and writing of protocol lines and messages, over a plain
+//! socket before TLS and over the TLS stream for the steps a dialog runs inside it.
 //!
 //! The go-ahead rule (DESIGN §4.1.1) lives here: the reader *peeks* at the socket and consumes
 //! exactly one line at a time, so it never takes a byte past the end of a reply out of the kernel.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use starttls::{Protocol, ServerConfig};
 
-use crate::check::{self, CheckOptions, Report};
+use crate::check::{self, CheckOptions};
+use crate::report::Report;
 use crate::{apps, pki};
 
 struct Row {

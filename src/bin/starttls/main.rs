@@ -10,12 +10,14 @@ mod check;
 mod demo;
 mod json;
 mod pki;
+mod report;
 mod serve;
 
 use std::time::Duration;
 
 use args::Args;
-use check::{CheckOptions, Report, ReportError};
+use check::CheckOptions;
+use report::{Report, ReportError};
 
 const USAGE: &str = "\
 usage: starttls check [OPTIONS] SCHEME://HOST[:PORT]
@@ -104,7 +106,7 @@ fn check_command(mut a: Args) -> i32 {
         Err(message) if json => {
             let mut report = Report::usage_failure(message);
             report.url = String::new();
-            check::print_report(&report, true);
+            report::print_report(&report, true);
             2
         }
         Err(message) => usage_error(&format!("check: {message}")),

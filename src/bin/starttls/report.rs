@@ -1,0 +1,362 @@
+//! What `starttls check` found, and how it is told: the human report and the JSON object whose
+//! keys are the command's contract.
+
+use std::io::Write;
+use std::time::Duration;
+
+use starttls::{Error, ErrorKind};
+
+use crate::certinfo::CertInfo;
+use crate::check::{CheckOptions, Target};
+use crate::json::Json;
+
+/// Everything the report shows.
+pub struct Report {
+    pub url: String,
+    pub target: Option<Target>,
+    pub peer_address: Option<String>,
+    pub server_name: Option<String>,
+    pub starttls_offered: Option<bool>,
+    pub encrypted: bool,
+    pub verified: bool,
+    pub verification_problem: Option<String>,
+    pub tls_version: Option<String>,
+    pub cipher_suite: Option<String>,
+    pub alpn: Option<String>,
+    pub certificate: Option<CertInfo>,
+    pub chain_length: usize,
+    pub greeting: Option<String>,
+    pub capabilities_before: Vec<String>,
+    pub capabilities_after: Vec<String>,
+    pub timings: starttls::Timings,
+    pub plaintext_reason: Option<String>,
+    pub auth: Option<AuthReport>,
+    pub error: Option<ReportError>,
+    pub insecure: bool,
+    pub opportunistic: bool,
+}
+
+/// How the login after the upgrade went.
+pub struct AuthReport {
+    pub mechanism: String,
+    pub ok: bool,
+    pub server_reply: Option<String>,
+}
+
+/// A failure, in the contract's terms.
+pub struct ReportError {
+    pub code: &'static str,
+    pub kind: &'static str,
+    pub message: String,
+    pub server_reply: Option<String>,
+    pub exit: i32,
+}
+
+impl ReportError {
+    pub fn usage(message: String) -> ReportError {
+        ReportError {
+            code: ErrorKind::InvalidArgument.name(),
+            kind: "usage",
+            message,
+            server_reply: None,
+            exit: 2,
+        }
+    }
+
+    /// A failure of the login step: kind `auth`, exit 10, whatever the library's error kind
+    /// (rejected, no mechanism inside TLS, not encrypted).
+    pub fn auth(e: &Error) -> ReportError {
+        match e.kind() {
+            ErrorKind::Timeout | ErrorKind::Closed | ErrorKind::Io | ErrorKind::Tls => {
+                ReportError::from_error(e)
+            }
+            _ => ReportError {
+                code: e.kind().name(),
+                kind: "auth",
+                message: e.to_string(),
+                server_reply: e.reply().map(str::to_owned),
+                exit: 10,
+            },
+        }
+    }
+
+    pub fn from_error(e: &Error) -> ReportError {
+        let (kind, exit) = match e.kind() {
+            ErrorKind::InvalidArgument => ("usage", 2),
+            ErrorKind::Config => ("config", 2),
+            ErrorKind::Io | ErrorKind::Resolve => ("network", 8),
+            ErrorKind::Closed => ("closed", 8),
+            ErrorKind::Timeout => ("timeout", 7),
+            ErrorKind::NotOffered | ErrorKind::Downgrade => ("not_offered", 3),
+            ErrorKind::Refused => ("refused", 4),
+            ErrorKind::ProtocolViolation => ("protocol", 6),
+            ErrorKind::Injection => ("injection", 6),
+            ErrorKind::NotEncrypted | ErrorKind::AuthFailed => ("auth", 10),
+            ErrorKind::Certificate => ("certificate", 5),
+            ErrorKind::Tls => ("tls", 9),
+            _ => ("internal", 1),
+        };
+        ReportError {
+            code: e.kind().name(),
+            kind,
+            message: e.to_string(),
+            server_reply: e.reply().map(str::to_owned),
+            exit,
+        }
+    }
+}
+
+impl Report {
+    pub fn new(url: &str, opts: &CheckOptions) -> Report {
+        Report {
+            url: url.to_owned(),
+            target: None,
+            peer_address: None,
+            server_name: None,
+            starttls_offered: None,
+            encrypted: false,
+            verified: false,
+            verification_problem: None,
+            tls_version: None,
+            cipher_suite: None,
+            alpn: None,
+            certificate: None,
+            chain_length: 0,
+            greeting: None,
+            capabilities_before: Vec::new(),
+            capabilities_after: Vec::new(),
+            timings: starttls::Timings::default(),
+            plaintext_reason: None,
+            auth: None,
+            error: None,
+            insecure: opts.insecure,
+            opportunistic: opts.opportunistic,
+        }
+    }
+
+    /// Encrypted and verified (or accepted with --insecure), or a plaintext result reported
+    /// under --opportunistic.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+            && ((self.encrypted && (self.verified || self.insecure))
+                || (!self.encrypted && self.opportunistic))
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match &self.error {
+            Some(e) => e.exit,
+            None if self.ok() => 0,
+            None => 5,
+        }
+    }
+
+    pub fn verdict(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("FAIL ({}): {}", e.code, e.message);
+        }
+        match (self.encrypted, self.verified) {
+            (true, true) => format!(
+                "OK: encrypted ({}) and verified",
+                self.tls_version.as_deref().unwrap_or("TLS")
+            ),
+            (true, false) => format!(
+                "ENCRYPTED, NOT VERIFIED (--insecure): {}",
+                self.verification_problem
+                    .as_deref()
+                    .unwrap_or("not checked")
+            ),
+            (false, _) => format!(
+                "NOT ENCRYPTED (--opportunistic): {}",
+                self.plaintext_reason.as_deref().unwrap_or("no TLS")
+            ),
+        }
+    }
+
+    pub fn json(&self) -> Json {
+        let t = self.target.as_ref();
+        let ms = |d: Option<Duration>| d.map_or(Json::Null, |d| Json::Num(d.as_millis() as u64));
+        let error = match &self.error {
+            None => Json::Null,
+            Some(e) => Json::Obj(vec![
+                ("code", Json::str(e.code)),
+                ("kind", Json::str(e.kind)),
+                ("message", Json::str(&e.message)),
+                ("server_reply", Json::opt_str(e.server_reply.clone())),
+            ]),
+        };
+        Json::Obj(vec![
+            ("ok", Json::Bool(self.ok())),
+            ("url", Json::str(&self.url)),
+            ("protocol", Json::opt_str(t.map(|t| t.protocol.scheme()))),
+            ("host", Json::opt_str(t.map(|t| t.host.clone()))),
+            (
+                "port",
+                t.map_or(Json::Null, |t| Json::Num(u64::from(t.port))),
+            ),
+            ("peer_address", Json::opt_str(self.peer_address.clone())),
+            ("server_name", Json::opt_str(self.server_name.clone())),
+            (
+                "starttls_offered",
+                self.starttls_offered.map_or(Json::Null, Json::Bool),
+            ),
+            ("encrypted", Json::Bool(self.encrypted)),
+            ("verified", Json::Bool(self.verified)),
+            (
+                "verification_problem",
+                Json::opt_str(self.verification_problem.clone()),
+            ),
+            ("tls_version", Json::opt_str(self.tls_version.clone())),
+            ("cipher_suite", Json::opt_str(self.cipher_suite.clone())),
+            ("alpn", Json::opt_str(self.alpn.clone())),
+            (
+                "certificate",
+                self.certificate.as_ref().map_or(Json::Null, CertInfo::json),
+            ),
+            ("chain_length", Json::Num(self.chain_length as u64)),
+            ("greeting", Json::opt_str(self.greeting.clone())),
+            (
+                "capabilities_before",
+                Json::strings(&self.capabilities_before),
+            ),
+            (
+                "capabilities_after",
+                Json::strings(&self.capabilities_after),
+            ),
+            (
+                "timings_ms",
+                Json::Obj(vec![
+                    ("connect", ms(self.timings.connect)),
+                    ("starttls", ms(self.timings.dialog)),
+                    ("handshake", ms(self.timings.handshake)),
+                    ("total", Json::Num(self.timings.total.as_millis() as u64)),
+                ]),
+            ),
+            (
+                "auth",
+                self.auth.as_ref().map_or(Json::Null, |a| {
+                    Json::Obj(vec![
+                        ("mechanism", Json::str(&a.mechanism)),
+                        ("ok", Json::Bool(a.ok)),
+                        ("server_reply", Json::opt_str(a.server_reply.clone())),
+                    ])
+                }),
+            ),
+            ("error", error),
+        ])
+    }
+
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let mut line = |label: &str, value: String| {
+            out.push_str(&format!("{label:<23} {value}\n"));
+        };
+        if let Some(t) = &self.target {
+            line("target", format!("{} {}:{}", t.protocol, t.host, t.port));
+        }
+        if let Some(a) = &self.peer_address {
+            line("connected to", a.clone());
+        }
+        if let Some(g) = &self.greeting {
+            line("greeting", g.replace('\n', " | "));
+        }
+        if !self.capabilities_before.is_empty() {
+            line(
+                "offered before TLS",
+                format!("{} (untrusted)", self.capabilities_before.join(", ")),
+            );
+        }
+        if let Some(o) = self.starttls_offered {
+            line(
+                "STARTTLS",
+                if o {
+                    "offered".into()
+                } else {
+                    "not offered".into()
+                },
+            );
+        }
+        if self.encrypted {
+            line(
+                "TLS",
+                format!(
+                    "{}, {}, ALPN {}",
+                    self.tls_version.as_deref().unwrap_or("?"),
+                    self.cipher_suite.as_deref().unwrap_or("?"),
+                    self.alpn.as_deref().unwrap_or("none")
+                ),
+            );
+        }
+        if let Some(c) = &self.certificate {
+            line("certificate subject", c.subject.clone());
+            line("certificate issuer", c.issuer.clone());
+            line("valid", format!("{} to {}", c.not_before, c.not_after));
+            let names: Vec<String> = c
+                .dns_names
+                .iter()
+                .map(|n| format!("DNS:{n}"))
+                .chain(c.ip_addresses.iter().map(|i| format!("IP:{i}")))
+                .collect();
+            line("names", names.join(", "));
+            line("sha256", c.sha256.clone());
+            line("chain length", self.chain_length.to_string());
+        }
+        if self.encrypted {
+            line(
+                "verification",
+                match (
+                    &self.verified,
+                    &self.verification_problem,
+                    &self.server_name,
+                ) {
+                    (true, _, Some(n)) => format!("verified for {n}"),
+                    (true, _, None) => "verified".into(),
+                    (false, Some(p), _) => format!("NOT verified: {p}"),
+                    (false, None, _) => "not checked (--insecure), chain would pass".into(),
+                },
+            );
+        }
+        if !self.capabilities_after.is_empty() {
+            line("capabilities after TLS", self.capabilities_after.join(", "));
+        }
+        if let Some(a) = &self.auth {
+            line(
+                "authentication",
+                format!(
+                    "{} {}{}",
+                    a.mechanism,
+                    if a.ok { "succeeded" } else { "FAILED" },
+                    a.server_reply
+                        .as_deref()
+                        .map(|r| format!(": {}", r.replace('\n', " | ")))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        let ms =
+            |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()));
+        // Nothing was timed when the check was refused before starting (a bad URL, say).
+        if self.error.as_ref().is_none_or(|e| e.exit != 2) {
+            line(
+                "timings",
+                format!(
+                    "connect {}, starttls {}, handshake {}, total {} ms",
+                    ms(self.timings.connect),
+                    ms(self.timings.dialog),
+                    ms(self.timings.handshake),
+                    self.timings.total.as_millis()
+                ),
+            );
+        }
+        line("verdict", self.verdict());
+        out
+    }
+}
+
+pub fn print_report(report: &Report, json: bool) {
+    let text = if json {
+        format!("{}\n", report.json().render())
+    } else {
+        report.human()
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
