@@ -386,6 +386,16 @@ uint32_t starttls_config_builder_set_fetch_capabilities(starttls_config_builder 
 uint32_t starttls_config_builder_dangerous_accept_any_certificate(starttls_config_builder *b,
                                                                   bool yes);
 
+// DANGEROUS: let `starttls_conn_authenticate` send credentials over a connection whose
+// certificate was not verified (`starttls_config_builder_dangerous_accept_any_certificate`).
+// Without it such a login fails with `STARTTLS_ERR_INVALID_ARGUMENT` before anything is sent:
+// whoever presented the certificate would get the password.
+//
+// # Safety
+// `b` is NULL or a live builder.
+uint32_t starttls_config_builder_dangerous_allow_login_without_verification(starttls_config_builder *b,
+                                                                            bool yes);
+
 // Calls `callback(userdata, direction, encrypted, line)` for every dialog line (see
 // `starttls_log_callback`). NULL `callback` removes it. The callback must not call back into
 // the library with the same connection, and must be safe to call from every thread that uses

@@ -103,6 +103,7 @@ pub struct ClientConfigBuilder {
     policy: Policy,
     timeouts: Timeouts,
     dangerous_no_verify: bool,
+    dangerous_login_unverified: bool,
     fetch_capabilities: bool,
     no_resumption: bool,
 }
@@ -236,6 +237,16 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// **Dangerous**: let [`crate::Connection::authenticate`] send credentials over a connection
+    /// whose certificate was not verified (see
+    /// [`dangerous_accept_any_certificate`](Self::dangerous_accept_any_certificate)). Without it a
+    /// login on such a connection is refused: whoever presented the certificate would get the
+    /// password.
+    pub fn dangerous_allow_login_without_verification(mut self, yes: bool) -> Self {
+        self.dangerous_login_unverified = yes;
+        self
+    }
+
     /// Builds the immutable, shareable config.
     pub fn build(self) -> Result<ClientConfig> {
         let provider = crypto_provider();
@@ -301,6 +312,7 @@ impl ClientConfigBuilder {
                 client_name: self.client_name,
                 fetch_capabilities: self.fetch_capabilities,
                 dangerous_no_verify: self.dangerous_no_verify,
+                dangerous_login_unverified: self.dangerous_login_unverified,
                 limits: Limits::default(),
                 observer: self.observer,
                 tls_with_alpn: AlpnVariants::default(),
@@ -434,6 +446,7 @@ pub(crate) struct Inner {
     pub client_name: Option<String>,
     pub fetch_capabilities: bool,
     pub dangerous_no_verify: bool,
+    pub dangerous_login_unverified: bool,
     pub limits: Limits,
     pub observer: Option<Arc<DialogObserver>>,
     /// TLS configs with a protocol's required ALPN, made on first use; they share the session
@@ -508,6 +521,10 @@ impl fmt::Debug for ClientConfigBuilder {
             .field("policy", &self.policy)
             .field("timeouts", &self.timeouts)
             .field("dangerous_no_verify", &self.dangerous_no_verify)
+            .field(
+                "dangerous_login_unverified",
+                &self.dangerous_login_unverified,
+            )
             .field("fetch_capabilities", &self.fetch_capabilities)
             .field("observer", &self.observer.is_some())
             .finish()
@@ -522,6 +539,10 @@ impl fmt::Debug for ClientConfig {
             .field("client_name", &self.inner.client_name)
             .field("alpn", &self.inner.tls.alpn_protocols)
             .field("dangerous_no_verify", &self.inner.dangerous_no_verify)
+            .field(
+                "dangerous_login_unverified",
+                &self.inner.dangerous_login_unverified,
+            )
             .finish_non_exhaustive()
     }
 }

@@ -359,6 +359,12 @@ impl Error {
     }
 }
 
+/// Messages carry peer text (replies, names in certificates): escaped once more here, so that
+/// no way of building an error can put a raw control character in front of a person.
+fn esc(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::escape_controls(text)
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -372,37 +378,48 @@ impl fmt::Display for Error {
                 None => write!(f, "cannot resolve {host}: no addresses"),
             },
             Error::NotOffered { reply } => match reply {
-                Some(r) => write!(f, "the server does not offer STARTTLS (it said: {r})"),
+                Some(r) => write!(
+                    f,
+                    "the server does not offer STARTTLS (it said: {})",
+                    esc(r)
+                ),
                 None => f.write_str("the server does not offer STARTTLS"),
             },
             Error::Refused { phase, reply } => {
-                write!(f, "refused by the server during {phase}: {reply}")
+                write!(f, "refused by the server during {phase}: {}", esc(reply))
             }
             Error::Downgrade { reply } => write!(
                 f,
-                "the server skipped TLS and would continue in plaintext (downgrade): {reply}"
+                "the server skipped TLS and would continue in plaintext (downgrade): {}",
+                esc(reply)
             ),
             Error::ProtocolViolation {
                 phase,
                 detail,
                 reply,
             } => match reply {
-                Some(r) => write!(f, "protocol violation during {phase}: {detail}: {r}"),
-                None => write!(f, "protocol violation during {phase}: {detail}"),
+                Some(r) => write!(
+                    f,
+                    "protocol violation during {phase}: {}: {}",
+                    esc(detail),
+                    esc(r)
+                ),
+                None => write!(f, "protocol violation during {phase}: {}", esc(detail)),
             },
             Error::Injection { bytes, detail } => write!(
                 f,
-                "{bytes} byte(s) of plaintext after the STARTTLS go-ahead ({detail}); refusing \
-                 to continue (possible injection attack)"
+                "{bytes} byte(s) of plaintext after the STARTTLS go-ahead ({}); refusing to \
+                 continue (possible injection attack)",
+                esc(detail)
             ),
             Error::NotEncrypted => {
                 f.write_str("refusing to send credentials: the connection is not encrypted")
             }
             Error::AuthFailed { mechanism, reply } => {
-                write!(f, "authentication failed ({mechanism}): {reply}")
+                write!(f, "authentication failed ({mechanism}): {}", esc(reply))
             }
-            Error::Tls(e) => write!(f, "TLS error: {e}"),
-            Error::Certificate(e) => write!(f, "certificate rejected: {e}"),
+            Error::Tls(e) => write!(f, "TLS error: {}", esc(&e.to_string())),
+            Error::Certificate(e) => write!(f, "certificate rejected: {}", esc(&e.to_string())),
         }
     }
 }

@@ -115,11 +115,7 @@ pub fn server_dialog(protocol: Protocol, client_bytes: &[u8]) {
         return;
     };
     let timeouts = Timeouts::default();
-    let ctx = ServerContext {
-        timeouts: &timeouts,
-        hostname: "fuzz.test",
-        greeting: None,
-    };
+    let ctx = ServerContext::with(&timeouts, "fuzz.test", None);
     let mut peer = Replay::new(client_bytes);
     let mut wire = Wire::new(&mut peer, Limits::default());
     let _ = dialog.server_starttls(&mut wire, &ctx);

@@ -43,7 +43,7 @@
 //! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
 //! | configuration, TLS | `config`, `server_config`, `handshake` |
 //! | wire | `wire`: bounded line and message reading that never reads past the go-ahead |
-//! | ground | `error`: one error enum, every variant with a frozen code |
+//! | ground | `error`: one error enum, every variant with a frozen code; `text`: the one escaping function for peer text |
 
 #![deny(unsafe_code)] // `src/ffi/` alone allows it.
 #![warn(missing_docs)]
@@ -62,6 +62,7 @@ mod handshake;
 mod protocol;
 mod server_config;
 mod stream;
+mod text;
 mod wire;
 
 pub use accept::{accept, accept_tls};
@@ -72,6 +73,7 @@ pub use protocol::Protocol;
 pub use protocol::sasl::{AuthOutcome, Credentials};
 pub use server_config::{ClientAuth, ServerConfig, ServerConfigBuilder};
 pub use stream::{Connection, Timings, Untrusted, Verification, iana_cipher_suite_name};
+pub use text::escape_controls;
 pub use wire::{DialogLine, DialogObserver, Direction};
 
 /// Re-exported so callers can name rustls types without a version clash.

@@ -455,17 +455,28 @@ impl Connection {
     /// FTP `USER`/`PASS`.
     ///
     /// Refuses ([`Error::NotEncrypted`]) on a connection that is not encrypted, whatever the
-    /// policy. A rejected login is [`Error::AuthFailed`] with the server's reply; no usable
-    /// mechanism inside TLS is [`Error::NotOffered`]. Credentials never appear in the transcript,
+    /// policy, and ([`Error::InvalidArgument`]) on one whose certificate was not verified unless
+    /// the config allows it
+    /// ([`dangerous_allow_login_without_verification`](crate::ClientConfigBuilder::dangerous_allow_login_without_verification)).
+    /// A rejected login is [`Error::AuthFailed`] with the server's reply; no usable mechanism
+    /// inside TLS is [`Error::NotOffered`]. Credentials never appear in the transcript,
     /// the dialog observer or error messages.
     pub fn authenticate(&mut self, credentials: &Credentials) -> Result<AuthOutcome> {
         credentials.check()?;
         if !self.is_encrypted() {
             return Err(Error::NotEncrypted);
         }
-        if self.is_server() {
+        let Side::Client(config) = &self.side else {
             return Err(Error::InvalidArgument(
                 "authenticate is a client step".into(),
+            ));
+        };
+        if self.verification != Verification::Verified && !config.inner.dangerous_login_unverified {
+            return Err(Error::InvalidArgument(
+                "refusing to send credentials: the server's certificate was not verified \
+                 (dangerous_accept_any_certificate), so anyone in the middle would get them; \
+                 dangerous_allow_login_without_verification overrides"
+                    .into(),
             ));
         }
         let Some(dialog) = self.protocol.dialog() else {

@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -433,6 +434,7 @@ fn check_with_user_reports_authentication_in_json_and_exit_codes() {
     let pw = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("starttls-cli-pw-{}", std::process::id()));
     std::fs::write(&pw, "secret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let o = bin()
         .args([
             "check",
@@ -465,4 +467,105 @@ fn check_with_user_reports_authentication_in_json_and_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn password_values_are_never_echoed_in_usage_errors() {
+    for args in [
+        &["check", "--password=hunter2", "smtp://127.0.0.1:1"][..],
+        &[
+            "check",
+            "--json",
+            "--password=hunter2",
+            "smtp://127.0.0.1:1",
+        ],
+        &["check", "--password", "hunter2", "smtp://127.0.0.1:1"],
+        &["check", "--passwd=hunter2", "smtp://127.0.0.1:1"],
+        &["check", "--json", "--pass=hunter2", "smtp://127.0.0.1:1"],
+    ] {
+        let o = check(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            !all.contains("hunter2"),
+            "{args:?} echoed the secret: {all}"
+        );
+    }
+}
+
+#[test]
+fn a_password_file_readable_by_others_is_refused_naming_its_mode() {
+    let pw = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-cli-pw-mode-{}", std::process::id()));
+    std::fs::write(&pw, "hunter2\n").unwrap();
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+        let o = bin()
+            .args(["check", "--user", "alice", "--password-file"])
+            .arg(&pw)
+            .arg("smtp://127.0.0.1:1")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "mode {mode:o}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("mode {mode:03o}")), "{err}");
+        assert!(!err.contains("hunter2"));
+    }
+    // Owner-only passes the check (and then fails to connect: exit 8, not 2).
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = bin()
+        .args([
+            "check",
+            "--timeout",
+            "2",
+            "--user",
+            "alice",
+            "--password-file",
+        ])
+        .arg(&pw)
+        .arg("smtp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(8),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_file(&pw);
+}
+
+#[test]
+fn insecure_with_user_is_a_usage_error_that_says_why() {
+    let o = bin()
+        .args([
+            "check",
+            "--insecure",
+            "--user",
+            "alice",
+            "smtp://127.0.0.1:1",
+        ])
+        .env("STARTTLS_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--insecure cannot be combined with --user"),
+        "{err}"
+    );
+    let o = bin()
+        .args([
+            "check",
+            "--json",
+            "--insecure",
+            "--user",
+            "alice",
+            "smtp://127.0.0.1:1",
+        ])
+        .env("STARTTLS_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("\"kind\":\"usage\""), "{}", stdout(&o));
 }

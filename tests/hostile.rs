@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::*;
-use starttls::{ErrorKind, Phase, Protocol, ServerConfig, Timeouts};
+use starttls::{ErrorKind, Phase, Policy, Protocol, ServerConfig, Timeouts};
 
 /// What the client sends in one turn, as the scripted server reads it.
 #[derive(Clone, Copy)]
@@ -819,5 +819,261 @@ fn server_oversized_lines_fail_cleanly_in_every_line_protocol() {
             "{}: {e}",
             d.protocol
         );
+    }
+}
+
+// --- peer text never reaches a person raw (ESC, BEL, C1 CSI, DEL; raw and as XML references) ---
+
+/// ESC `[2J` (clear screen), BEL, the C1 CSI (U+009B, as UTF-8) and DEL.
+const RAW: &str = "\u{1b}[2J\u{7}\u{9b}31m\u{7f}";
+/// The XML-legal controls as character references (C1 CSI, DEL).
+const REFS: &str = "&#x9b;31m&#x7f;";
+
+fn leak(bytes: String) -> &'static [u8] {
+    Box::leak(bytes.into_bytes().into_boxed_slice())
+}
+
+fn leak_steps(steps: Vec<Step>) -> &'static [Step] {
+    Box::leak(steps.into_boxed_slice())
+}
+
+fn ldap_refusal_saying(text: &str) -> Vec<u8> {
+    let t = text.as_bytes();
+    let mut result = vec![0x0a, 0x01, 0x34, 0x04, 0x00, 0x04, t.len() as u8];
+    result.extend_from_slice(t);
+    let mut msg = vec![0x02, 0x01, 0x01, 0x78, result.len() as u8];
+    msg.extend_from_slice(&result);
+    let mut out = vec![0x30, msg.len() as u8];
+    out.extend_from_slice(&msg);
+    out
+}
+
+/// Every protocol with peer text: a script whose every text field carries `RAW` (or `REFS`), and
+/// the refusal that ends it.
+fn poisoned() -> Vec<(Protocol, &'static [Step], Vec<u8>)> {
+    use Step::*;
+    use Unit::*;
+    let p = RAW;
+    let xmpp_features = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='x' from='localhost' version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>X-{REFS}</mechanism></mechanisms><x{} xmlns='urn:{REFS}'/></stream:features>",
+        ""
+    );
+    vec![
+        (
+            Protocol::Smtp,
+            leak_steps(vec![
+                Send(leak(format!("220 mx {p}\r\n"))),
+                Expect(Line),
+                Send(leak(format!("250-mx {p}\r\n250-X-{p}\r\n250 STARTTLS\r\n"))),
+                Expect(Line),
+            ]),
+            format!("454 4.7.0 {p}\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Smtp,
+            leak_steps(vec![
+                Send(leak(format!("220 mx {p}\r\n"))),
+                Expect(Line),
+                Send(leak(format!("250-mx {p}\r\n250 X-{p}\r\n"))),
+            ]),
+            Vec::new(),
+        ),
+        (
+            Protocol::Lmtp,
+            leak_steps(vec![
+                Send(leak(format!("220 {p}\r\n"))),
+                Expect(Line),
+                Send(leak(format!("250-{p}\r\n250 STARTTLS\r\n"))),
+                Expect(Line),
+            ]),
+            format!("454 {p}\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Imap,
+            leak_steps(vec![
+                Send(leak(format!(
+                    "* OK [CAPABILITY IMAP4rev1 X-{p} STARTTLS] {p}\r\n"
+                ))),
+                Expect(Line),
+            ]),
+            format!("S1 NO {p}\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Pop3,
+            leak_steps(vec![Send(leak(format!("+OK {p}\r\n"))), Expect(Line)]),
+            format!("-ERR {p}\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Nntp,
+            leak_steps(vec![Send(leak(format!("200 {p}\r\n"))), Expect(Line)]),
+            format!("580 {p}\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Ftp,
+            leak_steps(vec![Send(leak(format!("220 {p}\r\n"))), Expect(Line)]),
+            format!("534 {p}\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Sieve,
+            leak_steps(vec![
+                Send(leak(format!(
+                    "\"IMPLEMENTATION\" \"{p}\"\r\n\"SIEVE\" \"{p}\"\r\n\"STARTTLS\"\r\nOK \"{p}\"\r\n"
+                ))),
+                Expect(Line),
+            ]),
+            format!("NO \"{p}\"\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Sieve,
+            leak_steps(vec![Send(leak(format!(
+                "\"IMPLEMENTATION\" \"{p}\"\r\n\"SASL\" \"{p}\"\r\nOK \"{p}\"\r\n"
+            )))]),
+            Vec::new(),
+        ),
+        (
+            Protocol::Http,
+            leak_steps(vec![Expect(HttpRequest)]),
+            format!("HTTP/1.1 426 {p}\r\nX: {p}\r\nContent-Length: 0\r\n\r\n").into_bytes(),
+        ),
+        (
+            Protocol::Ldap,
+            leak_steps(vec![Expect(Bytes(31))]),
+            ldap_refusal_saying(p),
+        ),
+        (
+            Protocol::Xmpp,
+            leak_steps(vec![Expect(XmlTags(2)), Send(leak(xmpp_features))]),
+            Vec::new(),
+        ),
+    ]
+}
+
+fn assert_no_raw_control(what: &str, text: &str) {
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{what}: a raw control character reached a person: {text:?}"
+    );
+}
+
+#[test]
+fn peer_text_never_reaches_a_person_raw_in_any_protocol() {
+    for (protocol, steps, ending) in poisoned() {
+        for policy in [Policy::Require, Policy::Opportunistic] {
+            let (port, server) = hostile_server(steps, None, Ending::Send(ending.clone()));
+            let config = client_builder()
+                .policy(policy)
+                .timeouts(Timeouts::all(Duration::from_secs(3)))
+                .build()
+                .unwrap();
+            let what = format!("{protocol} {policy:?}");
+            let mut seen = String::new();
+            match starttls::connect(&config, protocol, "localhost", port) {
+                Err(e) => {
+                    seen.push_str(&e.to_string());
+                    seen.push_str(e.reply().unwrap_or_default());
+                }
+                Ok(conn) => {
+                    assert!(!conn.is_encrypted(), "{what}");
+                    seen.push_str(conn.greeting().unwrap_or_default());
+                    for c in conn
+                        .capabilities_before_tls()
+                        .map_or(&[][..], |c| c.get_untrusted())
+                    {
+                        seen.push_str(c);
+                    }
+                    if let Some(r) = conn.plaintext_reason() {
+                        seen.push_str(&r.to_string());
+                    }
+                    for l in conn.transcript() {
+                        seen.push_str(&l.text);
+                    }
+                }
+            }
+            drop(server);
+            assert_no_raw_control(&what, &seen);
+            // The text is shown escaped, not dropped.
+            assert!(
+                seen.contains("\\u{9b}") || seen.contains("\\u{1b}"),
+                "{what}: {seen:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn xml_references_to_c0_controls_are_a_protocol_violation_with_a_clean_message() {
+    use Step::*;
+    use Unit::*;
+    for bad in ["&#x1b;[2J", "&#7;", "\u{1b}[2J"] {
+        let features = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='x' from='localhost' version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>{bad}</mechanism></mechanisms></stream:features>"
+        );
+        let steps = leak_steps(vec![Expect(XmlTags(2)), Send(leak(features))]);
+        let (port, _server) = hostile_server(steps, None, Ending::Send(Vec::new()));
+        let e = starttls::connect(&config(3000), Protocol::Xmpp, "localhost", port).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation, "{bad:?}: {e}");
+        assert_no_raw_control(bad, &e.to_string());
+    }
+}
+
+#[test]
+fn peer_names_a_server_records_are_escaped() {
+    let cases: [(Protocol, String); 3] = [
+        (Protocol::Smtp, format!("EHLO a{RAW}b\r\nSTARTTLS\r\n")),
+        (
+            Protocol::Http,
+            format!(
+                "OPTIONS * HTTP/1.1\r\nHost: a{RAW}b\r\nUpgrade: TLS/1.0\r\nConnection: Upgrade\r\n\r\n"
+            ),
+        ),
+        (
+            Protocol::Xmpp,
+            format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='a{REFS}b' version='1.0'><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+            ),
+        ),
+    ];
+    for (protocol, hello) in cases {
+        let (port, server) = accept_in_thread(protocol);
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let client = thread::spawn(move || {
+            // Send the hello in pieces the server answers, then take the go-ahead and do TLS.
+            let mut buf = [0u8; 4096];
+            if protocol == Protocol::Smtp {
+                let _ = c.read(&mut buf); // greeting
+            }
+            c.write_all(hello.as_bytes()).unwrap();
+            // Read until the go-ahead has arrived (the server sends nothing after it).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut got = Vec::new();
+            while Instant::now() < deadline {
+                let n = c.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if text.contains("220 2.0.0")
+                    || text.contains("\r\n\r\n") && text.contains("101")
+                    || text.contains("<proceed")
+                {
+                    break;
+                }
+            }
+            starttls::handshake_only(&client_config(), c, "localhost")
+        });
+        let conn = server
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
+        let name = conn
+            .peer_name()
+            .map(|n| n.get_untrusted().to_string())
+            .unwrap_or_default();
+        assert_no_raw_control(&format!("{protocol} peer_name"), &name);
+        assert!(name.contains("\\u{9b}"), "{protocol}: {name:?}");
+        drop(conn);
+        let _ = client.join();
     }
 }

@@ -422,6 +422,8 @@ class Config:
     - ``timeout``: seconds for every phase, or a dict with some of ``"connect"``, ``"reply"``,
       ``"handshake"``, ``"io"``.
     - ``fetch_capabilities``: ask again for the capabilities inside TLS on every connection.
+    - ``dangerous_allow_login_without_verification``: let ``authenticate`` send credentials
+      over a connection whose certificate was not verified (refused otherwise).
     - ``log``: ``callable(direction, encrypted, line)`` called for every dialog line, with
       direction ``"sent"`` or ``"received"``; it runs on the connecting thread.
 
@@ -432,7 +434,8 @@ class Config:
     def __init__(self, ca_file=None, ca_pem=None, system_roots=False, client_cert=None,
                  client_key=None, client_name=None, alpn=(), min_tls_version=None,
                  policy=Policy.REQUIRE, timeout=None, fetch_capabilities=False,
-                 dangerous_accept_any_certificate=False, log=None):
+                 dangerous_accept_any_certificate=False,
+                 dangerous_allow_login_without_verification=False, log=None):
         self._ptr = None
         self._callback = None  # keeps the C callback alive while the config or its conns live
         if isinstance(policy, str):
@@ -486,6 +489,9 @@ class Config:
             steps.append((_lib.starttls_config_builder_set_fetch_capabilities, True))
         if dangerous_accept_any_certificate:
             steps.append((_lib.starttls_config_builder_dangerous_accept_any_certificate, True))
+        if dangerous_allow_login_without_verification:
+            steps.append(
+                (_lib.starttls_config_builder_dangerous_allow_login_without_verification, True))
         if log is not None:
             if not callable(log):
                 raise TypeError("log must be callable")
@@ -580,6 +586,8 @@ class ServerConfig:
     - ``session_tickets``: stateless tickets besides the in-memory session cache.
     - ``hostname`` (default ``localhost``) and ``greeting``: what the greeting announces.
     - ``timeout``: seconds for every phase (each client command, the handshake, each I/O).
+    - ``dangerous_allow_login_without_verification``: let ``authenticate`` send credentials
+      over a connection whose certificate was not verified (refused otherwise).
     - ``log``: ``callable(direction, encrypted, line)`` for every dialog line, as for
       :class:`Config`; it runs on the accepting thread.
 

@@ -116,6 +116,7 @@ _SIGNATURES = {
     "starttls_config_builder_set_phase_timeout_ms": (_u32, [_handle, _u32, _u32]),
     "starttls_config_builder_set_fetch_capabilities": (_u32, [_handle, _bool]),
     "starttls_config_builder_dangerous_accept_any_certificate": (_u32, [_handle, _bool]),
+    "starttls_config_builder_dangerous_allow_login_without_verification": (_u32, [_handle, _bool]),
     # The callback is passed as a plain pointer so that NULL (None) removes it.
     "starttls_config_builder_set_log_callback": (_u32, [_handle, ctypes.c_void_p, ctypes.c_void_p]),
     "starttls_config_builder_build": (_u32, [_handle, _handlep]),

@@ -347,6 +347,25 @@ pub unsafe extern "C" fn starttls_config_builder_dangerous_accept_any_certificat
     unsafe { with_builder(b, |inner| Ok(inner.dangerous_accept_any_certificate(yes))) }
 }
 
+/// DANGEROUS: let `starttls_conn_authenticate` send credentials over a connection whose
+/// certificate was not verified (`starttls_config_builder_dangerous_accept_any_certificate`).
+/// Without it such a login fails with `STARTTLS_ERR_INVALID_ARGUMENT` before anything is sent:
+/// whoever presented the certificate would get the password.
+///
+/// # Safety
+/// `b` is NULL or a live builder.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_config_builder_dangerous_allow_login_without_verification(
+    b: *mut starttls_config_builder,
+    yes: bool,
+) -> u32 {
+    unsafe {
+        with_builder(b, |inner| {
+            Ok(inner.dangerous_allow_login_without_verification(yes))
+        })
+    }
+}
+
 pub(super) struct LogTarget {
     pub(super) callback: unsafe extern "C" fn(*mut c_void, u32, bool, *const c_char),
     pub(super) userdata: *mut c_void,

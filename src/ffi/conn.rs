@@ -37,6 +37,12 @@ pub(super) unsafe fn hand_out(
     owns_fd: bool,
     conn_out: *mut *mut starttls_conn,
 ) {
+    // An owned fd is the one the connection really uses (never a stale number).
+    let fd = if owns_fd {
+        conn.tcp_stream().as_raw_fd()
+    } else {
+        fd
+    };
     let boxed = Box::new(starttls_conn {
         conn,
         fd,

@@ -276,9 +276,11 @@ fn protocol_index(protocol: Protocol) -> usize {
 /// The library's version and the rustls it uses: a static string, never freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_version() -> *const c_char {
-    concat!("starttls ", env!("CARGO_PKG_VERSION"), " (rustls 0.23)\0")
-        .as_ptr()
-        .cast()
+    boundary_value(std::ptr::null(), || {
+        concat!("starttls ", env!("CARGO_PKG_VERSION"), " (rustls 0.23)\0")
+            .as_ptr()
+            .cast()
+    })
 }
 
 /// The crypto provider rustls was built with (`"aws-lc-rs"` or `"ring"`): a static string.
@@ -288,7 +290,7 @@ pub extern "C" fn starttls_crypto_provider() -> *const c_char {
     let name = "aws-lc-rs\0";
     #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
     let name = "ring\0";
-    name.as_ptr().cast()
+    boundary_value(std::ptr::null(), || name.as_ptr().cast())
 }
 
 /// The symbolic name of a result code (`"STARTTLS_OK"`, `"STARTTLS_ERR_NOT_OFFERED"`, ...), or
@@ -335,7 +337,7 @@ pub unsafe extern "C" fn starttls_last_error(buf: *mut c_char, len: usize) -> us
 /// Whether this build supports a protocol (`STARTTLS_PROTO_*`).
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_supports_protocol(protocol: u32) -> bool {
-    Protocol::from_code(protocol).is_some()
+    boundary_value(false, || Protocol::from_code(protocol).is_some())
 }
 
 /// The URL scheme of a protocol (`"smtp"`, `"imaps"`, ...), or NULL when unsupported. Static.
@@ -353,9 +355,11 @@ pub extern "C" fn starttls_protocol_name(protocol: u32) -> *const c_char {
 /// it has none (`STARTTLS_PROTO_TLS`) or the protocol is not supported.
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_protocol_default_port(protocol: u32) -> u16 {
-    Protocol::from_code(protocol)
-        .and_then(Protocol::default_port)
-        .unwrap_or(0)
+    boundary_value(0, || {
+        Protocol::from_code(protocol)
+            .and_then(Protocol::default_port)
+            .unwrap_or(0)
+    })
 }
 
 #[cfg(test)]

@@ -280,11 +280,11 @@ pub(crate) fn client_authenticate(
     creds: &Credentials,
 ) -> Result<AuthOutcome> {
     let deadline = ctx.deadline(Phase::Read);
-    let user = Secret(format!("USER {}", creds.user()).into_bytes());
+    let user = Secret::concat(&["USER ", creds.user()]);
     wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;
     let mut reply = read_reply(wire, &deadline)?;
     if reply.code == 331 || reply.code == 332 {
-        let pass = Secret(format!("PASS {}", creds.password()).into_bytes());
+        let pass = Secret::concat(&["PASS ", creds.password()]);
         wire.send_secret_line(pass.as_str(), "PASS <password>", &deadline)?;
         reply = read_reply(wire, &deadline)?;
     }

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
-use crate::wire::{Deadline, Wire, line_text, printable};
+use crate::wire::{Deadline, Direction, Wire, line_text, printable};
 
 pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<PreTls> {
     let mut pre = PreTls::new();
@@ -153,6 +153,20 @@ pub(crate) fn client_after_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext
 pub(crate) const OPTIONS_RESPONSE: &str =
     "HTTP/1.1 200 OK\r\nAllow: OPTIONS, GET, HEAD, POST\r\nContent-Length: 0\r\n\r\n";
 
+/// A request header as a server may show it: the value of `Authorization` and
+/// `Proxy-Authorization` (credentials sent before TLS, and refused) is replaced.
+fn redact_header(line: &str) -> String {
+    match line.split_once(':') {
+        Some((name, _))
+            if name.trim().eq_ignore_ascii_case("authorization")
+                || name.trim().eq_ignore_ascii_case("proxy-authorization") =>
+        {
+            format!("{name}: <credentials>")
+        }
+        _ => line.to_owned(),
+    }
+}
+
 /// `HTTP/1.x NNN reason` → NNN.
 fn parse_status(line: &[u8]) -> Option<u16> {
     let rest = line
@@ -206,7 +220,8 @@ pub(crate) fn server_starttls(
         let (mut upgrade_tls, mut connection_upgrade, mut has_body) = (false, false, false);
         let mut headers = 0;
         loop {
-            let line = wire.read_line(&deadline)?;
+            let line = wire.read_line_unrecorded(&deadline)?;
+            wire.note(Direction::Received, redact_header(&line_text(&line)));
             if line.is_empty() {
                 break;
             }

@@ -350,8 +350,18 @@ fn read_tagged(wire: &mut Wire<'_>, deadline: &Deadline, tag: &str) -> Result<Ta
     Err(Error::violation(phase, "too many untagged responses"))
 }
 
-fn quoted(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+/// `s` as an IMAP quoted string, into a buffer that never reallocates (it may hold a password).
+fn quoted(s: &str) -> Secret {
+    let mut out = Vec::with_capacity(2 * s.len() + 2);
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        if b == b'\\' || b == b'"' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+    Secret::from_vec(out)
 }
 
 /// `AUTHENTICATE PLAIN` (with SASL-IR when offered), else `LOGIN` unless LOGINDISABLED.
@@ -373,8 +383,7 @@ pub(crate) fn client_authenticate(
         let tag = ctx.imap_tag();
         let response = creds.plain_response();
         if has_capability(caps, "SASL-IR") {
-            let line =
-                Secret(format!("{tag} AUTHENTICATE PLAIN {}", response.as_str()).into_bytes());
+            let line = Secret::concat(&[&tag, " AUTHENTICATE PLAIN ", response.as_str()]);
             let shown = format!("{tag} AUTHENTICATE PLAIN <credentials>");
             wire.send_secret_line(line.as_str(), &shown, &deadline)?;
         } else {
@@ -402,14 +411,8 @@ pub(crate) fn client_authenticate(
             ));
         }
         let tag = ctx.imap_tag();
-        let line = Secret(
-            format!(
-                "{tag} LOGIN {} {}",
-                quoted(creds.user()),
-                quoted(creds.password())
-            )
-            .into_bytes(),
-        );
+        let (user, password) = (quoted(creds.user()), quoted(creds.password()));
+        let line = Secret::concat(&[&tag, " LOGIN ", user.as_str(), " ", password.as_str()]);
         wire.send_secret_line(
             line.as_str(),
             &format!("{tag} LOGIN <credentials>"),

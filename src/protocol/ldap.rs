@@ -46,7 +46,9 @@ pub(crate) fn start_tls_request() -> Vec<u8> {
 
 /// One TLV with a short- or long-form definite length.
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
+    // Exact size up front: the value may be a password, and a reallocation would leave a copy.
+    let mut out = Vec::with_capacity(2 + std::mem::size_of::<usize>() + value.len());
+    out.push(tag);
     let len = value.len();
     if len < 0x80 {
         out.push(len as u8);
@@ -324,16 +326,24 @@ pub(crate) fn client_authenticate(
     let deadline = ctx.deadline(Phase::Read);
     ctx.session.next_id += 1;
     let id = i64::from(ctx.session.next_id);
-    let mut bind = tlv(TAG_INTEGER, &[3]);
-    bind.extend(tlv(TAG_OCTET_STRING, creds.user().as_bytes()));
-    let password = Secret(tlv(TAG_SIMPLE_AUTH, creds.password().as_bytes()));
-    bind.extend_from_slice(&password.0);
-    let mut body = tlv(TAG_INTEGER, &encode_id(id));
-    body.extend(tlv(TAG_BIND_REQUEST, &bind));
-    let message = Secret(tlv(TAG_SEQUENCE, &body));
-    Secret::wipe(body);
-    Secret::wipe(bind);
-    wire.send_message(&message.0, &deadline)?;
+    // Every buffer that holds the password is a Secret (zeroed on drop), and each is built at
+    // its exact size by `tlv`.
+    let version = tlv(TAG_INTEGER, &[3]);
+    let name = tlv(TAG_OCTET_STRING, creds.user().as_bytes());
+    let password = Secret::from_vec(tlv(TAG_SIMPLE_AUTH, creds.password().as_bytes()));
+    let mut bind = Vec::with_capacity(version.len() + name.len() + password.as_bytes().len());
+    bind.extend_from_slice(&version);
+    bind.extend_from_slice(&name);
+    bind.extend_from_slice(password.as_bytes());
+    let bind = Secret::from_vec(bind);
+    let bind_request = Secret::from_vec(tlv(TAG_BIND_REQUEST, bind.as_bytes()));
+    let message_id = tlv(TAG_INTEGER, &encode_id(id));
+    let mut body = Vec::with_capacity(message_id.len() + bind_request.as_bytes().len());
+    body.extend_from_slice(&message_id);
+    body.extend_from_slice(bind_request.as_bytes());
+    let body = Secret::from_vec(body);
+    let message = Secret::from_vec(tlv(TAG_SEQUENCE, body.as_bytes()));
+    wire.send_message(message.as_bytes(), &deadline)?;
     wire.note(
         Direction::Sent,
         "BindRequest (simple, <credentials>)".into(),

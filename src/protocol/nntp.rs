@@ -163,7 +163,7 @@ pub(crate) fn client_authenticate(
     };
     if sasl_plain {
         let response = creds.plain_response();
-        let line = Secret(format!("AUTHINFO SASL PLAIN {}", response.as_str()).into_bytes());
+        let line = Secret::concat(&["AUTHINFO SASL PLAIN ", response.as_str()]);
         wire.send_secret_line(
             line.as_str(),
             "AUTHINFO SASL PLAIN <credentials>",
@@ -172,13 +172,13 @@ pub(crate) fn client_authenticate(
         return done("PLAIN", status(wire, &deadline)?);
     }
     if authinfo("USER") {
-        let user = Secret(format!("AUTHINFO USER {}", creds.user()).into_bytes());
+        let user = Secret::concat(&["AUTHINFO USER ", creds.user()]);
         wire.send_secret_line(user.as_str(), "AUTHINFO USER <user>", &deadline)?;
         let (code, reply) = status(wire, &deadline)?;
         if code != 381 {
             return done("USER/PASS", (code, reply));
         }
-        let pass = Secret(format!("AUTHINFO PASS {}", creds.password()).into_bytes());
+        let pass = Secret::concat(&["AUTHINFO PASS ", creds.password()]);
         wire.send_secret_line(pass.as_str(), "AUTHINFO PASS <password>", &deadline)?;
         return done("USER/PASS", status(wire, &deadline)?);
     }

@@ -143,7 +143,7 @@ pub(crate) fn client_authenticate(
     };
     if sasl_plain {
         let response = creds.plain_response();
-        let line = Secret(format!("AUTH PLAIN {}", response.as_str()).into_bytes());
+        let line = Secret::concat(&["AUTH PLAIN ", response.as_str()]);
         wire.send_secret_line(line.as_str(), "AUTH PLAIN <credentials>", &deadline)?;
         let (ok, reply) = status_reply(wire)?;
         if ok {
@@ -160,13 +160,13 @@ pub(crate) fn client_authenticate(
         return Err(fail("PLAIN", reply));
     }
     if super::has_capability(caps, "USER") {
-        let user = Secret(format!("USER {}", creds.user()).into_bytes());
+        let user = Secret::concat(&["USER ", creds.user()]);
         wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;
         let (ok, reply) = status_reply(wire)?;
         if !ok {
             return Err(fail("USER/PASS", reply));
         }
-        let pass = Secret(format!("PASS {}", creds.password()).into_bytes());
+        let pass = Secret::concat(&["PASS ", creds.password()]);
         wire.send_secret_line(pass.as_str(), "PASS <password>", &deadline)?;
         let (ok, reply) = status_reply(wire)?;
         return if ok {

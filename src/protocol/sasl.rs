@@ -3,30 +3,32 @@
 
 use std::fmt;
 
+use zeroize::Zeroizing;
+
 use crate::error::{Error, Result};
 
 /// A user name and password, and optionally an authorization identity. The password is not
-/// shown by `Debug`, and the library wipes its own copies of encoded credentials after use.
+/// shown by `Debug`; every copy the library makes, these included, is zeroed when dropped.
 #[derive(Clone)]
 pub struct Credentials {
-    user: String,
-    password: String,
-    authzid: Option<String>,
+    user: Zeroizing<String>,
+    password: Zeroizing<String>,
+    authzid: Option<Zeroizing<String>>,
 }
 
 impl Credentials {
     /// `user` and `password` for the protocol's login; no authorization identity.
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> Credentials {
         Credentials {
-            user: user.into(),
-            password: password.into(),
+            user: Zeroizing::new(user.into()),
+            password: Zeroizing::new(password.into()),
             authzid: None,
         }
     }
 
     /// Acts as `authzid` (SASL authorization identity) where the mechanism carries one.
     pub fn with_authzid(mut self, authzid: impl Into<String>) -> Credentials {
-        self.authzid = Some(authzid.into());
+        self.authzid = Some(Zeroizing::new(authzid.into()));
         self
     }
 
@@ -46,7 +48,7 @@ impl Credentials {
                 "user and password must be non-empty text without CR, LF or NUL".into(),
             ));
         }
-        if self.authzid.as_deref().is_some_and(bad) {
+        if self.authzid.as_deref().is_some_and(|a| bad(a)) {
             return Err(Error::InvalidArgument(
                 "authzid must not contain CR, LF or NUL".into(),
             ));
@@ -56,46 +58,47 @@ impl Credentials {
 
     /// The SASL PLAIN message `authzid \0 user \0 password`, base64-encoded (RFC 4616).
     pub(crate) fn plain_response(&self) -> Secret {
-        let mut raw = Vec::new();
-        raw.extend_from_slice(self.authzid.as_deref().unwrap_or_default().as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(self.user.as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(self.password.as_bytes());
-        let encoded = base64_encode(&raw);
-        Secret::wipe(raw);
-        Secret(encoded.into_bytes())
+        let authzid = self.authzid.as_deref().map_or("", String::as_str);
+        let raw = Secret::concat(&[authzid, "\0", &self.user, "\0", &self.password]);
+        Secret::from_vec(base64_encode(raw.as_bytes()).into_bytes())
     }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
-            .field("user", &self.user)
+            .field("user", &self.user.as_str())
             .field("password", &"<hidden>")
-            .field("authzid", &self.authzid)
+            .field("authzid", &self.authzid.as_deref())
             .finish()
     }
 }
 
-/// Bytes that carry a secret: zeroed when dropped.
-pub(crate) struct Secret(pub Vec<u8>);
+/// Bytes that carry a secret: built at their exact size (no reallocation leaves a copy behind)
+/// and zeroed when dropped.
+pub(crate) struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
+    /// The parts joined, in one allocation of the exact size.
+    pub fn concat(parts: &[&str]) -> Secret {
+        let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            out.extend_from_slice(p.as_bytes());
+        }
+        Secret(Zeroizing::new(out))
+    }
+
+    /// Takes over bytes that carry a secret.
+    pub fn from_vec(bytes: Vec<u8>) -> Secret {
+        Secret(Zeroizing::new(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    pub fn wipe(mut bytes: Vec<u8>) {
-        bytes.fill(0);
-        std::hint::black_box(&bytes);
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.fill(0);
-        std::hint::black_box(&self.0);
     }
 }
 
@@ -200,6 +203,16 @@ mod tests {
                 .as_str(),
             base64_encode(b"bob\0alice\0x")
         );
+    }
+
+    #[test]
+    fn secrets_are_built_at_their_exact_size() {
+        let s = Secret::concat(&["AUTH PLAIN ", "AGFsaWNlAGh1bnRlcjI="]);
+        assert_eq!(s.as_str(), "AUTH PLAIN AGFsaWNlAGh1bnRlcjI=");
+        assert_eq!(s.0.capacity(), s.0.len());
+        let c = Credentials::new("alice", "hunter2").with_authzid("bob");
+        let p = c.plain_response();
+        assert_eq!(p.0.capacity(), p.0.len());
     }
 
     #[test]

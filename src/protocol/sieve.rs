@@ -11,7 +11,7 @@ use crate::protocol::{
     Dialog, DialogContext, PreTls, ServerContext, ServerPreTls, ServerStep, goodbye_line,
     has_capability, serve_commands,
 };
-use crate::wire::{Deadline, Wire, printable};
+use crate::wire::{Deadline, Wire, line_text, printable};
 
 /// One line of a ManageSieve response.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,7 +57,8 @@ fn quoted(s: &[u8]) -> Option<(String, &[u8])> {
     let mut i = 0;
     while i < body.len() {
         match body[i] {
-            b'"' => return Some((String::from_utf8_lossy(&out).into_owned(), &body[i + 1..])),
+            // Decoded text is peer text like any other: controls escaped.
+            b'"' => return Some((line_text(&out), &body[i + 1..])),
             b'\\' => {
                 let next = *body.get(i + 1)?;
                 if next != b'"' && next != b'\\' {
@@ -213,7 +214,7 @@ pub(crate) fn client_authenticate(
     }
     let deadline = ctx.deadline(Phase::Read);
     let response = creds.plain_response();
-    let line = Secret(format!("AUTHENTICATE \"PLAIN\" \"{}\"", response.as_str()).into_bytes());
+    let line = Secret::concat(&["AUTHENTICATE \"PLAIN\" \"", response.as_str(), "\""]);
     wire.send_secret_line(
         line.as_str(),
         "AUTHENTICATE \"PLAIN\" <credentials>",
@@ -417,5 +418,8 @@ mod tests {
         assert_eq!(quoted(b"\"\""), Some((String::new(), &b""[..])));
         assert_eq!(quoted(b"\"open"), None);
         assert_eq!(quoted(b"bare"), None);
+        // A quoted string cannot smuggle a raw control character to a terminal.
+        let (text, _) = quoted("\"a\u{1b}[2J\u{9b}b\"".as_bytes()).unwrap();
+        assert_eq!(text, "a\\u{1b}[2J\\u{9b}b");
     }
 }

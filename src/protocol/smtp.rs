@@ -309,7 +309,7 @@ pub(crate) fn client_authenticate(
     let deadline = ctx.deadline(Phase::Read);
     if mechs.iter().any(|m| m == "PLAIN") {
         let response = creds.plain_response();
-        let line = Secret(format!("AUTH PLAIN {}", response.as_str()).into_bytes());
+        let line = Secret::concat(&["AUTH PLAIN ", response.as_str()]);
         wire.send_secret_line(line.as_str(), "AUTH PLAIN <credentials>", &deadline)?;
         let reply = read_reply(wire, &deadline)?;
         if reply.code == 334 {
@@ -327,7 +327,7 @@ pub(crate) fn client_authenticate(
             if reply.code != 334 {
                 return auth_result("LOGIN", reply);
             }
-            let encoded = Secret(base64_encode(secret.as_bytes()).into_bytes());
+            let encoded = Secret::from_vec(base64_encode(secret.as_bytes()).into_bytes());
             wire.send_secret_line(encoded.as_str(), shown, &deadline)?;
             reply = read_reply(wire, &deadline)?;
         }

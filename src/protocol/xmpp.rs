@@ -11,7 +11,7 @@ use crate::error::{Error, Phase, Result};
 use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::xml::{Namespaces, Token, split_name};
-use crate::wire::{Deadline, Direction, Wire};
+use crate::wire::{Deadline, Direction, Wire, escape_controls};
 
 const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -19,6 +19,9 @@ const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 /// Most tokens in the features element (or a stream error) before TLS.
 const MAX_TOKENS: usize = 1024;
+/// Most bytes of names, attributes and text in one element (features, a stream error) before
+/// TLS: the token count alone would allow 1024 tokens of a whole line each.
+const MAX_ELEMENT: usize = 64 * 1024;
 /// Deepest nesting accepted inside the stream.
 const MAX_DEPTH: usize = 16;
 
@@ -103,8 +106,17 @@ impl Stream {
     fn element(&mut self, wire: &mut Wire<'_>, deadline: &Deadline) -> Result<Element> {
         let phase = deadline.phase();
         let mut stack: Vec<Element> = Vec::new();
+        let mut size = 0usize;
         for _ in 0..MAX_TOKENS {
-            match wire.read_xml(deadline, !stack.is_empty())? {
+            let token = wire.read_xml(deadline, !stack.is_empty())?;
+            size += token.size();
+            if size > MAX_ELEMENT {
+                return Err(Error::violation(
+                    phase,
+                    format!("XML element larger than {MAX_ELEMENT} bytes"),
+                ));
+            }
+            match token {
                 Token::Declaration => {
                     return Err(Error::violation(phase, "XML declaration inside the stream"));
                 }
@@ -204,11 +216,12 @@ fn feature_list(features: &Element) -> Vec<String> {
                     .filter(|m| m.local == "mechanism")
                     .map(|m| m.text.trim())
                     .collect();
-                format!("mechanisms {}", mechs.join(" "))
+                // XML allows DEL and C1; a person must not see them raw.
+                escape_controls(&format!("mechanisms {}", mechs.join(" "))).into_owned()
             } else if f.ns.is_empty() {
                 f.local.clone()
             } else {
-                format!("{} ({})", f.local, f.ns)
+                escape_controls(&format!("{} ({})", f.local, f.ns)).into_owned()
             }
         })
         .collect()
@@ -348,7 +361,7 @@ pub(crate) fn server_starttls(
             .map(|(_, v)| v.clone())
     };
     let pre = ServerPreTls {
-        peer_name: attr("to"),
+        peer_name: attr("to").map(|to| escape_controls(&to).into_owned()),
     };
     let header = format!(
         "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{NS_STREAMS}' id='{}' \
@@ -402,15 +415,10 @@ pub(crate) fn client_authenticate(
     }
     let deadline = ctx.deadline(Phase::Read);
     let response = creds.plain_response();
-    let auth = Secret(
-        format!(
-            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
-            response.as_str()
-        )
-        .into_bytes(),
-    );
+    let open = format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'>");
+    let auth = Secret::concat(&[&open, response.as_str(), "</auth>"]);
     wire.ensure_quiet_for(Phase::Read)?;
-    wire.send_raw(&auth.0, &deadline)?;
+    wire.send_raw(auth.as_bytes(), &deadline)?;
     wire.note(
         Direction::Sent,
         format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'><credentials></auth>"),

@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Phase, Result};
+pub use crate::text::escape_controls;
 
 pub(crate) mod transport;
 pub(crate) mod xml;
@@ -57,6 +58,14 @@ impl Deadline {
     }
 
     /// Time left, or a timeout error naming the phase once it has run out.
+    /// This deadline, or `limit` if that comes first.
+    pub fn not_after(self, limit: &Deadline) -> Deadline {
+        Deadline {
+            at: self.at.min(limit.at),
+            phase: self.phase,
+        }
+    }
+
     pub fn remaining(&self) -> Result<Duration> {
         let left = self.at.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -141,6 +150,15 @@ impl<'a> Wire<'a> {
         self.limits
     }
 
+    /// The last line received, as the transcript shows it.
+    pub fn last_received(&self) -> Option<&str> {
+        self.transcript
+            .iter()
+            .rev()
+            .find(|l| l.direction == Direction::Received)
+            .map(|l| l.text.as_str())
+    }
+
     /// What was said so far, in order, with secrets never included (the dialog has none).
     pub fn take_transcript(&mut self) -> Vec<DialogLine> {
         std::mem::take(&mut self.transcript)
@@ -151,6 +169,14 @@ impl<'a> Wire<'a> {
     /// Consumes exactly the line's bytes. Rejects a line longer than the limit, a bare LF or CR,
     /// and NUL bytes. A close before the line ends is [`Error::Closed`].
     pub fn read_line(&mut self, deadline: &Deadline) -> Result<Vec<u8>> {
+        let line = self.read_line_unrecorded(deadline)?;
+        self.record(Direction::Received, line_text(&line));
+        Ok(line)
+    }
+
+    /// As [`read_line`](Self::read_line), but the transcript and observer do not see the line:
+    /// the caller notes what may be shown (a server redacting credentials a client sent).
+    pub fn read_line_unrecorded(&mut self, deadline: &Deadline) -> Result<Vec<u8>> {
         let phase = deadline.phase();
         let mut line: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -214,7 +240,6 @@ impl<'a> Wire<'a> {
                 &printable(&line),
             ));
         }
-        self.record(Direction::Received, line_text(&line));
         Ok(line)
     }
 
@@ -263,13 +288,10 @@ impl<'a> Wire<'a> {
     /// and the encoded line is wiped after sending.
     pub fn send_secret_line(&mut self, line: &str, shown: &str, deadline: &Deadline) -> Result<()> {
         self.ensure_quiet(deadline.phase(), &format!(" before `{shown}`"))?;
-        let mut bytes = Vec::with_capacity(line.len() + 2);
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(line.len() + 2));
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
-        let sent = self.send_raw(&bytes, deadline);
-        bytes.fill(0);
-        std::hint::black_box(&bytes);
-        sent?;
+        self.send_raw(&bytes, deadline)?;
         self.record(Direction::Sent, shown.to_owned());
         Ok(())
     }
@@ -352,39 +374,22 @@ fn retry_interrupted<R>(mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
 /// Peer bytes as text for parsing and reporting: lossy UTF-8 with control characters escaped,
 /// never truncated (lines are already bounded).
 pub(crate) fn line_text(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    if !text.chars().any(char::is_control) {
-        return text.into_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    escape_controls(&String::from_utf8_lossy(bytes)).into_owned()
 }
 
 /// Renders peer bytes for messages: lossy UTF-8, control characters escaped, length capped, so a
 /// hostile reply cannot forge log lines or drive a terminal.
 pub(crate) fn printable(bytes: &[u8]) -> String {
     const MAX: usize = 512;
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len().min(MAX));
-    for c in text.chars() {
-        if out.len() >= MAX {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    let text = line_text(bytes);
+    if text.len() <= MAX {
+        return text;
     }
-    out
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// Puts a socket the way every step expects it: blocking (each step is bounded by timeouts),
@@ -518,6 +523,20 @@ mod tests {
         assert_eq!(printable(b"a\x1b[2Jb"), "a\\u{1b}[2Jb");
         assert_eq!(printable(b"\xff"), "\u{fffd}");
         assert!(printable(&[b'x'; 2000]).len() < 600);
+    }
+
+    #[test]
+    fn escaping_covers_c0_del_and_c1_and_is_idempotent() {
+        let raw = "a\u{1b}[2J\u{7}\u{7f}\u{9b}31m\u{85}z";
+        let once = escape_controls(raw).into_owned();
+        assert!(!once.chars().any(char::is_control), "{once:?}");
+        assert_eq!(once, "a\\u{1b}[2J\\u{7}\\u{7f}\\u{9b}31m\\u{85}z");
+        assert_eq!(escape_controls(&once), once);
+        assert!(matches!(
+            escape_controls("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+        assert_eq!(line_text(b"x\xc2\x9by"), "x\\u{9b}y");
     }
 
     #[test]

@@ -26,6 +26,20 @@ pub(crate) enum Token {
     Text(String),
 }
 
+impl Token {
+    /// The bytes the token holds (names, attributes, text), for size limits.
+    pub fn size(&self) -> usize {
+        match self {
+            Token::Declaration => 0,
+            Token::Start { name, attrs, .. } => {
+                name.len() + attrs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            }
+            Token::End { name } => name.len(),
+            Token::Text(t) => t.len(),
+        }
+    }
+}
+
 impl Wire<'_> {
     /// Reads the next XML token before `deadline`. With `text_ok` false (between stanzas, before
     /// the stream header) only whitespace may stand between tags, and anything else fails at once
@@ -69,8 +83,22 @@ impl Wire<'_> {
             }
         }
         let text = printable(&raw);
-        self.note(Direction::Received, text.clone());
-        parse_token(&raw).map_err(|what| Error::violation_in(phase, format!("XML: {what}"), &text))
+        // The text of a SASL `<auth>` or `<response>` is a credential (a client may send one
+        // before TLS, and is refused): it is never shown.
+        let secret = !raw.starts_with(b"<")
+            && self.last_received().is_some_and(|l| {
+                ["<auth", "<response"].iter().any(|p| {
+                    l.strip_prefix(p)
+                        .is_some_and(|rest| rest.starts_with([' ', '>']))
+                })
+            });
+        let shown = if secret {
+            "<credentials>".to_owned()
+        } else {
+            text
+        };
+        self.note(Direction::Received, shown.clone());
+        parse_token(&raw).map_err(|what| Error::violation_in(phase, format!("XML: {what}"), &shown))
     }
 }
 
@@ -101,8 +129,11 @@ impl Scan {
 
 fn parse_token(raw: &[u8]) -> std::result::Result<Token, String> {
     let text = std::str::from_utf8(raw).map_err(|_| "invalid UTF-8".to_owned())?;
-    if text.contains('\0') {
-        return Err("NUL character".into());
+    if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+        return Err(format!(
+            "character U+{:04X} is not allowed in XML",
+            c as u32
+        ));
     }
     let Some(inner) = text.strip_prefix('<') else {
         return Ok(Token::Text(decode(text)?));
@@ -189,6 +220,13 @@ fn parse_attributes(mut s: &str) -> std::result::Result<Vec<(String, String)>, S
 }
 
 /// Decodes the five predefined entities and character references; anything else is refused.
+/// XML 1.0 §2.2 `Char`: no C0 control but TAB, LF and CR (DEL and C1 are allowed, and escaped
+/// wherever the text reaches a person).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+        || c >= '\u{10000}'
+}
+
 fn decode(s: &str) -> std::result::Result<String, String> {
     if !s.contains('&') {
         return Ok(s.to_owned());
@@ -217,8 +255,8 @@ fn decode(s: &str) -> std::result::Result<String, String> {
                     ));
                 };
                 code.and_then(char::from_u32)
-                    .filter(|c| *c != '\0')
-                    .ok_or("bad character reference")?
+                    .filter(|c| is_xml_char(*c))
+                    .ok_or("character reference to a character XML does not allow")?
             }
         };
         out.push(c);

@@ -17,6 +17,16 @@ impl Args {
         before != self.items.len()
     }
 
+    /// Removes every `--name` and `--name=...` and tells whether there was one (the value is
+    /// never looked at: for options that must not be given at all).
+    pub fn flag_or_assignment(&mut self, name: &str) -> bool {
+        let prefix = format!("{name}=");
+        let before = self.items.len();
+        self.items
+            .retain(|a| a.as_str() != name && !a.starts_with(&prefix));
+        before != self.items.len()
+    }
+
     /// Removes `--name VALUE` or `--name=VALUE` and returns VALUE.
     pub fn value(&mut self, name: &str) -> Result<Option<String>, String> {
         let prefix = format!("{name}=");
@@ -41,7 +51,9 @@ impl Args {
             .iter()
             .find(|a| a.starts_with('-') && a.len() > 1)
         {
-            return Err(format!("unknown option {unknown}"));
+            // Only the name: a value glued on with `=` may be a secret (`--passwd=...`).
+            let name = unknown.split_once('=').map_or(unknown.as_str(), |(n, _)| n);
+            return Err(format!("unknown option {name}"));
         }
         Ok(self.items)
     }

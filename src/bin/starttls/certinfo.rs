@@ -58,15 +58,7 @@ impl CertInfo {
 
 /// Certificate text comes from the peer: control characters are escaped.
 fn escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    starttls::escape_controls(s).into_owned()
 }
 
 fn ip_text(bytes: &[u8]) -> String {

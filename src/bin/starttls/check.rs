@@ -9,11 +9,13 @@ use starttls::{
     Verification,
 };
 
+use zeroize::Zeroizing;
+
 use crate::certinfo::CertInfo;
 use crate::report::{AuthReport, Report, ReportError, print_report};
 
-/// What `check` was asked to do.
-#[derive(Clone, Debug, Default)]
+/// What `check` was asked to do. (No `Debug`: it holds the password.)
+#[derive(Clone, Default)]
 pub struct CheckOptions {
     pub url: String,
     pub ca_file: Option<String>,
@@ -30,7 +32,7 @@ pub struct CheckOptions {
     pub verbose: bool,
     /// Log in after the upgrade (`--user`), with this password and authorization identity.
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Zeroizing<String>>,
     pub authzid: Option<String>,
 }
 
@@ -312,7 +314,7 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
         }
     }
     if let (Some(user), Some(password)) = (&opts.user, &opts.password) {
-        let mut creds = starttls::Credentials::new(user.clone(), password.clone());
+        let mut creds = starttls::Credentials::new(user.as_str(), password.as_str());
         if let Some(a) = &opts.authzid {
             creds = creds.with_authzid(a.clone());
         }

@@ -74,7 +74,8 @@ fn write_string(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+            // C0, DEL and C1 controls, and the separators JavaScript treats as line ends.
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -90,7 +91,7 @@ mod tests {
     #[test]
     fn escapes_everything_that_needs_it() {
         let v = Json::Obj(vec![
-            ("a", Json::str("q\"b\\n\n\u{1b}[2J")),
+            ("a", Json::str("q\"b\\n\n\u{1b}[2J\u{9b}\u{7f}")),
             (
                 "b",
                 Json::Arr(vec![Json::Null, Json::Bool(true), Json::Num(7)]),
@@ -98,7 +99,7 @@ mod tests {
         ]);
         assert_eq!(
             v.render(),
-            r#"{"a":"q\"b\\n\n\u001b[2J","b":[null,true,7]}"#
+            r#"{"a":"q\"b\\n\n\u001b[2J\u009b\u007f","b":[null,true,7]}"#
         );
     }
 }

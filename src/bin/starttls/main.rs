@@ -15,6 +15,8 @@ mod serve;
 
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use args::Args;
 use check::CheckOptions;
 use report::{Report, ReportError};
@@ -140,20 +142,25 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
     let user = a.value("--user")?;
     let password_file = a.value("--password-file")?;
     let authzid = a.value("--authzid")?;
-    if a.flag(&["--password"]) {
+    // Every spelling, and never its value: `--password=SECRET` must not be echoed either.
+    if a.flag_or_assignment("--password") {
         return Err("--password is not accepted (ps would show it): use --password-file or STARTTLS_PASSWORD".into());
+    }
+    let insecure = a.flag(&["--insecure"]);
+    if insecure && user.is_some() {
+        return Err(
+            "--insecure cannot be combined with --user: the password would go to whoever \
+             presented the unverified certificate; trust the server's CA with --ca-file instead"
+                .into(),
+        );
     }
     let password = match (&user, password_file) {
         (None, Some(_)) => return Err("--password-file needs --user".into()),
         (None, None) => None,
-        (Some(_), Some(file)) => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| format!("cannot read --password-file {file}: {e}"))?;
-            Some(text.lines().next().unwrap_or_default().to_owned())
-        }
-        (Some(_), None) => Some(std::env::var("STARTTLS_PASSWORD").map_err(|_| {
-            "--user needs a password: --password-file FILE or STARTTLS_PASSWORD".to_owned()
-        })?),
+        (Some(_), Some(file)) => Some(read_password_file(&file)?),
+        (Some(_), None) => Some(Zeroizing::new(std::env::var("STARTTLS_PASSWORD").map_err(
+            |_| "--user needs a password: --password-file FILE or STARTTLS_PASSWORD".to_owned(),
+        )?)),
     };
     Ok(CheckOptions {
         user,
@@ -167,12 +174,38 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
         client_cert: a.value("--client-cert")?,
         client_key: a.value("--client-key")?,
         opportunistic: a.flag(&["--opportunistic"]),
-        insecure: a.flag(&["--insecure"]),
+        insecure,
         tls13,
         timeout,
         json,
         verbose: a.flag(&["-v", "--verbose"]),
     })
+}
+
+/// The first line of a password file that only its owner can read (as ssh and fetchmail insist):
+/// a file readable by group or others is refused, naming its mode.
+fn read_password_file(file: &str) -> Result<Zeroizing<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = std::fs::File::open(file)
+        .map_err(|e| format!("cannot read --password-file {file}: {e}"))?;
+    let mode = f
+        .metadata()
+        .map_err(|e| format!("cannot read --password-file {file}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "--password-file {file} is readable by group or others (mode {:03o}): chmod 600 it",
+            mode & 0o777
+        ));
+    }
+    let mut text = Zeroizing::new(String::new());
+    f.read_to_string(&mut text)
+        .map_err(|e| format!("cannot read --password-file {file}: {e}"))?;
+    Ok(Zeroizing::new(
+        text.lines().next().unwrap_or_default().to_owned(),
+    ))
 }
 
 impl Report {
