@@ -476,3 +476,25 @@ fn handshake_only_treats_plaintext_as_injection() {
     assert_eq!(e.kind(), ErrorKind::Injection, "{e}");
     server.join().unwrap();
 }
+
+#[test]
+fn an_opportunistic_plaintext_connection_keeps_the_socket_it_was_given() {
+    use std::os::fd::AsRawFd;
+    let (port, _srv) = serve(|mut p| {
+        p.send(b"220 mx ESMTP\r\n");
+        p.line();
+        p.send(b"250 mx\r\n"); // no STARTTLS
+        p.rest()
+    });
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let fd = tcp.as_raw_fd();
+    let config = client_builder()
+        .policy(starttls::Policy::Opportunistic)
+        .build()
+        .unwrap();
+    let conn = starttls::upgrade(&config, starttls::Protocol::Smtp, tcp, "localhost").unwrap();
+    assert!(!conn.is_encrypted());
+    // The descriptor the caller handed over is the one in use, not a duplicate whose original
+    // was closed (a number the next open() would reuse).
+    assert_eq!(conn.tcp_stream().as_raw_fd(), fd);
+}

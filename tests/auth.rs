@@ -437,3 +437,51 @@ fn credentials_with_line_breaks_are_refused_before_anything_is_sent() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(srv.join().unwrap().is_empty());
 }
+
+#[test]
+fn credentials_are_never_sent_over_an_unverified_connection() {
+    // The server presents a certificate for another host; the client accepts any certificate.
+    let (port, srv) = serve(|mut p| {
+        smtp_pre(&mut p);
+        let mut t = p.tls(server_config(&pki().other_host));
+        // The first thing the client says inside TLS; a client that refuses says nothing and
+        // closes (a reset or an empty read).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.line())).unwrap_or_default()
+    });
+    let config = client_builder()
+        .dangerous_accept_any_certificate(true)
+        .build()
+        .unwrap();
+    let mut conn = starttls::connect(&config, Protocol::Smtp, "localhost", port).unwrap();
+    let e = conn.authenticate(&creds()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("not verified"), "{e}");
+    drop(conn);
+    assert_eq!(
+        srv.join().unwrap(),
+        "",
+        "the client sent something after refusing"
+    );
+}
+
+#[test]
+fn the_dangerous_override_allows_a_login_over_an_unverified_connection() {
+    let (port, srv) = serve(|mut p| {
+        smtp_pre(&mut p);
+        let mut t = p.tls(server_config(&pki().other_host));
+        let ehlo = t.line();
+        t.send(b"250-mx\r\n250 AUTH PLAIN\r\n");
+        let auth = t.line();
+        t.send(b"235 2.7.0 ok\r\n");
+        (ehlo, auth)
+    });
+    let config = client_builder()
+        .dangerous_accept_any_certificate(true)
+        .dangerous_allow_login_without_verification(true)
+        .build()
+        .unwrap();
+    let mut conn = starttls::connect(&config, Protocol::Smtp, "localhost", port).unwrap();
+    conn.authenticate(&creds()).unwrap();
+    let (_, auth) = srv.join().unwrap();
+    assert_eq!(auth, format!("AUTH PLAIN {PLAIN}"));
+}

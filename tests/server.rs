@@ -368,3 +368,103 @@ fn server_config_errors() {
         "a key that does not match the certificate: {e}"
     );
 }
+
+#[test]
+fn credentials_a_client_sends_before_tls_are_never_logged_by_the_server() {
+    let secret = "s3cr3t";
+    let b64 = "AGFsaWNlAHMzY3IzdA=="; // "\0alice\0s3cr3t"
+    let cases: Vec<(Protocol, String)> = vec![
+        (Protocol::Smtp, format!("AUTH PLAIN {b64}\r\n")),
+        (
+            Protocol::Smtp,
+            "AUTH LOGIN\r\nYWxpY2U=\r\nczNjcjN0\r\n".into(),
+        ),
+        (Protocol::Lmtp, format!("AUTH PLAIN {b64}\r\n")),
+        (Protocol::Imap, format!("a LOGIN alice {secret}\r\n")),
+        (Protocol::Imap, format!("a AUTHENTICATE PLAIN {b64}\r\n")),
+        (Protocol::Pop3, format!("PASS {secret}\r\n")),
+        (Protocol::Pop3, format!("AUTH PLAIN {b64}\r\n")),
+        (Protocol::Nntp, format!("AUTHINFO PASS {secret}\r\n")),
+        (Protocol::Nntp, format!("AUTHINFO SASL PLAIN {b64}\r\n")),
+        (Protocol::Ftp, format!("PASS {secret}\r\n")),
+        (
+            Protocol::Sieve,
+            format!("AUTHENTICATE \"PLAIN\" \"{b64}\"\r\n"),
+        ),
+        (
+            Protocol::Http,
+            format!("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {b64}\r\n\r\n"),
+        ),
+        (
+            Protocol::Xmpp,
+            format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{b64}</auth>"
+            ),
+        ),
+    ];
+    for (protocol, creds) in cases {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let cfg = ServerConfig::builder()
+            .certificate_pem(pki().server.chain_pem.clone(), pki().server.key_pem.clone())
+            .timeouts(Timeouts {
+                reply: Duration::from_millis(800),
+                ..Timeouts::default()
+            })
+            .on_dialog_line(move |l| sink.lock().unwrap().push(l.text.clone()))
+            .build()
+            .unwrap();
+        let (port, server) = accept_one(protocol, cfg, |r| r.err().map(|e| e.to_string()));
+        let mut c = Raw::connect(port);
+        c.send(creds.as_bytes());
+        thread::sleep(Duration::from_millis(100));
+        c.send(b"QUIT\r\n");
+        let _ = c.0.shutdown(std::net::Shutdown::Write);
+        let answer = c.rest();
+        let error = server.join().unwrap().unwrap_or_default();
+        let logged = lines.lock().unwrap().join("\n");
+        for shown in [&logged, &error, &answer] {
+            assert!(
+                !shown.contains(secret) && !shown.contains(b64) && !shown.contains("czNjcjN0"),
+                "{protocol} {creds:?}: a credential was shown: {shown}"
+            );
+        }
+        assert!(
+            logged.contains("<credentials>") || logged.contains("<password>"),
+            "{protocol} {creds:?}: nothing redacted in {logged}"
+        );
+    }
+}
+
+#[test]
+fn a_trickling_client_is_bounded_by_one_deadline_for_the_whole_dialog() {
+    let cfg = ServerConfig::builder()
+        .certificate_pem(pki().server.chain_pem.clone(), pki().server.key_pem.clone())
+        .timeouts(Timeouts {
+            reply: Duration::from_millis(300),
+            ..Timeouts::default()
+        })
+        .build()
+        .unwrap();
+    let (port, server) = accept_one(Protocol::Smtp, cfg, |r| r.unwrap_err());
+    let mut c = Raw::connect(port);
+    c.line(); // greeting
+    // One harmless command every 200 ms, each well inside the reply timeout; count the answers.
+    let trickle = thread::spawn(move || {
+        let mut answered = 0;
+        for _ in 0..30 {
+            if c.0.write_all(b"NOOP\r\n").is_err() || !c.line().starts_with("250") {
+                break;
+            }
+            answered += 1;
+            thread::sleep(Duration::from_millis(200));
+        }
+        answered
+    });
+    let e = server.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(e.phase(), Some(Phase::StartTls));
+    // The whole dialog gets 4 reply timeouts (about 6 answers here), not 32 commands' worth.
+    let answered = trickle.join().unwrap();
+    assert!(answered < 15, "the server answered {answered} commands");
+}

@@ -141,6 +141,21 @@ int main(void) {
         CHECK(fcntl(fds[0], F_GETFD) == -1);
         CHECK(starttls_upgrade_fd(NULL, STARTTLS_PROTO_SMTP, fds[1], "x", STARTTLS_FD_TAKE_OWNERSHIP, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
         CHECK(fcntl(fds[1], F_GETFD) == -1);
+        /* ... and an unknown flag bit beside the ownership flag (it used to leak the fd). */
+        const uint32_t bad = STARTTLS_FD_TAKE_OWNERSHIP | 0x100u;
+        int more[4];
+        CHECK(pipe(more) == 0 && pipe(more + 2) == 0);
+        CHECK(starttls_upgrade_fd(NULL, STARTTLS_PROTO_SMTP, more[0], "x", bad, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+        CHECK(starttls_handshake_fd(NULL, more[1], "x", bad, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+        CHECK(starttls_accept_fd(NULL, STARTTLS_PROTO_SMTP, more[2], bad, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+        CHECK(starttls_accept_tls_fd(NULL, more[3], NULL, 0, bad, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+        for (int i = 0; i < 4; i++) CHECK(fcntl(more[i], F_GETFD) == -1);
+        /* An unknown bit alone: the fd stays the caller's. */
+        CHECK(pipe(fds) == 0);
+        CHECK(starttls_upgrade_fd(NULL, STARTTLS_PROTO_SMTP, fds[0], "x", 0x100u, &conn) == STARTTLS_ERR_INVALID_ARGUMENT);
+        CHECK(fcntl(fds[0], F_GETFD) != -1);
+        close(fds[0]);
+        close(fds[1]);
     }
     CHECK(!starttls_conn_is_server(NULL));
     CHECK(starttls_conn_peer_name(NULL, buf, sizeof buf) == 0);
