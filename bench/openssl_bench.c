@@ -2,8 +2,9 @@
  * The OpenSSL reference for bench/run.sh: the same SMTP STARTTLS dialog, bulk transfer and
  * idle-connection memory as benches/starttls.rs, with libssl on both ends.
  *
- *   openssl_bench smtp-server PORT CERT KEY
+ *   openssl_bench smtp-server PORT CERT KEY         (an SMTP sink: EHLO, MAIL, RCPT, DATA, QUIT)
  *   openssl_bench smtp-client PORT CA N full|resumed
+ *   openssl_bench smtp-data PORT CA MIB             (one message of MIB MiB through DATA)
  *   openssl_bench bulk-server PORT CERT KEY
  *   openssl_bench bulk-client PORT CA MIB WRITE_KIB
  *   openssl_bench memory PORT CA N plain|release
@@ -100,6 +101,38 @@ static void ssl_reply(SSL *ssl) {
     } while (strlen(line) > 3 && line[3] == '-');
 }
 
+/* A buffered line reader over SSL_read, as a real sink reads (a record at a time). */
+struct ssl_reader {
+    SSL *ssl;
+    char buf[16384];
+    size_t pos, len;
+};
+
+/* One line into `line` (truncated to `cap`, always NUL-terminated); its full length, 0 at EOF. */
+static size_t reader_line(struct ssl_reader *r, char *line, size_t cap) {
+    size_t n = 0;
+    for (;;) {
+        if (r->pos == r->len) {
+            int got = SSL_read(r->ssl, r->buf, sizeof r->buf);
+            if (got <= 0) break;
+            r->pos = 0;
+            r->len = (size_t)got;
+        }
+        char *start = r->buf + r->pos;
+        char *nl = memchr(start, '\n', r->len - r->pos);
+        size_t take = nl ? (size_t)(nl - start) + 1 : r->len - r->pos;
+        if (n + 1 < cap) {
+            size_t keep = take < cap - 1 - n ? take : cap - 1 - n;
+            memcpy(line + n, start, keep);
+        }
+        n += take;
+        r->pos += take;
+        if (nl) break;
+    }
+    line[n < cap ? n : cap - 1] = '\0';
+    return n;
+}
+
 static SSL_CTX *server_ctx(const char *cert, const char *key) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -139,9 +172,19 @@ static void smtp_server(int port, const char *cert, const char *key) {
         SSL *ssl = SSL_new(ctx);
         SSL_set_fd(ssl, fd);
         if (SSL_accept(ssl) == 1) {
-            while (ssl_line(ssl, line, sizeof line) > 0) {
+            struct ssl_reader r = {ssl, {0}, 0, 0};
+            while (reader_line(&r, line, sizeof line) > 0) {
                 if (strncmp(line, "EHLO", 4) == 0) {
                     SSL_write(ssl, "250-bench\r\n250 8BITMIME\r\n", 25);
+                } else if (strncmp(line, "MAIL", 4) == 0 || strncmp(line, "RCPT", 4) == 0) {
+                    SSL_write(ssl, "250 ok\r\n", 8);
+                } else if (strncmp(line, "DATA", 4) == 0) {
+                    SSL_write(ssl, "354 go\r\n", 8);
+                    size_t n;
+                    while ((n = reader_line(&r, line, sizeof line)) > 0 &&
+                           !(n <= 3 && (!strcmp(line, ".\r\n") || !strcmp(line, ".\n")))) {
+                    }
+                    SSL_write(ssl, "250 queued\r\n", 12);
                 } else if (strncmp(line, "QUIT", 4) == 0) {
                     SSL_write(ssl, "221 bye\r\n", 9);
                     SSL_shutdown(ssl);
@@ -193,6 +236,49 @@ static void smtp_client(int port, const char *ca, int n, int resume) {
     double secs = now() - start;
     printf("upgrades mode=%s threads=1 n=%d resumed=%d secs=%.3f rate=%.1f\n",
            resume ? "resumed" : "full", n, resumed, secs, n / secs);
+}
+
+/* One SMTP session that sends a message of `mib` MiB (lines of 998 bytes) through DATA; the time
+ * from DATA to the server's 250, as MiB/s. */
+static void smtp_data(int port, const char *ca, int mib) {
+    SSL_CTX *ctx = client_ctx(ca);
+    int fd = connect_to(port);
+    char line[512];
+    fd_reply(fd);
+    write(fd, "EHLO client\r\n", 13);
+    fd_reply(fd);
+    write(fd, "STARTTLS\r\n", 10);
+    fd_line(fd, line, sizeof line);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    SSL_set1_host(ssl, "localhost");
+    if (SSL_connect(ssl) != 1) die("handshake");
+    const char *cmds[] = {"EHLO client\r\n", "MAIL FROM:<a@bench>\r\n", "RCPT TO:<b@bench>\r\n",
+                          "DATA\r\n"};
+    for (int i = 0; i < 4; i++) {
+        SSL_write(ssl, cmds[i], (int)strlen(cmds[i]));
+        ssl_reply(ssl);
+    }
+    /* 64 KiB of 1000-byte lines (998 + CRLF), no line starting with a dot. */
+    static char chunk[64 * 1000];
+    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = (i % 1000 == 998) ? '\r' : (i % 1000 == 999) ? '\n' : 'x';
+    long long total = (long long)mib * 1024 * 1024, sent = 0;
+    double start = now();
+    while (sent < total) {
+        if (SSL_write(ssl, chunk, sizeof chunk) != (int)sizeof chunk) die("write");
+        sent += sizeof chunk;
+    }
+    SSL_write(ssl, ".\r\n", 3);
+    ssl_reply(ssl);
+    double secs = now() - start;
+    SSL_write(ssl, "QUIT\r\n", 6);
+    ssl_reply(ssl);
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    close(fd);
+    printf("smtp-data mib=%.0f secs=%.3f mib_per_s=%.1f\n", sent / 1048576.0, secs,
+           sent / 1048576.0 / secs);
 }
 
 static void bulk_server(int port, const char *cert, const char *key) {
@@ -288,6 +374,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "smtp-server") && argc >= 5) smtp_server(port, argv[3], argv[4]);
     else if (!strcmp(argv[1], "smtp-client") && argc >= 6)
         smtp_client(port, argv[3], atoi(argv[4]), !strcmp(argv[5], "resumed"));
+    else if (!strcmp(argv[1], "smtp-data") && argc >= 5) smtp_data(port, argv[3], atoi(argv[4]));
     else if (!strcmp(argv[1], "bulk-server") && argc >= 5) bulk_server(port, argv[3], argv[4]);
     else if (!strcmp(argv[1], "bulk-client") && argc >= 6)
         bulk_client(port, argv[3], atoi(argv[4]), atoi(argv[5]));

@@ -10,9 +10,9 @@ ROOT=$(pwd)
 
 QUICK=${1:-}
 if [ "$QUICK" = --quick ]; then
-    REPS=1; N_FULL=40; N_RESUMED=60; MIB=32; MEM_N=100; DELAY=10
+    REPS=1; N_FULL=40; N_RESUMED=60; MIB=32; MEM_N=100; DELAY=10; DATA_MIB=32
 else
-    REPS=5; N_FULL=400; N_RESUMED=800; MIB=1024; MEM_N=1000; DELAY=25
+    REPS=5; N_FULL=400; N_RESUMED=800; MIB=1024; MEM_N=1000; DELAY=25; DATA_MIB=512
 fi
 
 W=$(mktemp -d /tmp/starttls-bench.XXXXXX)
@@ -71,6 +71,38 @@ echo "## 1. SMTP STARTTLS upgrades per second (connect, greeting, EHLO, STARTTLS
 printf '%-34s %12s %12s %8s\n' "" "starttls" "OpenSSL" "ratio"
 printf '%-34s %12s %12s %8s\n' "full handshakes, sequential" "$(m rust_full)" "$(m ossl_full)" "$(ratio "$(m rust_full)" "$(m ossl_full)")"
 printf '%-34s %12s %12s %8s\n' "resumed sessions, sequential" "$(m rust_resumed)" "$(m ossl_resumed)" "$(ratio "$(m rust_resumed)" "$(m ossl_resumed)")"
+
+# --- 6. the server side ---------------------------------------------------------------------
+# The same OpenSSL client against `starttls serve` and against the OpenSSL SMTP sink; then each
+# library on both ends (the library's client against serve, OpenSSL's client against OpenSSL's).
+say "server side"
+declare -A S
+for rep in $(seq "$REPS"); do
+    port=$(free_port)
+    "$STARTTLS" serve --protocol smtp --listen "127.0.0.1:$port" --cert "$CERT" --key "$KEY" >/dev/null &
+    srv=$!
+    wait_port "$port"
+    S[serve_up]+="$("$W/openssl_bench" smtp-client "$port" "$CA" "$N_FULL" full | field rate) "
+    S[serve_data]+="$("$W/openssl_bench" smtp-data "$port" "$CA" "$DATA_MIB" | field mib_per_s) "
+    S[both_data]+="$("${BENCH[@]}" smtp-data "$port" "$CA" "$DATA_MIB" | field mib_per_s) "
+    kill "$srv"; wait "$srv" 2>/dev/null || true
+    port=$(free_port)
+    "$W/openssl_bench" smtp-server "$port" "$CERT" "$KEY" >/dev/null &
+    srv=$!
+    wait_port "$port"
+    S[ossl_up]+="$("$W/openssl_bench" smtp-client "$port" "$CA" "$N_FULL" full | field rate) "
+    S[ossl_data]+="$("$W/openssl_bench" smtp-data "$port" "$CA" "$DATA_MIB" | field mib_per_s) "
+    kill "$srv"; wait "$srv" 2>/dev/null || true
+done
+ms() { tr ' ' '\n' <<<"${S[$1]}" | grep -v '^$' | median; }
+echo
+echo "## 6. The server side: OpenSSL's client against starttls serve and against an OpenSSL SMTP sink"
+printf '%-46s %12s %12s %8s\n' "" "serve" "OpenSSL" "ratio"
+printf '%-46s %12s %12s %8s\n' "SMTP STARTTLS upgrades/s (full handshakes)" "$(ms serve_up)" "$(ms ossl_up)" "$(ratio "$(ms serve_up)" "$(ms ossl_up)")"
+printf '%-46s %12s %12s %8s\n' "SMTP DATA MiB/s ($DATA_MIB MiB message)" "$(ms serve_data)" "$(ms ossl_data)" "$(ratio "$(ms serve_data)" "$(ms ossl_data)")"
+echo "both ends: the library's client against serve / OpenSSL's client against OpenSSL's sink"
+printf '%-46s %12s %12s %8s\n' "SMTP DATA MiB/s, both ends" "$(ms both_data)" "$(ms ossl_data)" "$(ratio "$(ms both_data)" "$(ms ossl_data)")"
+echo "(upgrades with the library on both ends: section 1, full handshakes)"
 
 # --- 5. concurrency ------------------------------------------------------------------------
 say "concurrency"

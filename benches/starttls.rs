@@ -6,6 +6,7 @@
 //!   cargo bench --bench starttls -- sink PORT CERT KEY
 //!   cargo bench --bench starttls -- relay LISTEN_PORT TARGET_PORT DELAY_MS COUNT
 //!   cargo bench --bench starttls -- memory PORT CA N
+//!   cargo bench --bench starttls -- smtp-data PORT CA MIB   (the library's client, any server)
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,6 +30,7 @@ fn main() {
         Some("sink") => sink(&args[1..]),
         Some("relay") => relay(&args[1..]),
         Some("memory") => memory(&args[1..]),
+        Some("smtp-data") => smtp_data(&args[1..]),
         _ => {
             eprintln!("usage: see the top of benches/starttls.rs");
             std::process::exit(2);
@@ -151,6 +153,64 @@ fn one_upgrade(config: &ClientConfig, port: u16) -> Res<bool> {
     let resumed = conn.is_resumed();
     conn.quit()?;
     Ok(resumed)
+}
+
+/// One SMTP session from the library's client that sends a message of MIB MiB (lines of 998
+/// bytes) through DATA to the server at PORT; the time from DATA to the server's 250, as MiB/s.
+fn smtp_data(args: &[String]) -> Res<()> {
+    use std::io::BufRead;
+    let port: u16 = arg(args, 0)?.parse()?;
+    let config = client_config(arg(args, 1)?, false)?;
+    let mib: usize = arg(args, 2)?.parse()?;
+    let mut conn =
+        starttls::connect_named(&config, Protocol::Smtp, "127.0.0.1", port, "localhost")?;
+    let reply = |conn: &mut starttls::Connection| -> Res<String> {
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line)?;
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return Ok(line);
+            }
+        }
+    };
+    for cmd in [
+        "EHLO bench\r\n",
+        "MAIL FROM:<a@bench>\r\n",
+        "RCPT TO:<b@bench>\r\n",
+        "DATA\r\n",
+    ] {
+        conn.write_all(cmd.as_bytes())?;
+        reply(&mut conn)?;
+    }
+    let chunk: Vec<u8> = (0..64 * 1000)
+        .map(|i| match i % 1000 {
+            998 => b'\r',
+            999 => b'\n',
+            _ => b'x',
+        })
+        .collect();
+    let total = mib * 1024 * 1024;
+    let mut sent = 0;
+    let started = Instant::now();
+    while sent < total {
+        conn.write_all(&chunk)?;
+        sent += chunk.len();
+    }
+    conn.write_all(b".\r\n")?;
+    let done = reply(&mut conn)?;
+    let secs = started.elapsed().as_secs_f64();
+    if !done.starts_with("250") {
+        return Err(format!("DATA refused: {done}").into());
+    }
+    conn.write_all(b"QUIT\r\n")?;
+    reply(&mut conn)?;
+    conn.close()?;
+    let mib_sent = sent as f64 / 1048576.0;
+    println!(
+        "smtp-data mib={mib_sent:.0} secs={secs:.3} mib_per_s={:.1}",
+        mib_sent / secs
+    );
+    Ok(())
 }
 
 /// Bulk transfer through an upgraded connection (or plain TCP): MIB MiB in WRITE_KIB writes,

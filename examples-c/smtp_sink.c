@@ -81,6 +81,8 @@ static void session(starttls_conn *conn) {
             say(conn, "500 5.5.2 Command unrecognized\r\n");
         }
     }
+    /* The client closed first: answer with our close_notify too, so the end is orderly. */
+    starttls_close(conn);
 }
 
 int main(int argc, char **argv) {

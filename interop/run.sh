@@ -514,6 +514,16 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     fi
 }
 
+# What a person types to end a session in PROTO (empty: the client closes first).
+goodbye() {
+    case $1 in
+        smtp|lmtp) printf 'EHLO me\\nQUIT\\n' ;;
+        imap) printf 'a LOGOUT\\n' ;;
+        pop3|nntp|ftp) printf 'QUIT\\n' ;;
+        sieve) printf 'LOGOUT\\n' ;;
+    esac
+}
+
 real_client_rows() {
     log "real clients against the library's server (starttls serve)"
     local port=17000
@@ -538,13 +548,28 @@ real_client_rows() {
                                --mail-from a@example.org --mail-rcpt b@example.org -T "$W/mail.txt") ;;
                     *) cmd=(curl -sS --ssl-reqd --cacert "$W/ca.pem" -u user:pass "$proto://localhost:$port/") ;;
                 esac ;;
-            "openssl s_client") cmd=(sh -c "openssl s_client -brief -verify_return_error -starttls $proto \
-                        -connect 127.0.0.1:$port -servername localhost -verify_hostname localhost \
-                        -xmpphost localhost -CAfile $W/ca.pem </dev/null 2>&1 | grep -q 'Verification: OK'") ;;
+            # The session ends with the protocol's goodbye and the server's close_notify; the
+            # client must exit 0 and report no unclean close ("unexpected eof").
+            "openssl s_client")
+                local bye ign=""
+                bye=$(goodbye "$proto")
+                [ -n "$bye" ] && ign=-ign_eof
+                cmd=(sh -c "printf '$bye' | openssl s_client -brief -verify_return_error -crlf $ign \
+                        -starttls $proto -connect 127.0.0.1:$port -servername localhost \
+                        -verify_hostname localhost -xmpphost localhost -CAfile $W/ca.pem \
+                        > $W/client-$port.log 2>&1; rc=\$?; cat $W/client-$port.log; [ \$rc -eq 0 ] \
+                        && grep -q 'Verification: OK' $W/client-$port.log \
+                        && ! grep -qi 'unexpected eof' $W/client-$port.log") ;;
             "ldapsearch -ZZ") cmd=(env LDAPTLS_CACERT="$W/ca.pem" ldapsearch -ZZ -x -LLL
                         -H "ldap://localhost:$port" -b "" -s base) ;;
-            gnutls-cli) cmd=(sh -c "gnutls-cli --starttls-proto=$proto --x509cafile=$W/ca.pem -p $port localhost \
-                        </dev/null 2>&1 | grep -q 'Handshake was completed'") ;;
+            gnutls-cli)
+                local bye
+                bye=$(goodbye "$proto")
+                cmd=(sh -c "(printf '$bye'; sleep 3) | gnutls-cli --starttls-proto=$proto \
+                        --x509cafile=$W/ca.pem -p $port localhost > $W/client-$port.log 2>&1; \
+                        rc=\$?; cat $W/client-$port.log; [ \$rc -eq 0 ] \
+                        && grep -q 'Handshake was completed' $W/client-$port.log \
+                        && ! grep -q 'non-properly terminated' $W/client-$port.log") ;;
             python*)
                 local mod=${client#python }
                 cmd=(python3 -W ignore -c "

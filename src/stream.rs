@@ -2,7 +2,7 @@
 //! a connection runs inside TLS (capabilities again, login, goodbye, close_notify).
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::handshake;
 use crate::protocol::sasl::{AuthOutcome, Credentials};
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
-use crate::wire::transport::{ReadWrite, TlsTransport};
+use crate::wire::transport::{READ_CHUNK, ReadBuffer, ReadWrite, TlsTransport};
 use crate::wire::{DialogLine, DialogObserver, Limits, Wire, set_io_timeouts};
 
 /// Data that arrived before TLS, so an active attacker could have written it. Use it to show,
@@ -112,7 +112,7 @@ impl Side {
 pub struct Connection {
     inner: Inner,
     /// Bytes read from TLS by a dialog step but not part of its reply; served to `read` first.
-    lookahead: Vec<u8>,
+    lookahead: ReadBuffer,
     pub(crate) side: Side,
     protocol: Protocol,
     peer_addr: Option<SocketAddr>,
@@ -142,7 +142,7 @@ impl Connection {
     fn new(inner: Inner, side: Side, protocol: Protocol, dialog: DialogContext) -> Connection {
         let mut conn = Connection {
             inner,
-            lookahead: Vec::new(),
+            lookahead: ReadBuffer::default(),
             side,
             protocol,
             peer_addr: None,
@@ -621,19 +621,52 @@ fn take_waiting_records(s: &mut StreamOwned<ClientConnection, TcpStream>) {
     let _ = s.sock.set_nonblocking(false);
 }
 
+impl Connection {
+    /// The stream underneath, for reads that bypass the buffer.
+    fn raw_reader(&mut self) -> &mut dyn Read {
+        match &mut self.inner {
+            Inner::Tls(s) => &mut **s,
+            Inner::ServerTls(s) => &mut **s,
+            Inner::Plain(s) => s,
+        }
+    }
+}
+
 impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.lookahead.is_empty() {
-            let n = buf.len().min(self.lookahead.len());
-            buf[..n].copy_from_slice(&self.lookahead[..n]);
-            self.lookahead.drain(..n);
-            return Ok(n);
+        if self.lookahead.is_empty() && buf.len() >= READ_CHUNK {
+            // A large read goes straight through: no copy via the buffer.
+            return self.raw_reader().read(buf);
         }
-        match &mut self.inner {
-            Inner::Tls(s) => s.read(buf),
-            Inner::ServerTls(s) => s.read(buf),
-            Inner::Plain(s) => s.read(buf),
+        let waiting = self.fill_buf()?;
+        let n = buf.len().min(waiting.len());
+        buf[..n].copy_from_slice(&waiting[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// Reads through the connection's buffer: `read_line`, `read_until` and `lines` take a TLS
+/// record's worth at a time instead of one small read per call (bound line lengths yourself,
+/// with `take`, when the peer is not trusted).
+impl BufRead for Connection {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.lookahead.is_empty() {
+            let Connection {
+                inner, lookahead, ..
+            } = self;
+            let stream: &mut dyn Read = match inner {
+                Inner::Tls(s) => &mut **s,
+                Inner::ServerTls(s) => &mut **s,
+                Inner::Plain(s) => s,
+            };
+            lookahead.refill(stream)?;
         }
+        Ok(self.lookahead.available())
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.lookahead.consume(n);
     }
 }
 

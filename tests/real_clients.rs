@@ -54,6 +54,8 @@ fn serve_app(
             Ok(mut conn) => {
                 let version = format!("{:?}", conn.tls_version());
                 app(&mut conn);
+                // Every orderly end sends close_notify, whoever closed first.
+                let _ = conn.close();
                 Ok(version)
             }
             Err(e) => Err(e.to_string()),
@@ -111,6 +113,11 @@ fn openssl_s_client_starttls_for_every_protocol_it_knows() {
         assert!(
             result.is_ok(),
             "s_client -starttls {name}: server: {result:?}\n{log}"
+        );
+        assert!(
+            out.status.success() && !log.contains("unexpected eof"),
+            "s_client -starttls {name} reported an error: {:?}\n{log}",
+            out.status
         );
         assert!(
             log.contains("Verification: OK"),
@@ -414,6 +421,11 @@ fn gnutls_cli_starttls_protocols() {
         assert!(
             result.is_ok(),
             "gnutls-cli {name}: server: {result:?}\n{log}"
+        );
+        assert!(
+            out.status.success() && !log.contains("non-properly terminated"),
+            "gnutls-cli {name} reported an error: {:?}\n{log}",
+            out.status
         );
         assert!(
             log.contains("Handshake was completed"),

@@ -70,6 +70,65 @@ impl Transport for TcpStream {
     }
 }
 
+/// Decrypted bytes read from TLS and not yet handed out: the connection's read buffer, shared by
+/// the dialog steps inside TLS (which must not lose what follows a reply) and by `read` /
+/// `BufRead`. Consuming moves an index, not the bytes; the allocation is released once the buffer
+/// is empty, so an idle connection holds none.
+#[derive(Default)]
+pub(crate) struct ReadBuffer {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+/// How much one refill asks the TLS stream for: a whole TLS record's plaintext.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+impl ReadBuffer {
+    /// The bytes not yet consumed.
+    pub fn available(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads once from `stream` into the buffer (which must be empty); returns the count, 0 at
+    /// the end of the stream.
+    pub fn refill(&mut self, stream: &mut dyn Read) -> io::Result<usize> {
+        debug_assert!(self.is_empty());
+        self.buf.resize(READ_CHUNK, 0);
+        self.pos = 0;
+        let n = loop {
+            match stream.read(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match n {
+            Ok(n) => {
+                self.buf.truncate(n);
+                if n == 0 {
+                    self.buf = Vec::new();
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                self.buf = Vec::new();
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Anything readable and writable: a TLS stream of either side.
 pub(crate) trait ReadWrite: Read + Write {}
 
@@ -81,36 +140,30 @@ impl<T: Read + Write> ReadWrite for T {}
 pub(crate) struct TlsTransport<'a> {
     pub stream: &'a mut dyn ReadWrite,
     pub sock: TcpStream,
-    pub lookahead: &'a mut Vec<u8>,
+    pub lookahead: &'a mut ReadBuffer,
 }
 
 impl Transport for TlsTransport<'_> {
     fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.lookahead.is_empty() {
-            let mut chunk = [0u8; 4096];
-            let n = loop {
-                match self.stream.read(&mut chunk) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other?,
-                }
-            };
-            self.lookahead.extend_from_slice(&chunk[..n]);
+            self.lookahead.refill(&mut *self.stream)?;
         }
-        let n = buf.len().min(self.lookahead.len());
-        buf[..n].copy_from_slice(&self.lookahead[..n]);
+        let waiting = self.lookahead.available();
+        let n = buf.len().min(waiting.len());
+        buf[..n].copy_from_slice(&waiting[..n]);
         Ok(n)
     }
 
     fn consume(&mut self, n: usize) -> io::Result<()> {
-        if n > self.lookahead.len() {
+        if n > self.lookahead.available().len() {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        self.lookahead.drain(..n);
+        self.lookahead.consume(n);
         Ok(())
     }
 
     fn pending_now(&mut self) -> io::Result<usize> {
-        Ok(self.lookahead.len())
+        Ok(self.lookahead.available().len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {

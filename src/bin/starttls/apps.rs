@@ -1,27 +1,99 @@
 //! Enough of each protocol after TLS for real clients to finish a session against `serve` and
 //! `demo`: an SMTP sink, IMAP and POP3 with empty mailboxes, and the like.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use starttls::{Connection, Protocol};
 
-/// Reads one line (CRLF stripped, at most 8 KiB); `None` at the end of the stream.
+/// The longest command line kept; the rest of a longer line is read and dropped.
+const MAX_LINE: usize = 8192;
+
+/// Reads one line through the connection's buffer (CRLF stripped, at most `MAX_LINE` bytes
+/// kept); `None` at the end of the stream or on an error.
 fn read_line(conn: &mut Connection) -> Option<String> {
     let mut line = Vec::new();
-    let mut byte = [0u8; 1];
+    let mut any = false;
     loop {
-        match conn.read(&mut byte) {
-            Ok(1) if byte[0] == b'\n' => break,
-            Ok(1) if line.len() < 8192 => line.push(byte[0]),
-            Ok(1) => {}
-            _ if line.is_empty() => return None,
+        let buf = match conn.fill_buf() {
+            Ok(b) if !b.is_empty() => b,
+            _ if !any => return None,
             _ => break,
+        };
+        any = true;
+        let (take, done) = match memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&buf[..take.min(room)]);
+        conn.consume(take);
+        if done {
+            break;
         }
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
     }
     if line.last() == Some(&b'\r') {
         line.pop();
     }
     Some(String::from_utf8_lossy(&line).into_owned())
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+/// Reads an SMTP message body up to its end (a line holding only `.`) through the buffer,
+/// without keeping it; returns its size, or `None` if the stream ended first.
+fn read_data(conn: &mut Connection) -> Option<u64> {
+    let mut size = 0u64;
+    // The start of the current line, as far as it matters: "", ".", ".\r" or "other".
+    let mut start: &[u8] = b"";
+    let mut other = false;
+    loop {
+        let buf = conn.fill_buf().ok().filter(|b| !b.is_empty())?;
+        let mut at = 0;
+        let mut finished = None;
+        while at < buf.len() {
+            let (end, newline) = match memchr(b'\n', &buf[at..]) {
+                Some(i) => (at + i, true),
+                None => (buf.len(), false),
+            };
+            for &b in &buf[at..end] {
+                start = match (start, b, other) {
+                    (_, _, true) => b"",
+                    (b"", b'.', _) => b".",
+                    (b".", b'\r', _) => b".\r",
+                    _ => {
+                        other = true;
+                        b""
+                    }
+                };
+                if other {
+                    break;
+                }
+            }
+            if newline {
+                let dot = !other && (start == b"." || start == b".\r");
+                start = b"";
+                other = false;
+                if dot {
+                    finished = Some(end + 1);
+                    break;
+                }
+                at = end + 1;
+            } else {
+                at = end;
+            }
+        }
+        let took = finished.unwrap_or(buf.len());
+        size += took as u64;
+        conn.consume(took);
+        if finished.is_some() {
+            return Some(size);
+        }
+    }
 }
 
 fn verb(line: &str) -> String {
@@ -62,10 +134,8 @@ fn smtp(domain: &str, conn: &mut Connection) -> std::io::Result<String> {
             "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 2.0.0 OK\r\n",
             "DATA" => {
                 conn.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
-                while let Some(l) = read_line(conn) {
-                    if l == "." {
-                        break;
-                    }
+                if read_data(conn).is_none() {
+                    break;
                 }
                 messages += 1;
                 b"250 2.0.0 Message accepted (discarded)\r\n"
@@ -205,14 +275,23 @@ fn sieve(conn: &mut Connection) -> std::io::Result<String> {
 /// stream's end.
 fn xmpp(domain: &str, conn: &mut Connection) -> std::io::Result<String> {
     let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
     // Wait for the opening <stream:stream ...> (after an optional declaration).
-    while conn.read(&mut byte)? == 1 {
-        seen.push(byte[0]);
-        if byte[0] == b'>' && !seen.ends_with(b"?>") && seen.windows(7).any(|w| w == b"stream:") {
+    'header: loop {
+        let buf = conn.fill_buf()?;
+        if buf.is_empty() {
             break;
         }
-        if seen.len() > 8192 {
+        let mut took = 0;
+        for &b in buf {
+            took += 1;
+            seen.push(b);
+            if b == b'>' && !seen.ends_with(b"?>") && seen.windows(7).any(|w| w == b"stream:") {
+                conn.consume(took);
+                break 'header;
+            }
+        }
+        conn.consume(took);
+        if seen.len() > MAX_LINE {
             return Ok("stream header too long".into());
         }
     }

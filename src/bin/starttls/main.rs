@@ -24,7 +24,8 @@ use report::{Report, ReportError};
 const USAGE: &str = "\
 usage: starttls check [OPTIONS] SCHEME://HOST[:PORT]
        starttls serve --protocol P [--listen ADDR:PORT] [--cert CHAIN.pem --key KEY.pem]
-                      [--domain NAME] [--max-connections N] [-v]
+                      [--domain NAME] [--max-connections N] [--max-concurrent N]
+                      [--idle-timeout SECS] [-v]
        starttls demo
        starttls --version | --help
 
@@ -51,6 +52,10 @@ serve options:
                            certificate for --domain; the CA's file is printed)
   --domain NAME            the server's name in greetings and the throw-away certificate
   --max-connections N      exit after serving N connections (default: serve until killed)
+  --max-concurrent N       serve at most N connections at once; more wait to be accepted
+                           (default 256)
+  --idle-timeout SECS      close a session idle this long after TLS (default 60); the whole
+                           dialog before TLS gets at most 4 x 30 s
   -v                       print every dialog line
 
 exit status: 0 ok, 1 internal, 2 usage, 3 not offered or downgraded, 4 refused,
@@ -238,7 +243,24 @@ fn serve_command(mut a: Args) -> i32 {
                     .ok_or(format!("--max-connections {n:?} is not a positive number"))?,
             ),
         };
+        let positive = |name: &str, v: Option<String>| -> Result<Option<u64>, String> {
+            match v {
+                None => Ok(None),
+                Some(n) => n
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0 && *n <= 1_000_000)
+                    .map(Some)
+                    .ok_or(format!("{name} {n:?} is not a number from 1 to 1000000")),
+            }
+        };
+        let max_concurrent = positive("--max-concurrent", a.value("--max-concurrent")?)?
+            .unwrap_or(serve::DEFAULT_MAX_CONCURRENT as u64);
+        let idle_timeout = positive("--idle-timeout", a.value("--idle-timeout")?)?
+            .map_or(serve::DEFAULT_IDLE_TIMEOUT, std::time::Duration::from_secs);
         let opts = serve::ServeOptions {
+            max_concurrent: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
+            idle_timeout,
             protocol,
             listen: a.value("--listen")?.unwrap_or_else(|| "127.0.0.1:0".into()),
             cert: a.value("--cert")?,

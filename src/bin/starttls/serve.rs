@@ -1,9 +1,10 @@
 //! `starttls serve`: the library's server side as a test server for mail clients.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use starttls::{Protocol, ServerConfig};
+use starttls::{Protocol, ServerConfig, Timeouts};
 
 use crate::{apps, pki};
 
@@ -14,8 +15,17 @@ pub struct ServeOptions {
     pub key: Option<String>,
     pub domain: String,
     pub max_connections: Option<u64>,
+    /// Sessions served at once; further connections wait in the listen queue.
+    pub max_concurrent: usize,
+    /// How long a session may stay silent after TLS.
+    pub idle_timeout: Duration,
     pub verbose: bool,
 }
+
+pub const DEFAULT_MAX_CONCURRENT: usize = 256;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Each client command before TLS (the whole pre-TLS dialog gets four of these).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the server config: the given certificate, or a throw-away one (whose CA is written
 /// to a file and returned).
@@ -24,7 +34,12 @@ pub fn server_config(
 ) -> Result<(ServerConfig, Option<std::path::PathBuf>), String> {
     let mut b = ServerConfig::builder()
         .hostname(&opts.domain)
-        .timeout(Duration::from_secs(60));
+        .timeouts(Timeouts {
+            reply: REPLY_TIMEOUT,
+            handshake: REPLY_TIMEOUT,
+            io: opts.idle_timeout,
+            ..Timeouts::default()
+        });
     if opts.verbose {
         b = b.on_dialog_line(|l| {
             let who = match l.direction {
@@ -77,51 +92,120 @@ pub fn run(opts: &ServeOptions) -> i32 {
         println!("throw-away CA certificate: {}", ca.display());
     }
     println!("serving {} on {addr} as {}", opts.protocol, opts.domain);
+    let slots = Slots::new(opts.max_concurrent);
     let mut served = 0u64;
-    let mut workers = Vec::new();
     for stream in listener.incoming() {
         let Ok(sock) = stream else { continue };
-        let peer = sock
-            .peer_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        // Finished workers are not kept: each thread ends with its session and gives its slot
+        // back; at the limit, the next connection waits (in the listen queue) for a free slot.
+        let slot = slots.acquire();
         let (config, protocol, domain) = (config.clone(), opts.protocol, opts.domain.clone());
-        workers.push(std::thread::spawn(move || {
-            let line = match starttls::accept(&config, protocol, sock) {
-                Ok(mut conn) => {
-                    let version = match conn.tls_version() {
-                        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                        _ => "?",
-                    };
-                    let client = conn
-                        .peer_name()
-                        .map(|n| format!(" client_name={:?}", n.get_untrusted()))
-                        .unwrap_or_default();
-                    match apps::session(protocol, &domain, &mut conn) {
-                        Ok(summary) => format!("outcome=ok tls={version}{client} {summary}"),
-                        Err(e) => format!("outcome=ok tls={version}{client} session_error={e:?}"),
-                    }
-                }
-                Err(e) => format!(
-                    "outcome=refused error={} message={:?}",
-                    e.kind().name(),
-                    e.to_string()
-                ),
-            };
-            println!("peer={peer} protocol={protocol} {}", line.trim_end());
-        }));
+        let spawned = std::thread::Builder::new()
+            .name("starttls-session".into())
+            .spawn(move || {
+                let _slot = slot;
+                serve_one(&config, protocol, &domain, sock);
+            });
+        if let Err(e) = spawned {
+            eprintln!("starttls serve: cannot start a session thread: {e}");
+        }
         served += 1;
         if opts.max_connections.is_some_and(|max| served >= max) {
             break;
         }
     }
-    for w in workers {
-        let _ = w.join();
-    }
+    slots.wait_idle();
     // The throw-away CA is only useful while this server runs (an interrupted run leaves it in
     // the temporary directory, named after the process id).
     if let Some(ca) = &ca_path {
         pki::remove_ca(ca);
     }
     0
+}
+
+/// One connection: the server side of the upgrade, the protocol's session, then an orderly end
+/// with close_notify (after the client's goodbye, or when the client closed first); one log line.
+fn serve_one(config: &ServerConfig, protocol: Protocol, domain: &str, sock: TcpStream) {
+    let peer = sock
+        .peer_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let line = match starttls::accept(config, protocol, sock) {
+        Ok(mut conn) => {
+            let version = match conn.tls_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "?",
+            };
+            let client = conn
+                .peer_name()
+                .map(|n| format!(" client_name={:?}", n.get_untrusted()))
+                .unwrap_or_default();
+            let session = apps::session(protocol, domain, &mut conn);
+            let closed = conn.close();
+            // A client that already closed its end cannot take the close_notify: not news.
+            let close = match closed {
+                Err(e) if e.kind() != starttls::ErrorKind::Closed => {
+                    format!(" close_error={:?}", e.to_string())
+                }
+                _ => String::new(),
+            };
+            match session {
+                Ok(summary) => format!("outcome=ok tls={version}{client} {summary}{close}"),
+                Err(e) => format!("outcome=ok tls={version}{client} session_error={e:?}{close}"),
+            }
+        }
+        Err(e) => format!(
+            "outcome=refused error={} message={:?}",
+            e.kind().name(),
+            e.to_string()
+        ),
+    };
+    println!("peer={peer} protocol={protocol} {}", line.trim_end());
+}
+
+/// A counting semaphore for session threads.
+struct Slots {
+    state: Arc<(Mutex<usize>, Condvar)>,
+    max: usize,
+}
+
+/// One session's place; given back when dropped (also when the session panics).
+struct Slot(Arc<(Mutex<usize>, Condvar)>);
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            state: Arc::new((Mutex::new(0), Condvar::new())),
+            max: max.max(1),
+        }
+    }
+
+    /// Waits for a free place and takes it.
+    fn acquire(&self) -> Slot {
+        let (lock, freed) = &*self.state;
+        let mut active = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *active >= self.max {
+            active = freed.wait(active).unwrap_or_else(|p| p.into_inner());
+        }
+        *active += 1;
+        Slot(self.state.clone())
+    }
+
+    /// Waits until every session has ended.
+    fn wait_idle(&self) {
+        let (lock, freed) = &*self.state;
+        let mut active = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *active > 0 {
+            active = freed.wait(active).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (lock, freed) = &*self.0;
+        let mut active = lock.lock().unwrap_or_else(|p| p.into_inner());
+        *active = active.saturating_sub(1);
+        freed.notify_all();
+    }
 }
