@@ -169,7 +169,7 @@ mem() { # mem CLIENT-COMMAND...: one server for MEM_N+1 connections, then the cl
     local port
     port=$(free_port)
     "$STARTTLS" serve --protocol tls --listen "127.0.0.1:$port" --cert "$CERT" --key "$KEY" \
-        --max-connections $((MEM_N + 1)) >/dev/null &
+        --max-connections $((MEM_N + 1)) --max-concurrent $((MEM_N + 1)) >/dev/null &
     wait_port "$port"
     "$@" "$port" | field per_connection_kib
     kill %% 2>/dev/null || true

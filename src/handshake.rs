@@ -10,6 +10,7 @@ use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 use crate::config::{ClientConfig, ProtocolAlpn};
 use crate::error::{Error, Phase, Result};
 use crate::server_config::ServerConfig;
+use crate::sys::Socket;
 use crate::wire::{Deadline, printable};
 
 /// The client's handshake on `tcp` for a protocol that asks for `alpn`, within the config's
@@ -20,7 +21,7 @@ pub(crate) fn client(
     tcp: TcpStream,
     name: ServerName<'static>,
     after_go_ahead: bool,
-) -> Result<StreamOwned<ClientConnection, TcpStream>> {
+) -> Result<StreamOwned<ClientConnection, Socket>> {
     let mut tls = ClientConnection::new(config.tls_for(alpn), name).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
     let tcp = drive(&mut tls, tcp, deadline, after_go_ahead)?;
@@ -33,7 +34,7 @@ pub(crate) fn client(
             format!("the server did not agree to ALPN {wanted:?}"),
         ));
     }
-    Ok(StreamOwned::new(tls, tcp))
+    Ok(StreamOwned::new(tls, Socket::new(tcp)))
 }
 
 /// The server's handshake on `tcp` for a protocol that asks for `alpn`, within the config's
@@ -43,7 +44,7 @@ pub(crate) fn server(
     alpn: ProtocolAlpn,
     tcp: TcpStream,
     after_go_ahead: bool,
-) -> Result<StreamOwned<ServerConnection, TcpStream>> {
+) -> Result<StreamOwned<ServerConnection, Socket>> {
     let mut tls = ServerConnection::new(config.tls_for(alpn)).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
     let tcp = drive(&mut tls, tcp, deadline, after_go_ahead)?;
@@ -53,7 +54,7 @@ pub(crate) fn server(
             "the client did not offer the ALPN this protocol requires",
         ));
     }
-    Ok(StreamOwned::new(tls, tcp))
+    Ok(StreamOwned::new(tls, Socket::new(tcp)))
 }
 
 /// A server name to verify (and send in SNI unless it is an address): a DNS name, or an IP

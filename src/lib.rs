@@ -42,7 +42,7 @@
 //! | connection | `stream` ([`Connection`]: steps inside TLS, login, goodbye), `ftp` (data channel) |
 //! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
 //! | configuration, TLS | `config`, `server_config`, `handshake` |
-//! | wire | `wire`: bounded line and message reading that never reads past the go-ahead |
+//! | wire | `wire`: bounded line and message reading that never reads past the go-ahead; `sys`: the socket calls std lacks (a send that never raises SIGPIPE) |
 //! | ground | `error`: one error enum, every variant with a frozen code; `text`: the one escaping function for peer text |
 
 #![deny(unsafe_code)] // `src/ffi/` alone allows it.
@@ -62,6 +62,7 @@ mod handshake;
 mod protocol;
 mod server_config;
 mod stream;
+mod sys;
 mod text;
 mod wire;
 

@@ -17,6 +17,7 @@ use crate::handshake;
 use crate::protocol::sasl::{AuthOutcome, Credentials};
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
+use crate::sys::Socket;
 use crate::wire::transport::{READ_CHUNK, ReadBuffer, ReadWrite, TlsTransport};
 use crate::wire::{DialogLine, DialogObserver, Limits, Wire, set_io_timeouts};
 
@@ -68,8 +69,8 @@ pub enum Verification {
 }
 
 enum Inner {
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-    ServerTls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Tls(Box<StreamOwned<ClientConnection, Socket>>),
+    ServerTls(Box<StreamOwned<ServerConnection, Socket>>),
     Plain(TcpStream),
 }
 
@@ -249,7 +250,7 @@ impl Connection {
     pub(crate) fn server_tls(
         config: &ServerConfig,
         protocol: Protocol,
-        stream: StreamOwned<ServerConnection, TcpStream>,
+        stream: StreamOwned<ServerConnection, Socket>,
         peer_name: Option<String>,
         transcript: Vec<DialogLine>,
     ) -> Result<Connection> {
@@ -604,7 +605,7 @@ impl Connection {
 /// Processes TLS records that already arrived without blocking, so that session tickets sent
 /// after the handshake are kept even on a connection that was only written to (an FTP upload):
 /// later connections can then resume.
-fn take_waiting_records(s: &mut StreamOwned<ClientConnection, TcpStream>) {
+fn take_waiting_records(s: &mut StreamOwned<ClientConnection, Socket>) {
     if s.sock.set_nonblocking(true).is_err() {
         return;
     }

@@ -653,3 +653,31 @@ fn c_programs_run_clean_under_address_sanitizer() {
     );
     server.join().unwrap();
 }
+
+#[test]
+fn writes_to_a_closed_peer_are_error_codes_never_sigpipe() {
+    let dir = scratch("sigpipe");
+    let exe = dir.join("sigpipe");
+    build_c(&root().join("tests/c/sigpipe.c"), &exe);
+    let (port, server) = serve(|p| {
+        // Handshake, then go away at once.
+        drop(p.tls(server_config(&pki().server)));
+    });
+    let o = run(Command::new(&exe)
+        .arg(port.to_string())
+        .arg(ca_file("sigpipe-ca")));
+    server.join().unwrap();
+    let stdout = text(&o.stdout);
+    // Killed by SIGPIPE would be no exit code at all (signal 13).
+    assert!(
+        o.status.success(),
+        "{:?}: {stdout}{}",
+        o.status,
+        text(&o.stderr)
+    );
+    assert!(stdout.contains("alive after writing"), "{stdout}");
+    assert!(
+        stdout.contains("STARTTLS_ERR_CLOSED") || stdout.contains("STARTTLS_ERR_IO"),
+        "{stdout}"
+    );
+}
