@@ -72,12 +72,16 @@ impl Transport for TcpStream {
 
 /// Decrypted bytes read from TLS and not yet handed out: the connection's read buffer, shared by
 /// the dialog steps inside TLS (which must not lose what follows a reply) and by `read` /
-/// `BufRead`. Consuming moves an index, not the bytes; the allocation is released once the buffer
-/// is empty, so an idle connection holds none.
+/// `BufRead`. Consuming moves an index, not the bytes. While data streams in (full refills) the
+/// allocation is kept, so a bulk reader pays for it once; after a small read it is released once
+/// empty, so a connection idling after a command-and-reply exchange holds none.
 #[derive(Default)]
 pub(crate) struct ReadBuffer {
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
+    /// The last refill was large: more is probably on its way, keep the allocation.
+    streaming: bool,
 }
 
 /// How much one refill asks the TLS stream for: a whole TLS record's plaintext.
@@ -86,18 +90,21 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 impl ReadBuffer {
     /// The bytes not yet consumed.
     pub fn available(&self) -> &[u8] {
-        &self.buf[self.pos..]
+        &self.buf[self.pos..self.end]
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pos == self.buf.len()
+        self.pos == self.end
     }
 
     pub fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.buf.len());
-        if self.pos == self.buf.len() {
-            self.buf = Vec::new();
+        self.pos = (self.pos + n).min(self.end);
+        if self.pos == self.end {
             self.pos = 0;
+            self.end = 0;
+            if !self.streaming {
+                self.buf = Vec::new();
+            }
         }
     }
 
@@ -105,27 +112,22 @@ impl ReadBuffer {
     /// the end of the stream.
     pub fn refill(&mut self, stream: &mut dyn Read) -> io::Result<usize> {
         debug_assert!(self.is_empty());
-        self.buf.resize(READ_CHUNK, 0);
-        self.pos = 0;
-        let n = loop {
+        if self.buf.len() < READ_CHUNK {
+            self.buf.resize(READ_CHUNK, 0);
+        }
+        let result = loop {
             match stream.read(&mut self.buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
-        match n {
-            Ok(n) => {
-                self.buf.truncate(n);
-                if n == 0 {
-                    self.buf = Vec::new();
-                }
-                Ok(n)
-            }
-            Err(e) => {
-                self.buf = Vec::new();
-                Err(e)
-            }
+        let n = *result.as_ref().unwrap_or(&0);
+        (self.pos, self.end) = (0, n);
+        self.streaming = n >= READ_CHUNK / 4;
+        if n == 0 {
+            self.buf = Vec::new();
         }
+        result
     }
 }
 

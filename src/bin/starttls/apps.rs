@@ -40,9 +40,7 @@ fn read_line(conn: &mut Connection) -> Option<String> {
     Some(String::from_utf8_lossy(&line).into_owned())
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
-}
+use memchr::memchr;
 
 /// Reads an SMTP message body up to its end (a line holding only `.`) through the buffer,
 /// without keeping it; returns its size, or `None` if the stream ended first.
