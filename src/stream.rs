@@ -11,7 +11,7 @@ use std::time::Instant;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
-use crate::config::{ClientConfig, Timeouts};
+use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::handshake;
 use crate::protocol::sasl::{AuthOutcome, Credentials};
@@ -82,13 +82,6 @@ pub(crate) enum Side {
 }
 
 impl Side {
-    fn timeouts(&self) -> &Timeouts {
-        match self {
-            Side::Client(c) => &c.inner.timeouts,
-            Side::Server(s) => &s.inner.timeouts,
-        }
-    }
-
     fn limits(&self) -> Limits {
         match self {
             Side::Client(c) => c.inner.limits,
@@ -423,6 +416,85 @@ impl Connection {
         )
     }
 
+    /// Decrypted bytes that can be read now without touching the socket: what the connection
+    /// buffered plus what TLS already decrypted. A `poll()` loop must drain these before it waits
+    /// on the socket, which will not signal them.
+    pub fn pending(&mut self) -> usize {
+        let waiting = self.lookahead.available().len();
+        let decrypted = match &mut self.inner {
+            Inner::Tls(s) => s
+                .conn
+                .process_new_packets()
+                .map(|io| io.plaintext_bytes_to_read()),
+            Inner::ServerTls(s) => s
+                .conn
+                .process_new_packets()
+                .map(|io| io.plaintext_bytes_to_read()),
+            Inner::Plain(_) => Ok(0),
+        };
+        waiting + decrypted.unwrap_or(0)
+    }
+
+    /// True when TLS records are queued that the socket has not taken yet (a non-blocking socket
+    /// that was full): wait until it is writable and [`flush`](Write::flush).
+    pub fn wants_write(&self) -> bool {
+        match &self.inner {
+            Inner::Tls(s) => s.conn.wants_write(),
+            Inner::ServerTls(s) => s.conn.wants_write(),
+            Inner::Plain(_) => false,
+        }
+    }
+
+    /// True when the socket is in non-blocking mode (the caller set `O_NONBLOCK` on it): reads
+    /// and writes then fail with [`io::ErrorKind::WouldBlock`] instead of waiting.
+    pub fn is_nonblocking(&self) -> bool {
+        crate::sys::is_nonblocking(self.tcp_stream())
+    }
+
+    /// Reads one line (up to and including its LF) into `line`, through the connection's
+    /// buffer, never past the line's end. A line longer than `max` bytes is an
+    /// [`io::ErrorKind::InvalidData`] error and nothing is consumed; so is a
+    /// [`io::ErrorKind::WouldBlock`] on a non-blocking socket (call again later). Returns the
+    /// length, 0 at the end of the stream.
+    pub fn read_line_bounded(&mut self, line: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        loop {
+            let waiting = self.lookahead.available();
+            if let Some(i) = waiting.iter().position(|&b| b == b'\n') {
+                if i + 1 > max {
+                    return Err(line_too_long(max));
+                }
+                line.extend_from_slice(&waiting[..=i]);
+                self.lookahead.consume(i + 1);
+                return Ok(i + 1);
+            }
+            if waiting.len() >= max {
+                return Err(line_too_long(max));
+            }
+            let Connection {
+                inner, lookahead, ..
+            } = self;
+            let stream: &mut dyn Read = match inner {
+                Inner::Tls(s) => &mut **s,
+                Inner::ServerTls(s) => &mut **s,
+                Inner::Plain(s) => s,
+            };
+            if lookahead.fill_more(stream, max)? == 0 {
+                // The end of the stream: a last line without its LF.
+                let rest = lookahead.available().to_vec();
+                lookahead.consume(rest.len());
+                line.extend_from_slice(&rest);
+                return Ok(rest.len());
+            }
+        }
+    }
+
+    /// Sets this connection's read and write timeout, instead of the config's I/O timeout (an
+    /// IMAP IDLE may wait 29 minutes on a config whose I/O timeout is 5). Zero means none.
+    pub fn set_io_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.dialog.timeouts.io = timeout;
+        set_io_timeouts(self.tcp_stream(), timeout).map_err(|e| Error::from_io(Phase::Read, e))
+    }
+
     /// The socket underneath, for its addresses and options. Reading or writing it directly
     /// would bypass TLS and corrupt the session.
     pub fn tcp_stream(&self) -> &TcpStream {
@@ -544,7 +616,7 @@ impl Connection {
             .err()
             .and_then(Error::phase)
             .unwrap_or(Phase::Read);
-        set_io_timeouts(self.tcp_stream(), self.side.timeouts().io)
+        set_io_timeouts(self.tcp_stream(), self.dialog.timeouts.io)
             .map_err(|e| Error::from_io(phase, e))?;
         result
     }
@@ -572,6 +644,15 @@ impl Connection {
             self.inside_tls(|wire, ctx| dialog.client_goodbye(wire, ctx))?;
         }
         Ok(())
+    }
+
+    /// Queues close_notify without sending it (a non-blocking caller then flushes).
+    pub(crate) fn queue_close_notify(&mut self) {
+        match &mut self.inner {
+            Inner::Tls(s) => s.conn.send_close_notify(),
+            Inner::ServerTls(s) => s.conn.send_close_notify(),
+            Inner::Plain(_) => {}
+        }
     }
 
     /// Sends close_notify (on an encrypted connection) without touching the socket itself.
@@ -602,10 +683,19 @@ impl Connection {
     }
 }
 
+fn line_too_long(max: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("line longer than {max} bytes"),
+    )
+}
+
 /// Processes TLS records that already arrived without blocking, so that session tickets sent
 /// after the handshake are kept even on a connection that was only written to (an FTP upload):
 /// later connections can then resume.
 fn take_waiting_records(s: &mut StreamOwned<ClientConnection, Socket>) {
+    // A caller's non-blocking socket stays as the caller set it.
+    let was_nonblocking = crate::sys::is_nonblocking(&s.sock);
     if s.sock.set_nonblocking(true).is_err() {
         return;
     }
@@ -619,7 +709,9 @@ fn take_waiting_records(s: &mut StreamOwned<ClientConnection, Socket>) {
             _ => break,
         }
     }
-    let _ = s.sock.set_nonblocking(false);
+    if !was_nonblocking {
+        let _ = s.sock.set_nonblocking(false);
+    }
 }
 
 impl Connection {

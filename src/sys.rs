@@ -1,5 +1,5 @@
 //! The socket calls std does not offer, through rustix (no `unsafe` here): a vectored send that
-//! never raises SIGPIPE.
+//! never raises SIGPIPE, and whether the caller put a socket in non-blocking mode.
 //!
 //! std sends single buffers with `MSG_NOSIGNAL`, but its vectored write is `writev`, which has no
 //! flags: rustls writes TLS records that way, so a write to a peer that has gone away killed the
@@ -53,10 +53,25 @@ impl Write for Socket {
     }
 }
 
+/// Whether `O_NONBLOCK` is set on the socket (by the caller: the library itself only ever
+/// switches it on for a moment and back).
+pub(crate) fn is_nonblocking(tcp: &TcpStream) -> bool {
+    rustix::fs::fcntl_getfl(tcp).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn non_blocking_mode_is_seen() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(!is_nonblocking(&tcp));
+        tcp.set_nonblocking(true).unwrap();
+        assert!(is_nonblocking(&tcp));
+    }
 
     #[test]
     fn a_vectored_write_to_a_closed_peer_is_an_error_not_a_signal() {

@@ -145,9 +145,10 @@ fn smtp_server(ehlo_caps: &'static [u8]) -> (u16, std::thread::JoinHandle<Vec<St
 }
 
 #[test]
-fn header_compiles_as_c99_and_as_cxx() {
+fn header_compiles_as_c89_c99_and_cxx() {
     let src = root().join("tests/c/header_check.c");
     for (compiler, lang) in [
+        ("cc", ["-std=c89", "-xc"]),
         ("cc", ["-std=c99", "-xc"]),
         ("c++", ["-std=c++11", "-xc++"]),
     ] {
@@ -680,4 +681,20 @@ fn writes_to_a_closed_peer_are_error_codes_never_sigpipe() {
         stdout.contains("STARTTLS_ERR_CLOSED") || stdout.contains("STARTTLS_ERR_IO"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_poll_loop_over_a_non_blocking_connection_reads_writes_and_closes() {
+    let dir = scratch("event-loop");
+    let exe = dir.join("event_loop");
+    build_c(&root().join("tests/c/event_loop.c"), &exe);
+    let (port, server) = smtp_server(b"250-mx.test\r\n250 STARTTLS\r\n");
+    let o = run(maybe_valgrind(&exe)
+        .arg(port.to_string())
+        .arg(ca_file("event-loop-ca")));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let seen = server.join().unwrap();
+    assert_eq!(seen.last().map(String::as_str), Some("QUIT"), "{seen:?}");
 }

@@ -840,6 +840,22 @@ class Connection:
         """The socket's fd (the library's for connect(): do not close it)."""
         return self._value(_lib.starttls_conn_fd)
 
+    def pending(self):
+        """Decrypted bytes that ``read`` can return now without touching the socket: drain
+        them before waiting in ``select``/``poll``, which does not see them."""
+        return self._value(_lib.starttls_conn_pending)
+
+    def cipher_bits(self):
+        """The negotiated cipher's strength in bits (128, 256), 0 without TLS."""
+        return self._value(_lib.starttls_conn_cipher_bits)
+
+    def set_io_timeout(self, seconds):
+        """This connection's read/write timeout in seconds (``0``: none), instead of the
+        config's I/O timeout (an IMAP IDLE may wait longer than other reads)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError(f"seconds must be a number >= 0, not {seconds!r}")
+        self._call(_lib.starttls_conn_set_io_timeout_ms, int(seconds * 1000))
+
     # -- details -----------------------------------------------------------------------------
 
     @property

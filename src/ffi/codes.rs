@@ -3,6 +3,12 @@
 
 /// Success.
 pub const STARTTLS_OK: u32 = 0;
+/// Not done yet, on a non-blocking connection: poll the fd for reading (`POLLIN`), then call the
+/// same function again. Not an error; nothing was lost.
+pub const STARTTLS_WANT_READ: u32 = 1;
+/// Not done yet, on a non-blocking connection: poll the fd for writing (`POLLOUT`), then call the
+/// same function again. Not an error; nothing was lost.
+pub const STARTTLS_WANT_WRITE: u32 = 2;
 /// A NULL pointer, an unknown enum value, invalid UTF-8, or a call in the wrong state.
 pub const STARTTLS_ERR_INVALID_ARGUMENT: u32 = 100;
 /// The configuration could not be built (unreadable CA file, bad key, ...).
@@ -137,6 +143,8 @@ pub const STARTTLS_VERSION_MINOR: u32 = 1;
 pub const STARTTLS_VERSION_PATCH: u32 = 0;
 /// `MAJOR * 10000 + MINOR * 100 + PATCH`, for `#if STARTTLS_VERSION_NUMBER >= ...`.
 pub const STARTTLS_VERSION_NUMBER: u32 = 100;
+/// The same number under the shorter name (compare with `starttls_version_num()` at run time).
+pub const STARTTLS_VERSION_NUM: u32 = STARTTLS_VERSION_NUMBER;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,8 @@ pub struct starttls_conn {
     owns_fd: bool,
     /// The detailed message of the last failure on this connection.
     pub(super) error: String,
+    /// close_notify was queued by a non-blocking `starttls_close`.
+    closing: bool,
 }
 
 pub(super) fn protocol_in(code: u32) -> Result<Protocol, Error> {
@@ -48,6 +50,7 @@ pub(super) unsafe fn hand_out(
         fd,
         owns_fd,
         error: String::new(),
+        closing: false,
     });
     // SAFETY: checked non-NULL by every caller before any work.
     unsafe { *conn_out = Box::into_raw(boxed) };
@@ -58,6 +61,21 @@ pub(super) unsafe fn hand_out(
 ///
 /// # Safety
 /// `conn` is NULL or a live connection used by this thread only.
+impl starttls_conn {
+    /// An I/O failure as the C caller sees it: on a non-blocking socket a `WouldBlock` is
+    /// `STARTTLS_WANT_WRITE` when TLS records wait to go out, `STARTTLS_WANT_READ` otherwise.
+    pub(super) fn io_failure(&self, phase: Phase, e: io::Error) -> Failure {
+        if e.kind() == io::ErrorKind::WouldBlock && self.conn.is_nonblocking() {
+            return Failure::Want(if self.conn.wants_write() {
+                STARTTLS_WANT_WRITE
+            } else {
+                STARTTLS_WANT_READ
+            });
+        }
+        Error::from_io(phase, e).into()
+    }
+}
+
 pub(super) unsafe fn with_conn(
     conn: *mut starttls_conn,
     f: impl FnOnce(&mut starttls_conn) -> Result<(), Failure>,
@@ -275,7 +293,7 @@ pub unsafe extern "C" fn starttls_read(
                 // SAFETY: `len` writable bytes by the caller's contract.
                 std::slice::from_raw_parts_mut(buf, len)
             };
-            let n = retry(|| c.conn.read(slice)).map_err(|e| Error::from_io(Phase::Read, e))?;
+            let n = retry(|| c.conn.read(slice)).map_err(|e| c.io_failure(Phase::Read, e))?;
             // SAFETY: checked non-NULL.
             *out_n = n;
             Ok(())
@@ -301,17 +319,31 @@ pub unsafe extern "C" fn starttls_write(
                 return Err(null("out_n").into());
             }
             let data = super::bytes_in(buf, len, "buf")?;
-            retry(|| c.conn.write_all(data).map(|()| data.len()))
-                .and_then(|n| c.conn.flush().map(|()| n))
-                .map_err(|e| Error::from_io(Phase::Write, e))?;
+            let n = if c.conn.is_nonblocking() {
+                // Take what fits now (queued records go first); `len == 0` only pushes them.
+                let taken = if data.is_empty() {
+                    0
+                } else {
+                    retry(|| c.conn.write(data)).map_err(|e| c.io_failure(Phase::Write, e))?
+                };
+                match retry(|| c.conn.flush()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && taken > 0 => {}
+                    other => other.map_err(|e| c.io_failure(Phase::Write, e))?,
+                }
+                taken
+            } else {
+                retry(|| c.conn.write_all(data).map(|()| data.len()))
+                    .and_then(|n| c.conn.flush().map(|()| n))
+                    .map_err(|e| Error::from_io(Phase::Write, e))?
+            };
             // SAFETY: checked non-NULL.
-            *out_n = data.len();
+            *out_n = n;
             Ok(())
         })
     }
 }
 
-fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+pub(super) fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
         match f() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -321,7 +353,8 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 }
 
 /// Sends close_notify; for a socket the library owns, also shuts down its write side. Does not
-/// free; reading may go on until the peer closes.
+/// free; reading may go on until the peer closes. On a non-blocking socket it may return
+/// `STARTTLS_WANT_WRITE`: poll for writing and call it again (close_notify is sent once).
 ///
 /// # Safety
 /// `conn` is NULL or live.
@@ -329,6 +362,17 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 pub unsafe extern "C" fn starttls_close(conn: *mut starttls_conn) -> u32 {
     unsafe {
         with_conn(conn, |c| {
+            if c.conn.is_nonblocking() {
+                if !c.closing {
+                    c.conn.queue_close_notify();
+                    c.closing = true;
+                }
+                retry(|| c.conn.flush()).map_err(|e| c.io_failure(Phase::Close, e))?;
+                if c.owns_fd {
+                    let _ = c.conn.tcp_stream().shutdown(std::net::Shutdown::Write);
+                }
+                return Ok(());
+            }
             if c.owns_fd {
                 c.conn.close().map_err(Failure::from)
             } else {

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind};
 pub mod codes;
 pub mod config;
 pub mod conn;
+pub mod event;
 pub mod inspect;
 pub mod server;
 
@@ -38,6 +39,8 @@ pub(crate) enum Failure {
     BufferTooSmall {
         needed: usize,
     },
+    /// Not an error: a non-blocking connection must wait for the socket (`STARTTLS_WANT_*`).
+    Want(u32),
 }
 
 impl From<Error> for Failure {
@@ -52,6 +55,7 @@ impl Failure {
             Failure::Lib(e) => e.code(),
             Failure::Panic => ErrorKind::Panic.code(),
             Failure::BufferTooSmall { .. } => ErrorKind::BufferTooSmall.code(),
+            Failure::Want(code) => *code,
         }
     }
 }
@@ -64,12 +68,20 @@ impl fmt::Display for Failure {
             Failure::BufferTooSmall { needed } => {
                 write!(f, "buffer too small: {needed} bytes needed")
             }
+            Failure::Want(code) if *code == codes::STARTTLS_WANT_WRITE => {
+                f.write_str("would block: poll for writing and call again")
+            }
+            Failure::Want(_) => f.write_str("would block: poll for reading and call again"),
         }
     }
 }
 
-/// Records `e` as this thread's last error and returns its code.
+/// Records `e` as this thread's last error and returns its code (a `WANT` is no error: the
+/// last error is left as it was).
 fn fail(e: &Failure) -> u32 {
+    if let Failure::Want(code) = e {
+        return *code;
+    }
     let msg = e.to_string();
     LAST_ERROR.with(|l| *l.borrow_mut() = msg);
     e.code()
@@ -283,6 +295,18 @@ pub extern "C" fn starttls_version() -> *const c_char {
     })
 }
 
+/// The library's version as `MAJOR * 10000 + MINOR * 100 + PATCH` (compare with
+/// `STARTTLS_VERSION_NUM`, the header's).
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_version_num() -> u32 {
+    boundary_value(0, || {
+        let part = |s: &str| s.parse::<u32>().unwrap_or(0);
+        part(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
+            + part(env!("CARGO_PKG_VERSION_MINOR")) * 100
+            + part(env!("CARGO_PKG_VERSION_PATCH"))
+    })
+}
+
 /// The crypto provider rustls was built with (`"aws-lc-rs"` or `"ring"`): a static string.
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_crypto_provider() -> *const c_char {
@@ -299,6 +323,8 @@ pub extern "C" fn starttls_crypto_provider() -> *const c_char {
 pub extern "C" fn starttls_result_name(code: u32) -> *const c_char {
     boundary_value(std::ptr::null(), || match ErrorKind::from_code(code) {
         _ if code == codes::STARTTLS_OK => c"STARTTLS_OK".as_ptr(),
+        _ if code == codes::STARTTLS_WANT_READ => c"STARTTLS_WANT_READ".as_ptr(),
+        _ if code == codes::STARTTLS_WANT_WRITE => c"STARTTLS_WANT_WRITE".as_ptr(),
         Some(kind) => ERROR_NAMES.get(kind_index(kind), || {
             ErrorKind::ALL.iter().map(|k| k.name()).collect()
         }),
@@ -311,6 +337,12 @@ pub extern "C" fn starttls_result_name(code: u32) -> *const c_char {
 pub extern "C" fn starttls_result_description(code: u32) -> *const c_char {
     boundary_value(std::ptr::null(), || match ErrorKind::from_code(code) {
         _ if code == codes::STARTTLS_OK => c"success".as_ptr(),
+        _ if code == codes::STARTTLS_WANT_READ => {
+            c"not done yet: poll for reading, call again".as_ptr()
+        }
+        _ if code == codes::STARTTLS_WANT_WRITE => {
+            c"not done yet: poll for writing, call again".as_ptr()
+        }
         Some(kind) => ERROR_DESCRIPTIONS.get(kind_index(kind), || {
             ErrorKind::ALL.iter().map(|k| k.description()).collect()
         }),

@@ -108,6 +108,29 @@ impl ReadBuffer {
         }
     }
 
+    /// Reads once more from `stream`, after what is waiting (moved to the front first), so that a
+    /// line longer than one refill can be seen whole; the buffer grows to at most `max` bytes
+    /// waiting. Returns the count, 0 at the end of the stream.
+    pub fn fill_more(&mut self, stream: &mut dyn Read, max: usize) -> io::Result<usize> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            (self.pos, self.end) = (0, self.end - self.pos);
+        }
+        let want = (self.end + READ_CHUNK).min(max.max(self.end + 1));
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let n = loop {
+            match stream.read(&mut self.buf[self.end..want]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        self.end += n;
+        self.streaming = true;
+        Ok(n)
+    }
+
     /// Reads once from `stream` into the buffer (which must be empty); returns the count, 0 at
     /// the end of the stream.
     pub fn refill(&mut self, stream: &mut dyn Read) -> io::Result<usize> {
