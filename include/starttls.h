@@ -1029,6 +1029,54 @@ uint32_t starttls_conn_verification(const starttls_conn *conn);
 size_t starttls_conn_verification_problem(const starttls_conn *conn, char *buf, size_t len);
 
 /*
+ The validity of the peer's leaf certificate as Unix times (seconds): `*not_before` and
+ `*not_after` (either may be NULL). `STARTTLS_ERR_INVALID_ARGUMENT` when there is no
+ certificate (plaintext, or a client that presented none).
+
+ # Safety
+ `conn` is NULL or live; `not_before` and `not_after` are NULL or writable.
+ */
+uint32_t starttls_conn_peer_cert_validity(const starttls_conn *conn,
+                                          int64_t *not_before,
+                                          int64_t *not_after);
+
+/*
+ The peer's leaf certificate's subject (`CN=..., O=...`), snprintf-style; empty without one.
+ Peer text, control characters escaped.
+
+ # Safety
+ `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_conn_peer_cert_subject(const starttls_conn *conn, char *buf, size_t len);
+
+/*
+ The peer's leaf certificate's issuer, snprintf-style; empty without one.
+
+ # Safety
+ `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_conn_peer_cert_issuer(const starttls_conn *conn, char *buf, size_t len);
+
+/*
+ The peer's leaf certificate's subject alternative names, one per line (`DNS:mx.example.org`,
+ `IP:192.0.2.1`, `email:...`), snprintf-style; empty without any.
+
+ # Safety
+ `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_conn_peer_cert_names(const starttls_conn *conn, char *buf, size_t len);
+
+/*
+ SHA-256 of the peer's leaf certificate (DER) into `out` (32 bytes), or with `spki` true of
+ its SubjectPublicKeyInfo (the key pin that survives a renewal with the same key).
+ `STARTTLS_ERR_INVALID_ARGUMENT` without a certificate.
+
+ # Safety
+ `conn` is NULL or live; `out` is NULL or points to 32 writable bytes.
+ */
+uint32_t starttls_conn_peer_cert_sha256(const starttls_conn *conn, bool spki, uint8_t *out);
+
+/*
  A new server config builder. A certificate must be added before building. Defaults: TLS >=
  1.2, host name `localhost`, finite timeouts, an in-memory session cache.
  */

@@ -121,6 +121,11 @@ pub fn server_dialog(protocol: Protocol, client_bytes: &[u8]) {
     let _ = dialog.server_starttls(&mut wire, &ctx);
 }
 
+/// The reader of a peer certificate's facts.
+pub fn certificate(bytes: &[u8]) {
+    let _ = crate::CertificateFacts::from_der(bytes);
+}
+
 /// The check of the peer's first TLS record.
 pub fn first_record(bytes: &[u8]) {
     let _ = crate::handshake::first_record_verdict(bytes);

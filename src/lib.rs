@@ -41,7 +41,7 @@
 //! | entry points | `connect`, `accept` |
 //! | connection | `stream` ([`Connection`]: steps inside TLS, login, goodbye), `ftp` (data channel) |
 //! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
-//! | configuration, TLS | `config`, `server_config`, `handshake` |
+//! | configuration, TLS | `config`, `server_config`, `handshake`, `certificate` (facts from a peer's certificate) |
 //! | wire | `wire`: bounded line and message reading that never reads past the go-ahead; `sys`: the socket calls std lacks (a send that never raises SIGPIPE) |
 //! | ground | `error`: one error enum, every variant with a frozen code; `text`: the one escaping function for peer text |
 
@@ -49,6 +49,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod certificate;
 mod config;
 mod connect;
 mod error;
@@ -67,6 +68,7 @@ mod text;
 mod wire;
 
 pub use accept::{accept, accept_tls};
+pub use certificate::CertificateFacts;
 pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
 pub use connect::{connect, connect_named, handshake_only, upgrade};
 pub use error::{Error, ErrorKind, Phase, Result};

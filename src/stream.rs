@@ -408,6 +408,12 @@ impl Connection {
         self.tls()?.peer_certificates()
     }
 
+    /// What the peer's leaf certificate says about itself (validity, subject, names, SHA-256 of
+    /// the certificate and of its public key), for programs that pin or watch expiry themselves.
+    pub fn peer_certificate_facts(&self) -> Option<crate::CertificateFacts> {
+        crate::CertificateFacts::from_der(self.peer_certificates()?.first()?)
+    }
+
     /// True when this connection resumed an earlier TLS session.
     pub fn is_resumed(&self) -> bool {
         matches!(

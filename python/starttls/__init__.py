@@ -840,6 +840,33 @@ class Connection:
         """The socket's fd (the library's for connect(): do not close it)."""
         return self._value(_lib.starttls_conn_fd)
 
+    @property
+    def certificate_facts(self):
+        """What the peer's leaf certificate says about itself, or ``None`` without one: a dict
+        with ``not_before`` and ``not_after`` (Unix times), ``subject``, ``issuer``, ``names``
+        (``["DNS:mx.example.org", ...]``), ``sha256`` and ``spki_sha256`` (hex)."""
+        before, after = ctypes.c_int64(), ctypes.c_int64()
+        with self._lock:
+            ptr = self._handle()
+            if _lib.starttls_conn_peer_cert_validity(ptr, ctypes.byref(before),
+                                                     ctypes.byref(after)) != 0:
+                return None
+            digests = []
+            for spki in (False, True):
+                out = ctypes.create_string_buffer(32)
+                _check(_lib.starttls_conn_peer_cert_sha256(ptr, spki, out))
+                digests.append(out.raw.hex())
+        names = self._string(_lib.starttls_conn_peer_cert_names)
+        return {
+            "not_before": before.value,
+            "not_after": after.value,
+            "subject": self._string(_lib.starttls_conn_peer_cert_subject),
+            "issuer": self._string(_lib.starttls_conn_peer_cert_issuer),
+            "names": names.split("\n") if names else [],
+            "sha256": digests[0],
+            "spki_sha256": digests[1],
+        }
+
     def pending(self):
         """Decrypted bytes that ``read`` can return now without touching the socket: drain
         them before waiting in ``select``/``poll``, which does not see them."""

@@ -5,6 +5,7 @@ Run from the repository root:
         python3 -m unittest discover -s python/tests -t python -v
 """
 
+import hashlib
 import builtins
 import os
 import shutil
@@ -246,6 +247,11 @@ class SmtpTests(unittest.TestCase):
                                  ["PIPELINING", "AUTH PLAIN LOGIN", "SIZE 10240000"])
                 self.assertEqual(conn.capabilities,
                                  ["PIPELINING", "AUTH PLAIN LOGIN", "SIZE 10240000"])
+                facts = conn.certificate_facts
+                self.assertIn("DNS:localhost", facts["names"])
+                self.assertEqual(facts["sha256"], hashlib.sha256(CERTS.server_der).hexdigest())
+                self.assertGreater(facts["not_after"], facts["not_before"])
+                self.assertNotEqual(facts["spki_sha256"], facts["sha256"])
                 conn.set_io_timeout(30)
                 self.assertGreaterEqual(conn.cipher_bits(), 128)
                 self.assertEqual(conn.pending(), 0)

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 
 use super::codes::*;
 use super::conn::{starttls_conn, with_conn};
-use super::{Failure, boundary_value, bytes_out, str_out};
+use super::{Failure, boundary, boundary_value, bytes_out, null, str_out};
 use crate::Verification;
 use crate::error::Error;
 
@@ -371,5 +371,129 @@ pub unsafe extern "C" fn starttls_conn_verification_problem(
             _ => "",
         };
         unsafe { str_out(problem, buf, len) }
+    })
+}
+
+/// The facts of the peer's leaf certificate, for the accessors below.
+///
+/// # Safety
+/// `conn` is NULL or live.
+unsafe fn leaf_facts(conn: *const starttls_conn) -> Option<crate::CertificateFacts> {
+    // SAFETY: forwarded caller contract.
+    unsafe { conn_ref(conn) }.and_then(|c| c.conn.peer_certificate_facts())
+}
+
+/// The validity of the peer's leaf certificate as Unix times (seconds): `*not_before` and
+/// `*not_after` (either may be NULL). `STARTTLS_ERR_INVALID_ARGUMENT` when there is no
+/// certificate (plaintext, or a client that presented none).
+///
+/// # Safety
+/// `conn` is NULL or live; `not_before` and `not_after` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_peer_cert_validity(
+    conn: *const starttls_conn,
+    not_before: *mut i64,
+    not_after: *mut i64,
+) -> u32 {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let facts = unsafe { leaf_facts(conn) }
+            .ok_or_else(|| Error::InvalidArgument("no peer certificate".into()))?;
+        // SAFETY: NULL or writable, by the caller's contract.
+        unsafe {
+            if let Some(p) = not_before.as_mut() {
+                *p = facts.not_before;
+            }
+            if let Some(p) = not_after.as_mut() {
+                *p = facts.not_after;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The peer's leaf certificate's subject (`CN=..., O=...`), snprintf-style; empty without one.
+/// Peer text, control characters escaped.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_peer_cert_subject(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    boundary_value(0, || {
+        let text = unsafe { leaf_facts(conn) }
+            .map(|f| f.subject)
+            .unwrap_or_default();
+        unsafe { str_out(&text, buf, len) }
+    })
+}
+
+/// The peer's leaf certificate's issuer, snprintf-style; empty without one.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_peer_cert_issuer(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    boundary_value(0, || {
+        let text = unsafe { leaf_facts(conn) }
+            .map(|f| f.issuer)
+            .unwrap_or_default();
+        unsafe { str_out(&text, buf, len) }
+    })
+}
+
+/// The peer's leaf certificate's subject alternative names, one per line (`DNS:mx.example.org`,
+/// `IP:192.0.2.1`, `email:...`), snprintf-style; empty without any.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_peer_cert_names(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    boundary_value(0, || {
+        let text = unsafe { leaf_facts(conn) }
+            .map(|f| f.subject_alt_names.join("\n"))
+            .unwrap_or_default();
+        unsafe { str_out(&text, buf, len) }
+    })
+}
+
+/// SHA-256 of the peer's leaf certificate (DER) into `out` (32 bytes), or with `spki` true of
+/// its SubjectPublicKeyInfo (the key pin that survives a renewal with the same key).
+/// `STARTTLS_ERR_INVALID_ARGUMENT` without a certificate.
+///
+/// # Safety
+/// `conn` is NULL or live; `out` is NULL or points to 32 writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_peer_cert_sha256(
+    conn: *const starttls_conn,
+    spki: bool,
+    out: *mut u8,
+) -> u32 {
+    boundary(|| {
+        if out.is_null() {
+            return Err(null("out").into());
+        }
+        // SAFETY: forwarded caller contract.
+        let facts = unsafe { leaf_facts(conn) }
+            .ok_or_else(|| Error::InvalidArgument("no peer certificate".into()))?;
+        let digest = if spki {
+            facts.spki_sha256
+        } else {
+            facts.sha256
+        };
+        // SAFETY: `out` has room for 32 bytes by the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(digest.as_ptr(), out, digest.len()) };
+        Ok(())
     })
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "starttls.h"
 
@@ -83,6 +84,23 @@ int main(int argc, char **argv) {
     CHECK(rc == STARTTLS_OK);
     if (rc != STARTTLS_OK) return 1;
     CHECK(starttls_conn_cipher_bits(conn) >= 128);
+
+    /* Certificate facts, for programs that pin fingerprints or watch expiry. */
+    int64_t not_before = 0, not_after = 0;
+    CHECK(starttls_conn_peer_cert_validity(conn, &not_before, &not_after) == STARTTLS_OK);
+    CHECK(not_after > not_before && not_after > (int64_t)time(NULL));
+    char text[512];
+    CHECK(starttls_conn_peer_cert_subject(conn, text, sizeof text) > 0);
+    CHECK(starttls_conn_peer_cert_issuer(conn, text, sizeof text) > 0);
+    CHECK(starttls_conn_peer_cert_names(conn, text, sizeof text) > 0);
+    CHECK(strstr(text, "DNS:localhost") != NULL);
+    uint8_t cert_hash[32], again[32], key_hash[32];
+    CHECK(starttls_conn_peer_cert_sha256(conn, false, cert_hash) == STARTTLS_OK);
+    CHECK(starttls_conn_peer_cert_sha256(conn, false, again) == STARTTLS_OK);
+    CHECK(starttls_conn_peer_cert_sha256(conn, true, key_hash) == STARTTLS_OK);
+    CHECK(memcmp(cert_hash, again, 32) == 0 && memcmp(cert_hash, key_hash, 32) != 0);
+    CHECK(starttls_conn_peer_cert_sha256(NULL, false, cert_hash) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_peer_cert_validity(NULL, NULL, NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_conn_set_io_timeout_ms(conn, 29 * 60 * 1000) == STARTTLS_OK);
 
     int fd = starttls_conn_fd(conn);
