@@ -1,5 +1,5 @@
-# Build and install the C library: header, shared library (with SONAME), static library and a
-# pkg-config file.
+# Build and install the C library: header, shared library (with SONAME), static library, a
+# pkg-config file and the starttls(3) manual page.
 #
 #   make                       # cargo build --release
 #   make install PREFIX=/usr/local   (DESTDIR supported)
@@ -11,6 +11,7 @@ PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR       ?= $(PREFIX)/share/man
 PROFILE      ?= release
 CARGO        ?= cargo
 TARGET_DIR   ?= target
@@ -27,7 +28,9 @@ build:
 	$(CARGO) build --lib $(if $(filter release,$(PROFILE)),--release,)
 
 install: build
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(MANDIR)/man3
+	install -m 0644 man/starttls.3 $(DESTDIR)$(MANDIR)/man3/starttls.3
 	install -m 0755 $(OUT)/libstarttls.so $(DESTDIR)$(LIBDIR)/libstarttls.so.$(VERSION)
 	ln -sf libstarttls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libstarttls.so.$(MAJOR)
 	ln -sf libstarttls.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libstarttls.so
@@ -40,4 +43,5 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libstarttls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libstarttls.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libstarttls.so $(DESTDIR)$(LIBDIR)/libstarttls.a \
-	      $(DESTDIR)$(INCLUDEDIR)/starttls.h $(DESTDIR)$(PKGCONFIGDIR)/starttls.pc
+	      $(DESTDIR)$(INCLUDEDIR)/starttls.h $(DESTDIR)$(PKGCONFIGDIR)/starttls.pc \
+	      $(DESTDIR)$(MANDIR)/man3/starttls.3

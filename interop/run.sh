@@ -80,7 +80,7 @@ build() {
     mkdir -p "$W/lib" "$W/c"
     ln -sf "$LIB/libstarttls.so" "$W/lib/libstarttls.so"
     ln -sf "$LIB/libstarttls.so" "$W/lib/libstarttls.so.0"
-    for ex in smtp_client imap_client fd_upgrade; do
+    for ex in smtp_client imap_client imap_idle fd_upgrade; do
         cc -std=c99 -Wall -Wextra -Werror -I"$ROOT/include" "$ROOT/examples-c/$ex.c" \
             -L"$W/lib" -Wl,-rpath,"$W/lib" -lstarttls -o "$W/c/$ex" || { log "cc $ex failed"; exit 1; }
     done
@@ -449,6 +449,9 @@ assert exists >= 1, 'the message did not arrive'"
     row "Dovecot managesieve" "starttls check" "${CHECK[@]}" sieve://localhost:14190
     row "Dovecot imap" "C imap_client" "$W/c/imap_client" localhost 10143 "$W/ca.pem"
     row "Dovecot imaps" "C imap_client --implicit" "$W/c/imap_client" --implicit localhost 10993 "$W/ca.pem"
+    # Login, SELECT, IDLE in a poll() loop over a non-blocking connection and stdin, `done`.
+    row "Dovecot imap (IDLE, non-blocking poll loop)" "C imap_idle" sh -c \
+        "(sleep 2; echo done) | IMAP_PASSWORD=secret '$W/c/imap_idle' 127.0.0.1 10143 alice '$W/ca.pem' localhost"
     row "Dovecot pop3" "C fd_upgrade" "$W/c/fd_upgrade" pop3 127.0.0.1 10110 localhost "$W/ca.pem"
     pyrow "Dovecot imap (LOGIN + SELECT inside TLS)" "
 import sys, starttls

@@ -341,8 +341,25 @@ fn make_install_then_pkg_config_build() {
         "lib/libstarttls.a",
         "include/starttls.h",
         "lib/pkgconfig/starttls.pc",
+        "share/man/man3/starttls.3",
     ] {
         assert!(prefix.join(f).exists(), "{f} not installed");
+    }
+    // The manual page is well-formed roff that man(1) can render, when man is installed.
+    let page = prefix.join("share/man/man3/starttls.3");
+    if let Ok(o) = Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .output()
+    {
+        if o.status.success() {
+            assert!(
+                text(&o.stdout).contains("STARTTLS_WANT_READ"),
+                "{}",
+                text(&o.stdout)
+            );
+        }
     }
     let pc_path = prefix.join("lib/pkgconfig");
     let flags = run(Command::new("pkg-config")
@@ -697,4 +714,83 @@ fn a_poll_loop_over_a_non_blocking_connection_reads_writes_and_closes() {
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     let seen = server.join().unwrap();
     assert_eq!(seen.last().map(String::as_str), Some("QUIT"), "{seen:?}");
+}
+
+#[test]
+fn imap_idle_example_waits_in_one_poll_loop_and_ends_on_done() {
+    use std::io::{BufRead, BufReader, Write};
+    let exe = example("imap_idle");
+    let (port, server) = serve(|mut p| {
+        let mut seen = Vec::new();
+        p.send(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n");
+        seen.push(p.line());
+        p.send(b"S1 OK begin TLS\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        for reply in [
+            &b"* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR IDLE\r\nS2 OK\r\n"[..],
+            b"S3 OK logged in\r\n",
+            b"* 0 EXISTS\r\na1 OK [READ-WRITE] SELECT done\r\n",
+            b"+ idling\r\n",
+        ] {
+            seen.push(t.line());
+            t.send(reply);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Two lines in one record: the second waits inside the library, not in the socket.
+        t.send(b"* 1 EXISTS\r\n* 1 RECENT\r\n");
+        seen.push(t.line()); // DONE
+        t.send(b"a2 OK IDLE terminated\r\n");
+        seen.push(t.line()); // a3 LOGOUT
+        t.send(b"* BYE logging out\r\na3 OK LOGOUT done\r\n");
+        seen.push(format!("close_notify={}", t.saw_close_notify()));
+        seen
+    });
+    let mut child = maybe_valgrind(&exe)
+        .args(["127.0.0.1", &port.to_string(), "alice"])
+        .arg(ca_file("imap-idle-ca"))
+        .arg("localhost")
+        .env("IMAP_PASSWORD", "s3cr3t")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut shown = String::new();
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap_or(0) > 0 {
+        shown.push_str(&line);
+        if line.contains("* 1 RECENT") {
+            stdin.write_all(b"done\n").unwrap();
+        }
+        line.clear();
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+    assert!(status.success(), "{status:?}\n{shown}{err}");
+    for expected in [
+        "S: + idling",
+        "S: * 1 EXISTS",
+        "S: * 1 RECENT",
+        "S: a2 OK",
+        "S: a3 OK",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} missing:\n{shown}");
+    }
+    let seen = server.join().unwrap();
+    assert_eq!(seen[0], "S1 STARTTLS");
+    assert!(seen[2].starts_with("S3 AUTHENTICATE PLAIN "), "{seen:?}");
+    assert!(!shown.contains("s3cr3t"));
+    assert_eq!(
+        &seen[3..],
+        [
+            "a1 SELECT INBOX",
+            "a2 IDLE",
+            "DONE",
+            "a3 LOGOUT",
+            "close_notify=true"
+        ]
+    );
 }
