@@ -12,7 +12,7 @@ use starttls::{
 use zeroize::Zeroizing;
 
 use crate::certinfo::CertInfo;
-use crate::report::{AuthReport, Report, ReportError, print_report};
+use crate::report::{AuthReport, Report, ReportError, Target, print_report};
 
 /// What `check` was asked to do. (No `Debug`: it holds the password.)
 #[derive(Clone, Default)]
@@ -34,14 +34,6 @@ pub struct CheckOptions {
     pub user: Option<String>,
     pub password: Option<Zeroizing<String>>,
     pub authzid: Option<String>,
-}
-
-/// A parsed `SCHEME://HOST[:PORT]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub protocol: Protocol,
-    pub host: String,
-    pub port: u16,
 }
 
 /// Parses the URL: any scheme the library knows, a name, an IPv4 address or `[IPv6]`, and an
@@ -191,7 +183,7 @@ fn tls_version_name(v: rustls::ProtocolVersion) -> String {
 
 /// An empty report (for failures before anything was tried).
 pub fn check_with_nothing(opts: &CheckOptions) -> Report {
-    Report::new(&opts.url, opts)
+    Report::new(&opts.url, opts.insecure, opts.opportunistic)
 }
 
 /// Runs the check with a ready config (shared by `demo`).
@@ -239,7 +231,7 @@ fn fill_from_dialog(report: &mut Report, capture: &Capture) {
 }
 
 fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report {
-    let mut report = Report::new(url, opts);
+    let mut report = Report::new(url, opts.insecure, opts.opportunistic);
     let target = match parse_url(url) {
         Ok(t) => t,
         Err(e) => {
@@ -351,7 +343,7 @@ pub fn run(opts: &CheckOptions) -> i32 {
     let report = match client_config(opts) {
         Ok((config, capture)) => check_with(&config, &capture, &opts.url, opts),
         Err(e) => {
-            let mut r = Report::new(&opts.url, opts);
+            let mut r = Report::new(&opts.url, opts.insecure, opts.opportunistic);
             r.target = parse_url(&opts.url).ok();
             r.error = Some(ReportError::from_error(&e));
             r

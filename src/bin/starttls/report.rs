@@ -4,11 +4,18 @@
 use std::io::Write;
 use std::time::Duration;
 
-use starttls::{Error, ErrorKind};
+use starttls::{Error, ErrorKind, Protocol};
 
 use crate::certinfo::CertInfo;
-use crate::check::{CheckOptions, Target};
 use crate::json::Json;
+
+/// A parsed `SCHEME://HOST[:PORT]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub protocol: Protocol,
+    pub host: String,
+    pub port: u16,
+}
 
 /// Everything the report shows.
 pub struct Report {
@@ -107,7 +114,8 @@ impl ReportError {
 }
 
 impl Report {
-    pub fn new(url: &str, opts: &CheckOptions) -> Report {
+    /// An empty report for `url`, checked with `--insecure` / `--opportunistic` as given.
+    pub fn new(url: &str, insecure: bool, opportunistic: bool) -> Report {
         Report {
             url: url.to_owned(),
             target: None,
@@ -129,8 +137,8 @@ impl Report {
             plaintext_reason: None,
             auth: None,
             error: None,
-            insecure: opts.insecure,
-            opportunistic: opts.opportunistic,
+            insecure,
+            opportunistic,
         }
     }
 
