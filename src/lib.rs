@@ -41,7 +41,7 @@
 //! | entry points | `connect`, `accept` |
 //! | connection | `stream` ([`Connection`]: steps inside TLS, login, goodbye), `ftp` (data channel) |
 //! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
-//! | configuration, TLS | `config`, `server_config`, `handshake`, `certificate` (facts from a peer's certificate) |
+//! | configuration, TLS | `config`, `server_config`, `alpn`, `handshake`, `certificate` (facts from a peer's certificate) |
 //! | wire | `wire`: bounded line and message reading that never reads past the go-ahead; `sys`: the socket calls std lacks (a send that never raises SIGPIPE) |
 //! | ground | `error`: one error enum, every variant with a frozen code; `text`: the one escaping function for peer text |
 
@@ -49,6 +49,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod alpn;
 mod certificate;
 mod config;
 mod connect;

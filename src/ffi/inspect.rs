@@ -383,6 +383,23 @@ unsafe fn leaf_facts(conn: *const starttls_conn) -> Option<crate::CertificateFac
     unsafe { conn_ref(conn) }.and_then(|c| c.conn.peer_certificate_facts())
 }
 
+/// One text fact of the peer's leaf certificate, snprintf-style; empty without a certificate.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+unsafe fn leaf_text(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+    fact: impl FnOnce(crate::CertificateFacts) -> String,
+) -> usize {
+    boundary_value(0, || {
+        // SAFETY: forwarded caller contract.
+        let text = unsafe { leaf_facts(conn) }.map(fact).unwrap_or_default();
+        unsafe { str_out(&text, buf, len) }
+    })
+}
+
 /// The validity of the peer's leaf certificate as Unix times (seconds): `*not_before` and
 /// `*not_after` (either may be NULL). `STARTTLS_ERR_INVALID_ARGUMENT` when there is no
 /// certificate (plaintext, or a client that presented none).
@@ -423,12 +440,8 @@ pub unsafe extern "C" fn starttls_conn_peer_cert_subject(
     buf: *mut c_char,
     len: usize,
 ) -> usize {
-    boundary_value(0, || {
-        let text = unsafe { leaf_facts(conn) }
-            .map(|f| f.subject)
-            .unwrap_or_default();
-        unsafe { str_out(&text, buf, len) }
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe { leaf_text(conn, buf, len, |f| f.subject) }
 }
 
 /// The peer's leaf certificate's issuer, snprintf-style; empty without one.
@@ -441,12 +454,8 @@ pub unsafe extern "C" fn starttls_conn_peer_cert_issuer(
     buf: *mut c_char,
     len: usize,
 ) -> usize {
-    boundary_value(0, || {
-        let text = unsafe { leaf_facts(conn) }
-            .map(|f| f.issuer)
-            .unwrap_or_default();
-        unsafe { str_out(&text, buf, len) }
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe { leaf_text(conn, buf, len, |f| f.issuer) }
 }
 
 /// The peer's leaf certificate's subject alternative names, one per line (`DNS:mx.example.org`,
@@ -460,12 +469,8 @@ pub unsafe extern "C" fn starttls_conn_peer_cert_names(
     buf: *mut c_char,
     len: usize,
 ) -> usize {
-    boundary_value(0, || {
-        let text = unsafe { leaf_facts(conn) }
-            .map(|f| f.subject_alt_names.join("\n"))
-            .unwrap_or_default();
-        unsafe { str_out(&text, buf, len) }
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe { leaf_text(conn, buf, len, |f| f.subject_alt_names.join("\n")) }
 }
 
 /// SHA-256 of the peer's leaf certificate (DER) into `out` (32 bytes), or with `spki` true of

@@ -9,6 +9,7 @@
 use crate::error::{Error, Phase, Result};
 use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
+use crate::wire::ber::{Ber, encode_id, integer, tlv};
 use crate::wire::{Deadline, Direction, Wire, printable};
 
 const START_TLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
@@ -42,24 +43,6 @@ pub(crate) fn start_tls_request() -> Vec<u8> {
     let mut body = tlv(TAG_INTEGER, &[MESSAGE_ID as u8]);
     body.extend_from_slice(&op);
     tlv(TAG_SEQUENCE, &body)
-}
-
-/// One TLV with a short- or long-form definite length.
-fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-    // Exact size up front: the value may be a password, and a reallocation would leave a copy.
-    let mut out = Vec::with_capacity(2 + std::mem::size_of::<usize>() + value.len());
-    out.push(tag);
-    let len = value.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(value);
-    out
 }
 
 /// A decoded ExtendedResponse.
@@ -106,80 +89,6 @@ fn result_name(code: i64) -> &'static str {
         80 => "other",
         _ => "unknown",
     }
-}
-
-/// A strict reader over BER content already in memory.
-struct Ber<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Ber<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Ber { rest: data }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn peek_tag(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
-
-    /// The next element's tag and value.
-    fn next(&mut self) -> std::result::Result<(u8, &'a [u8]), &'static str> {
-        let (&tag, after) = self.rest.split_first().ok_or("truncated element")?;
-        if tag & 0x1f == 0x1f {
-            return Err("multi-byte tag");
-        }
-        let (len, after) = read_length(after)?;
-        if len > after.len() {
-            return Err("length beyond the enclosing element");
-        }
-        let (value, rest) = after.split_at(len);
-        self.rest = rest;
-        Ok((tag, value))
-    }
-
-    fn expect(
-        &mut self,
-        tag: u8,
-        what: &'static str,
-    ) -> std::result::Result<&'a [u8], &'static str> {
-        match self.next()? {
-            (t, v) if t == tag => Ok(v),
-            _ => Err(what),
-        }
-    }
-}
-
-/// A definite length (short form, or long form of at most 4 bytes).
-fn read_length(data: &[u8]) -> std::result::Result<(usize, &[u8]), &'static str> {
-    let (&first, rest) = data.split_first().ok_or("truncated length")?;
-    if first < 0x80 {
-        return Ok((usize::from(first), rest));
-    }
-    let n = usize::from(first & 0x7f);
-    if n == 0 {
-        return Err("indefinite length");
-    }
-    if n > 4 || n > rest.len() {
-        return Err("length too long");
-    }
-    let len = rest[..n]
-        .iter()
-        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-    Ok((len, &rest[n..]))
-}
-
-/// A two's-complement INTEGER or ENUMERATED of 1 to 8 bytes.
-fn integer(v: &[u8]) -> std::result::Result<i64, &'static str> {
-    if v.is_empty() || v.len() > 8 {
-        return Err("bad integer length");
-    }
-    let negative = v[0] & 0x80 != 0;
-    let start: i64 = if negative { -1 } else { 0 };
-    Ok(v.iter().fold(start, |acc, &b| (acc << 8) | i64::from(b)))
 }
 
 /// Decodes the content of an LDAPMessage SEQUENCE holding an ExtendedResponse.
@@ -379,15 +288,6 @@ const RESULT_PROTOCOL_ERROR: u8 = 2;
 const RESULT_CONFIDENTIALITY_REQUIRED: u8 = 13;
 
 /// A minimal two's-complement INTEGER for a non-negative message id.
-fn encode_id(id: i64) -> Vec<u8> {
-    let bytes = id.to_be_bytes();
-    let mut start = bytes.iter().take_while(|&&b| b == 0).count().min(7);
-    if bytes[start] & 0x80 != 0 {
-        start -= 1;
-    }
-    bytes[start..].to_vec()
-}
-
 /// An LDAPMessage carrying an LDAPResult in a response of `tag`.
 fn result_message(id: i64, tag: u8, code: u8, diag: &str, name: Option<&[u8]>) -> Vec<u8> {
     let mut op = tlv(TAG_ENUMERATED, &[code]);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Phase, Result};
 pub use crate::text::escape_controls;
 
+pub(crate) mod ber;
 pub(crate) mod transport;
 pub(crate) mod xml;
 
