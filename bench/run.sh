@@ -104,6 +104,48 @@ echo "both ends: the library's client against serve / OpenSSL's client against O
 printf '%-46s %12s %12s %8s\n' "SMTP DATA MiB/s, both ends" "$(ms both_data)" "$(ms ossl_data)" "$(ratio "$(ms both_data)" "$(ms ossl_data)")"
 echo "(upgrades with the library on both ends: section 1, full handshakes)"
 
+# --- 7. system calls per upgrade -------------------------------------------------------------
+# One SMTP STARTTLS upgrade (greeting, EHLO, STARTTLS, TLS 1.3, EHLO, QUIT, close), each side
+# traced on its own, the same dialog for both libraries. Only the calls that touch the socket.
+if command -v strace >/dev/null; then
+    say "system calls"
+    CALLS=setsockopt,getsockopt,ioctl,fcntl,recvfrom,recvmsg,sendto,sendmsg,read,write,readv,writev,poll,ppoll,connect,accept,accept4,shutdown
+    count() { awk '$NF ~ /^[a-z_0-9]+$/ && $NF != "total" && $4 ~ /^[0-9]+$/ {c[$NF] = $4; t += $4} END {
+        printf "%d", t; for (k in c) printf " %s=%d", k, c[k]; printf "\n"}' "$1"; }
+    trace_server() { # trace_server OUT COMMAND...: the server's calls for one client upgrade
+        local out=$1 port pid; shift
+        port=$(free_port)
+        "$@" "$port" >/dev/null 2>&1 &
+        pid=$!
+        wait_port "$port"
+        strace -f -c -e trace=$CALLS -o "$out" -p "$pid" 2>/dev/null &
+        local tracer=$!
+        sleep 0.5
+        "$W/openssl_bench" smtp-client "$port" "$CA" 0 full >/dev/null
+        sleep 0.3
+        kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+    }
+    trace_server "$W/srv-ours" sh -c "exec \"$STARTTLS\" serve --protocol smtp --cert \"$CERT\" --key \"$KEY\" --listen 127.0.0.1:\$0"
+    trace_server "$W/srv-ossl" sh -c "exec \"$W/openssl_bench\" smtp-server \$0 \"$CERT\" \"$KEY\""
+    port=$(free_port)
+    "$W/openssl_bench" smtp-server "$port" "$CERT" "$KEY" >/dev/null &
+    srv=$!
+    wait_port "$port"
+    strace -f -c -e trace=$CALLS -o "$W/cli-ours" "$STARTTLS" check --ca-file "$CA" --servername localhost \
+        "smtp://127.0.0.1:$port" >/dev/null || true
+    strace -f -c -e trace=$CALLS -o "$W/cli-ossl" "$W/openssl_bench" smtp-client "$port" "$CA" 0 full >/dev/null || true
+    kill "$srv"; wait "$srv" 2>/dev/null || true
+    echo
+    echo "## 7. System calls per SMTP STARTTLS upgrade, one side traced at a time (socket calls only)"
+    printf '%-14s %s\n' "client, ours" "$(count "$W/cli-ours")"
+    printf '%-14s %s\n' "client, OpenSSL" "$(count "$W/cli-ossl")"
+    printf '%-14s %s\n' "server, ours" "$(count "$W/srv-ours")"
+    printf '%-14s %s\n' "server, OpenSSL" "$(count "$W/srv-ossl")"
+else
+    say "system calls SKIPPED: strace is not installed"
+fi
+
 # --- 5. concurrency ------------------------------------------------------------------------
 say "concurrency"
 one=() two=()

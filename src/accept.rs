@@ -7,6 +7,7 @@ use crate::handshake;
 use crate::protocol::{Protocol, ServerContext};
 use crate::server_config::ServerConfig;
 use crate::stream::Connection;
+use crate::wire::transport::PlainTransport;
 use crate::wire::{Wire, prepare_socket};
 
 /// Plays the server's side of `protocol`'s upgrade on a socket the caller accepted: greeting,
@@ -37,7 +38,7 @@ pub fn accept_tls(config: &ServerConfig, tcp: TcpStream, buffered: &[u8]) -> Res
 fn accept_inner(
     config: &ServerConfig,
     protocol: Protocol,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     go_ahead_sent_by_caller: bool,
 ) -> Result<Connection> {
     let inner = &config.inner;
@@ -47,7 +48,8 @@ fn accept_inner(
     let mut peer_name = None;
     if let (false, Some(dialog)) = (protocol.is_implicit(), protocol.dialog()) {
         let ctx = ServerContext::new(config);
-        let mut wire = Wire::new(&mut tcp, inner.limits).observed_by(inner.observer.as_deref());
+        let mut plain = PlainTransport::new(&tcp);
+        let mut wire = Wire::new(&mut plain, inner.limits).observed_by(inner.observer.as_deref());
         let pre = dialog.server_starttls(&mut wire, &ctx);
         transcript = wire.take_transcript();
         peer_name = pre?.peer_name;

@@ -8,6 +8,7 @@ use crate::error::{Error, Phase, Result};
 use crate::handshake;
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol};
 use crate::stream::Connection;
+use crate::wire::transport::PlainTransport;
 use crate::wire::{Deadline, Wire, prepare_socket};
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
@@ -70,7 +71,7 @@ pub fn handshake_only(
 fn upgrade_inner(
     config: &ClientConfig,
     protocol: Protocol,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     server_name: &str,
     go_ahead_read_by_caller: bool,
 ) -> Result<Connection> {
@@ -95,7 +96,8 @@ fn upgrade_inner(
     let mut dialog_time = None;
     let mut after_go_ahead = go_ahead_read_by_caller;
     if let (false, Some(dialog)) = (protocol.is_implicit(), protocol.dialog()) {
-        let mut wire = Wire::new(&mut tcp, inner.limits).observed_by(inner.observer.as_deref());
+        let mut plain = PlainTransport::new(&tcp);
+        let mut wire = Wire::new(&mut plain, inner.limits).observed_by(inner.observer.as_deref());
         let result = dialog.client_starttls(&mut wire, &mut ctx);
         transcript = wire.take_transcript();
         pre = result?;

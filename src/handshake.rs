@@ -138,10 +138,19 @@ impl Read for HandshakeIo<'_> {
 }
 
 impl Write for HandshakeIo<'_> {
+    /// A flight goes out at once when the socket takes it (it nearly always does: no socket
+    /// option set per write); otherwise it waits for room within the deadline.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.deadline.remaining().map_err(|_| timed_out())?;
-        self.sock.set_write_timeout(Some(left))?;
-        self.sock.write(buf)
+        loop {
+            let n = crate::sys::send_now(self.sock, buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let left = self.deadline.remaining().map_err(|_| timed_out())?;
+            if !crate::sys::wait(self.sock, true, left)? {
+                return Err(timed_out());
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -1,5 +1,7 @@
 //! The socket calls std does not offer, through rustix (no `unsafe` here): a vectored send that
-//! never raises SIGPIPE, and whether the caller put a socket in non-blocking mode.
+//! never raises SIGPIPE, whether the caller put a socket in non-blocking mode, and the calls the
+//! dialog before TLS is built on: a wait with the time left (poll), a peek and a send that never
+//! block (`MSG_DONTWAIT`), so that no socket option is set per step.
 //!
 //! std sends single buffers with `MSG_NOSIGNAL`, but its vectored write is `writev`, which has no
 //! flags: rustls writes TLS records that way, so a write to a peer that has gone away killed the
@@ -10,7 +12,10 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::ops::Deref;
 
-use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags, recv, send, sendmsg};
 
 /// A connected socket whose every send carries `MSG_NOSIGNAL` (what TLS streams are built on).
 #[derive(Debug)]
@@ -53,6 +58,48 @@ impl Write for Socket {
     }
 }
 
+/// Waits until the socket is readable (or writable, with `write`), at most `timeout`; false when
+/// the time ran out. Interrupted waits are retried with the whole timeout (a bound, not exact).
+pub(crate) fn wait(tcp: &TcpStream, write: bool, timeout: Duration) -> io::Result<bool> {
+    let events = if write { PollFlags::OUT } else { PollFlags::IN };
+    let ts = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    loop {
+        let mut fds = [PollFd::new(tcp, events)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Copies what is waiting into `buf` without taking it and without waiting: `Ok(0)` when
+/// nothing is there, `UnexpectedEof` when the peer closed.
+pub(crate) fn peek_now(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    match recv(tcp, &mut *buf, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        Ok((_, 0)) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok((_, n)) => Ok(n.min(buf.len())),
+        Err(rustix::io::Errno::AGAIN) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends what the socket takes now, without waiting and without SIGPIPE; `Ok(0)` when its buffer
+/// is full.
+pub(crate) fn send_now(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    match send(tcp, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+        Ok(n) => Ok(n),
+        Err(rustix::io::Errno::AGAIN) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether `O_NONBLOCK` is set on the socket (by the caller: the library itself only ever
 /// switches it on for a moment and back).
 pub(crate) fn is_nonblocking(tcp: &TcpStream) -> bool {
@@ -63,6 +110,33 @@ pub(crate) fn is_nonblocking(tcp: &TcpStream) -> bool {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn peeks_and_waits_never_block_past_their_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(peek_now(&client, &mut buf).unwrap(), 0);
+        assert!(!wait(&client, false, Duration::from_millis(20)).unwrap());
+        server.write_all(b"220 hi\r\n").unwrap();
+        assert!(wait(&client, false, Duration::from_secs(5)).unwrap());
+        assert_eq!(peek_now(&client, &mut buf).unwrap(), 8);
+        // Peeking takes nothing.
+        assert_eq!(peek_now(&client, &mut buf).unwrap(), 8);
+        assert!(wait(&client, true, Duration::from_secs(5)).unwrap());
+        assert_eq!(send_now(&client, b"EHLO x\r\n").unwrap(), 8);
+        let mut ehlo = [0u8; 8];
+        server.read_exact(&mut ehlo).unwrap();
+        drop(server);
+        let mut rest = [0u8; 8];
+        std::io::Read::read_exact(&mut &client, &mut rest).unwrap();
+        assert!(wait(&client, false, Duration::from_secs(5)).unwrap());
+        assert_eq!(
+            peek_now(&client, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
 
     #[test]
     fn non_blocking_mode_is_seen() {

@@ -21,7 +21,7 @@ use crate::protocol::sasl::{AuthOutcome, Credentials};
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
 use crate::sys::Socket;
-use crate::wire::transport::{ReadBuffer, ReadWrite, TlsTransport};
+use crate::wire::transport::{ReadBuffer, TlsStream, TlsTransport};
 use crate::wire::{DialogLine, DialogObserver, Limits, Wire, set_io_timeouts};
 
 /// Data that arrived before TLS, so an active attacker could have written it. Use it to show,
@@ -519,11 +519,7 @@ impl Connection {
         &mut self,
         step: impl FnOnce(&mut Wire<'_>, &mut DialogContext) -> Result<R>,
     ) -> Result<R> {
-        let sock = self
-            .tcp_stream()
-            .try_clone()
-            .map_err(|e| Error::from_io(Phase::Read, e))?;
-        let stream: &mut dyn ReadWrite = match &mut self.inner {
+        let stream: &mut dyn TlsStream = match &mut self.inner {
             Inner::Tls(s) => &mut **s,
             Inner::ServerTls(s) => &mut **s,
             Inner::Plain(_) => {
@@ -534,20 +530,25 @@ impl Connection {
         };
         let mut transport = TlsTransport {
             stream,
-            sock,
             lookahead: &mut self.lookahead,
+            read_timeout_changed: false,
         };
         let mut wire =
             Wire::inside_tls(&mut transport, self.side.limits()).observed_by(self.side.observer());
         let result = step(&mut wire, &mut self.dialog);
         self.transcript.extend(wire.take_transcript());
-        let phase = result
-            .as_ref()
-            .err()
-            .and_then(Error::phase)
-            .unwrap_or(Phase::Read);
-        set_io_timeouts(self.tcp_stream(), self.dialog.timeouts.io)
-            .map_err(|e| Error::from_io(phase, e))?;
+        drop(wire);
+        if transport.read_timeout_changed {
+            let phase = result
+                .as_ref()
+                .err()
+                .and_then(Error::phase)
+                .unwrap_or(Phase::Read);
+            let io = self.dialog.timeouts.io;
+            self.tcp_stream()
+                .set_read_timeout((!io.is_zero()).then_some(io))
+                .map_err(|e| Error::from_io(phase, e))?;
+        }
         result
     }
 

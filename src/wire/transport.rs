@@ -6,7 +6,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+
+use crate::sys::Socket;
+use std::time::{Duration, Instant};
 
 pub(crate) trait Transport {
     /// Copies waiting bytes into `buf` without consuming them; blocks until at least one byte is
@@ -22,16 +24,73 @@ pub(crate) trait Transport {
     fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()>;
 }
 
-impl Transport for TcpStream {
+/// A plain socket as the dialog before TLS sees it. Every wait is a `poll()` with the time
+/// left and every peek or send is non-blocking, so no socket option is set per step. What one
+/// peek showed is remembered (it is still in the kernel, untaken), so the lines of a multi-line
+/// reply cost one read each, not a wait, a peek and a read each.
+pub(crate) struct PlainTransport<'a> {
+    tcp: &'a TcpStream,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    /// The head of the kernel's receive queue, as last peeked: a prefix of what is there.
+    seen: Vec<u8>,
+}
+
+impl<'a> PlainTransport<'a> {
+    pub fn new(tcp: &'a TcpStream) -> PlainTransport<'a> {
+        PlainTransport {
+            tcp,
+            read_timeout: None,
+            write_timeout: None,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// A wait without a timeout set still ends (the dialog always sets one).
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
+
+/// How much one peek looks at: a whole line and its CRLF fit.
+const PEEK_SIZE: usize = 8 * 1024 + 16;
+
+impl Transport for PlainTransport<'_> {
     fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        TcpStream::peek(self, buf)
+        if self.seen.is_empty() {
+            self.seen.resize(PEEK_SIZE, 0);
+            let started = Instant::now();
+            let timeout = self.read_timeout.unwrap_or(MAX_WAIT);
+            let mut n = crate::sys::peek_now(self.tcp, &mut self.seen);
+            // Wait for data with the time left (a wake-up with nothing to read waits again).
+            while matches!(n, Ok(0)) {
+                let left = timeout.saturating_sub(started.elapsed());
+                if left.is_zero() || !crate::sys::wait(self.tcp, false, left)? {
+                    self.seen.clear();
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                n = crate::sys::peek_now(self.tcp, &mut self.seen);
+            }
+            match n {
+                Ok(n) => self.seen.truncate(n),
+                Err(e) => {
+                    self.seen.clear();
+                    return match e.kind() {
+                        io::ErrorKind::UnexpectedEof => Ok(0),
+                        _ => Err(e),
+                    };
+                }
+            }
+        }
+        let n = buf.len().min(self.seen.len());
+        buf[..n].copy_from_slice(&self.seen[..n]);
+        Ok(n)
     }
 
     fn consume(&mut self, mut n: usize) -> io::Result<()> {
+        self.seen.drain(..n.min(self.seen.len()));
         let mut scratch = [0u8; 4096];
         while n > 0 {
             let want = n.min(scratch.len());
-            match Read::read(self, &mut scratch[..want]) {
+            match Read::read(&mut &*self.tcp, &mut scratch[..want]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(got) => n -= got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -42,31 +101,42 @@ impl Transport for TcpStream {
     }
 
     fn pending_now(&mut self) -> io::Result<usize> {
-        self.set_nonblocking(true)?;
+        if !self.seen.is_empty() {
+            return Ok(self.seen.len());
+        }
         let mut probe = [0u8; 1024];
-        let r = TcpStream::peek(self, &mut probe);
-        self.set_nonblocking(false)?;
-        match r {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
+        match crate::sys::peek_now(self.tcp, &mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            other => other,
         }
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        Write::write_all(self, buf)
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = crate::sys::send_now(self.tcp, buf)?;
+            if n == 0 {
+                let timeout = self.write_timeout.unwrap_or(MAX_WAIT);
+                if !crate::sys::wait(self.tcp, true, timeout)? {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Write::flush(self)
+        Ok(())
     }
 
     fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, t)
+        self.read_timeout = t;
+        Ok(())
     }
 
     fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_write_timeout(self, t)
+        self.write_timeout = t;
+        Ok(())
     }
 }
 
@@ -154,18 +224,30 @@ impl ReadBuffer {
     }
 }
 
-/// Anything readable and writable: a TLS stream of either side.
-pub(crate) trait ReadWrite: Read + Write {}
+/// A TLS stream of either side, and the socket under it (for its timeouts).
+pub(crate) trait TlsStream: Read + Write {
+    fn socket(&self) -> &TcpStream;
+}
 
-impl<T: Read + Write> ReadWrite for T {}
+impl TlsStream for rustls::StreamOwned<rustls::ClientConnection, Socket> {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+impl TlsStream for rustls::StreamOwned<rustls::ServerConnection, Socket> {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+}
 
 /// A TLS stream seen as a transport, for dialog steps inside TLS (capabilities again, the
-/// implicit-TLS greeting). `lookahead` belongs to the connection, which serves it to `read` first;
-/// `sock` is a handle on the same socket, for its timeouts.
+/// implicit-TLS greeting). `lookahead` belongs to the connection, which serves it to `read` first.
 pub(crate) struct TlsTransport<'a> {
-    pub stream: &'a mut dyn ReadWrite,
-    pub sock: TcpStream,
+    pub stream: &'a mut dyn TlsStream,
     pub lookahead: &'a mut ReadBuffer,
+    /// A step set the socket's read timeout, which must go back to the I/O timeout afterwards.
+    pub read_timeout_changed: bool,
 }
 
 impl Transport for TlsTransport<'_> {
@@ -200,10 +282,13 @@ impl Transport for TlsTransport<'_> {
     }
 
     fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(t)
+        self.read_timeout_changed = true;
+        self.stream.socket().set_read_timeout(t)
     }
 
-    fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(t)
+    /// Commands inside TLS are a few hundred bytes: the socket takes them at once, and the
+    /// connection's I/O write timeout bounds them; no socket option per command.
+    fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
     }
 }
