@@ -105,14 +105,16 @@ printf '%-46s %12s %12s %8s\n' "SMTP DATA MiB/s, both ends" "$(ms both_data)" "$
 echo "(upgrades with the library on both ends: section 1, full handshakes)"
 
 # --- 7. system calls per upgrade -------------------------------------------------------------
-# One SMTP STARTTLS upgrade (greeting, EHLO, STARTTLS, TLS 1.3, EHLO, QUIT, close), each side
-# traced on its own, the same dialog for both libraries. Only the calls that touch the socket.
+# SMTP STARTTLS upgrades (greeting, EHLO, STARTTLS, TLS 1.3, EHLO, QUIT, close), each side traced
+# on its own over 20 upgrades against the other library's peer, the same dialog for both
+# libraries; only the calls that touch the socket, per upgrade.
 if command -v strace >/dev/null; then
     say "system calls"
     CALLS=setsockopt,getsockopt,ioctl,fcntl,recvfrom,recvmsg,sendto,sendmsg,read,write,readv,writev,poll,ppoll,connect,accept,accept4,shutdown
-    count() { awk '$NF ~ /^[a-z_0-9]+$/ && $NF != "total" && $4 ~ /^[0-9]+$/ {c[$NF] = $4; t += $4} END {
-        printf "%d", t; for (k in c) printf " %s=%d", k, c[k]; printf "\n"}' "$1"; }
-    trace_server() { # trace_server OUT COMMAND...: the server's calls for one client upgrade
+    SC_N=20
+    count() { awk -v n="$SC_N" '$NF ~ /^[a-z_0-9]+$/ && $NF != "total" && $4 ~ /^[0-9]+$/ {
+        c[$NF] = $4; t += $4} END {printf "%.1f ", t / n; for (k in c) printf " %s=%.1f", k, c[k] / n; printf "\n"}' "$1"; }
+    trace_server() { # trace_server OUT COMMAND...: the server's calls for SC_N OpenSSL client upgrades
         local out=$1 port pid; shift
         port=$(free_port)
         "$@" "$port" >/dev/null 2>&1 &
@@ -121,7 +123,7 @@ if command -v strace >/dev/null; then
         strace -f -c -e trace=$CALLS -o "$out" -p "$pid" 2>/dev/null &
         local tracer=$!
         sleep 0.5
-        "$W/openssl_bench" smtp-client "$port" "$CA" 0 full >/dev/null
+        "$W/openssl_bench" smtp-client "$port" "$CA" $((SC_N - 1)) full >/dev/null
         sleep 0.3
         kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
         kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -132,16 +134,16 @@ if command -v strace >/dev/null; then
     "$W/openssl_bench" smtp-server "$port" "$CERT" "$KEY" >/dev/null &
     srv=$!
     wait_port "$port"
-    strace -f -c -e trace=$CALLS -o "$W/cli-ours" "$STARTTLS" check --ca-file "$CA" --servername localhost \
-        "smtp://127.0.0.1:$port" >/dev/null || true
-    strace -f -c -e trace=$CALLS -o "$W/cli-ossl" "$W/openssl_bench" smtp-client "$port" "$CA" 0 full >/dev/null || true
+    bench_exe=$ROOT/$(cargo bench --bench starttls --no-run 2>&1 | grep -o 'target/release/deps/starttls-[0-9a-f]*' | head -1)
+    strace -f -c -e trace=$CALLS -o "$W/cli-ours" "$bench_exe" client-upgrades "$port" "$CA" "$SC_N" >/dev/null || true
+    strace -f -c -e trace=$CALLS -o "$W/cli-ossl" "$W/openssl_bench" smtp-client "$port" "$CA" $((SC_N - 1)) full >/dev/null || true
     kill "$srv"; wait "$srv" 2>/dev/null || true
     echo
-    echo "## 7. System calls per SMTP STARTTLS upgrade, one side traced at a time (socket calls only)"
-    printf '%-14s %s\n' "client, ours" "$(count "$W/cli-ours")"
-    printf '%-14s %s\n' "client, OpenSSL" "$(count "$W/cli-ossl")"
-    printf '%-14s %s\n' "server, ours" "$(count "$W/srv-ours")"
-    printf '%-14s %s\n' "server, OpenSSL" "$(count "$W/srv-ossl")"
+    echo "## 7. System calls per SMTP STARTTLS upgrade (mean of $SC_N), one side traced at a time, socket calls only"
+    printf '%-16s %s\n' "client, ours" "$(count "$W/cli-ours")"
+    printf '%-16s %s\n' "client, OpenSSL" "$(count "$W/cli-ossl")"
+    printf '%-16s %s\n' "server, ours" "$(count "$W/srv-ours")"
+    printf '%-16s %s\n' "server, OpenSSL" "$(count "$W/srv-ossl")"
 else
     say "system calls SKIPPED: strace is not installed"
 fi

@@ -7,6 +7,7 @@
 //!   cargo bench --bench starttls -- relay LISTEN_PORT TARGET_PORT DELAY_MS COUNT
 //!   cargo bench --bench starttls -- memory PORT CA N
 //!   cargo bench --bench starttls -- smtp-data PORT CA MIB   (the library's client, any server)
+//!   cargo bench --bench starttls -- client-upgrades PORT CA N   (the library's client alone)
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -31,6 +32,7 @@ fn main() {
         Some("relay") => relay(&args[1..]),
         Some("memory") => memory(&args[1..]),
         Some("smtp-data") => smtp_data(&args[1..]),
+        Some("client-upgrades") => client_upgrades(&args[1..]),
         _ => {
             eprintln!("usage: see the top of benches/starttls.rs");
             std::process::exit(2);
@@ -143,6 +145,19 @@ fn upgrades(args: &[String]) -> Res<()> {
         if resume { "resumed" } else { "full" },
         total as f64 / secs
     );
+    Ok(())
+}
+
+/// N sequential SMTP STARTTLS upgrades from the library's client to any server at PORT (the
+/// server is someone else's: for counting one side's system calls).
+fn client_upgrades(args: &[String]) -> Res<()> {
+    let port: u16 = arg(args, 0)?.parse()?;
+    let config = client_config(arg(args, 1)?, false)?;
+    let n: usize = arg(args, 2)?.parse()?;
+    for _ in 0..n {
+        one_upgrade(&config, port)?;
+    }
+    println!("client-upgrades n={n}");
     Ok(())
 }
 

@@ -42,13 +42,13 @@ fn accept_inner(
     go_ahead_sent_by_caller: bool,
 ) -> Result<Connection> {
     let inner = &config.inner;
-    prepare_socket(&tcp)?;
+    prepare_socket(&tcp, false)?;
     let mut after_go_ahead = go_ahead_sent_by_caller;
     let mut transcript = Vec::new();
     let mut peer_name = None;
     if let (false, Some(dialog)) = (protocol.is_implicit(), protocol.dialog()) {
         let ctx = ServerContext::new(config);
-        let mut plain = PlainTransport::new(&tcp);
+        let mut plain = PlainTransport::new(&tcp, true);
         let mut wire = Wire::new(&mut plain, inner.limits).observed_by(inner.observer.as_deref());
         let pre = dialog.server_starttls(&mut wire, &ctx);
         transcript = wire.take_transcript();

@@ -36,7 +36,7 @@ pub fn connect_named(
     let started = Instant::now();
     let tcp = tcp_connect(host, port, config.timeouts().connect)?;
     let connected = started.elapsed();
-    let mut conn = upgrade(config, protocol, tcp, server_name)?;
+    let mut conn = upgrade_inner(config, protocol, tcp, server_name, false, true)?;
     conn.timings.connect = Some(connected);
     conn.timings.total = started.elapsed();
     Ok(conn)
@@ -53,7 +53,7 @@ pub fn upgrade(
     tcp: TcpStream,
     server_name: &str,
 ) -> Result<Connection> {
-    upgrade_inner(config, protocol, tcp, server_name, false)
+    upgrade_inner(config, protocol, tcp, server_name, false, false)
 }
 
 /// TLS only, on a socket whose dialog the caller ran itself and whose go-ahead it has read (and
@@ -63,22 +63,23 @@ pub fn handshake_only(
     tcp: TcpStream,
     server_name: &str,
 ) -> Result<Connection> {
-    upgrade_inner(config, Protocol::Tls, tcp, server_name, true)
+    upgrade_inner(config, Protocol::Tls, tcp, server_name, true, false)
 }
 
 /// `go_ahead_read_by_caller`: the caller ran the dialog, so non-TLS bytes are an injection rather
-/// than a server that does not speak TLS.
+/// than a server that does not speak TLS. `socket_is_ours`: `connect` made it (blocking already).
 fn upgrade_inner(
     config: &ClientConfig,
     protocol: Protocol,
     tcp: TcpStream,
     server_name: &str,
     go_ahead_read_by_caller: bool,
+    socket_is_ours: bool,
 ) -> Result<Connection> {
     let started = Instant::now();
     let name = handshake::parse_server_name(server_name)?;
     let inner = &config.inner;
-    prepare_socket(&tcp)?;
+    prepare_socket(&tcp, socket_is_ours)?;
     let client_name = match &inner.client_name {
         Some(n) => n.clone(),
         None => address_literal(&tcp),
@@ -96,7 +97,7 @@ fn upgrade_inner(
     let mut dialog_time = None;
     let mut after_go_ahead = go_ahead_read_by_caller;
     if let (false, Some(dialog)) = (protocol.is_implicit(), protocol.dialog()) {
-        let mut plain = PlainTransport::new(&tcp);
+        let mut plain = PlainTransport::new(&tcp, false);
         let mut wire = Wire::new(&mut plain, inner.limits).observed_by(inner.observer.as_deref());
         let result = dialog.client_starttls(&mut wire, &mut ctx);
         transcript = wire.take_transcript();

@@ -65,7 +65,7 @@ impl Connection {
             .map_err(|e| Error::from_io(Phase::Connect, e))?;
         // The server starts TLS on the data connection once it has the transfer command.
         self.inside_tls(|w, ctx| ftp::command(w, ctx, command, &[125, 150]))?;
-        prepare_socket(&tcp)?;
+        prepare_socket(&tcp, false)?;
         let server_name = self.server_name().to_owned();
         let name = parse_server_name(&server_name)?;
         let ctx = DialogContext::new(

@@ -618,12 +618,13 @@ impl Connection {
 /// after the handshake are kept even on a connection that was only written to (an FTP upload):
 /// later connections can then resume.
 fn take_waiting_records(s: &mut StreamOwned<ClientConnection, Socket>) {
-    // A caller's non-blocking socket stays as the caller set it.
-    let was_nonblocking = crate::sys::is_nonblocking(&s.sock);
-    if s.sock.set_nonblocking(true).is_err() {
-        return;
-    }
+    let mut probe = [0u8; 1];
     for _ in 0..16 {
+        // Only what already arrived: a peek that never waits says whether there is any, so the
+        // socket's mode is left alone (and costs no system calls to switch back and forth).
+        if !matches!(crate::sys::peek_now(&s.sock, &mut probe), Ok(n) if n > 0) {
+            break;
+        }
         match s.conn.read_tls(&mut s.sock) {
             Ok(n) if n > 0 => {
                 if s.conn.process_new_packets().is_err() {
@@ -632,9 +633,6 @@ fn take_waiting_records(s: &mut StreamOwned<ClientConnection, Socket>) {
             }
             _ => break,
         }
-    }
-    if !was_nonblocking {
-        let _ = s.sock.set_nonblocking(false);
     }
 }
 

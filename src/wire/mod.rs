@@ -393,12 +393,16 @@ pub(crate) fn printable(bytes: &[u8]) -> String {
     format!("{}...", &text[..end])
 }
 
-/// Puts a socket the way every step expects it: blocking (each step is bounded by timeouts),
-/// with `TCP_NODELAY` so that flights go out whole, with no Nagle stall between a command and
-/// the handshake (DESIGN §6).
-pub(crate) fn prepare_socket(tcp: &TcpStream) -> Result<()> {
-    tcp.set_nonblocking(false)
-        .and_then(|()| tcp.set_nodelay(true))
+/// Puts a socket the way every step expects it: blocking (each step is bounded by its own
+/// deadline), with `TCP_NODELAY` so that flights go out whole, with no Nagle stall between a
+/// command and the handshake (DESIGN §6). `ours`: the library connected it itself, already in
+/// blocking mode (one system call fewer).
+pub(crate) fn prepare_socket(tcp: &TcpStream, ours: bool) -> Result<()> {
+    if !ours {
+        tcp.set_nonblocking(false)
+            .map_err(|e| Error::from_io(Phase::Connect, e))?;
+    }
+    tcp.set_nodelay(true)
         .map_err(|e| Error::from_io(Phase::Connect, e))
 }
 

@@ -34,15 +34,23 @@ pub(crate) struct PlainTransport<'a> {
     write_timeout: Option<Duration>,
     /// The head of the kernel's receive queue, as last peeked: a prefix of what is there.
     seen: Vec<u8>,
+    /// Nothing has been read since this side last sent (or ever), and the peer is slow to
+    /// answer (a server waiting for a client's next command): wait before peeking instead of
+    /// peeking twice. A client's peer answers at once on loopback, so there the peek comes first.
+    answer_due: bool,
+    wait_first: bool,
 }
 
 impl<'a> PlainTransport<'a> {
-    pub fn new(tcp: &'a TcpStream) -> PlainTransport<'a> {
+    /// `wait_first`: the peer usually takes a while to answer (this side is the server).
+    pub fn new(tcp: &'a TcpStream, wait_first: bool) -> PlainTransport<'a> {
         PlainTransport {
+            wait_first,
             tcp,
             read_timeout: None,
             write_timeout: None,
             seen: Vec::new(),
+            answer_due: wait_first,
         }
     }
 }
@@ -59,7 +67,12 @@ impl Transport for PlainTransport<'_> {
             self.seen.resize(PEEK_SIZE, 0);
             let started = Instant::now();
             let timeout = self.read_timeout.unwrap_or(MAX_WAIT);
-            let mut n = crate::sys::peek_now(self.tcp, &mut self.seen);
+            let mut n = if self.answer_due {
+                Ok(0)
+            } else {
+                crate::sys::peek_now(self.tcp, &mut self.seen)
+            };
+            self.answer_due = false;
             // Wait for data with the time left (a wake-up with nothing to read waits again).
             while matches!(n, Ok(0)) {
                 let left = timeout.saturating_sub(started.elapsed());
@@ -112,6 +125,7 @@ impl Transport for PlainTransport<'_> {
     }
 
     fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        self.answer_due = self.wait_first;
         while !buf.is_empty() {
             let n = crate::sys::send_now(self.tcp, buf)?;
             if n == 0 {
