@@ -952,8 +952,13 @@ class Connection:
         """Logs in inside TLS with the protocol's own mechanism (SMTP AUTH PLAIN/LOGIN, IMAP
         AUTHENTICATE PLAIN/LOGIN, POP3, ManageSieve, NNTP, XMPP SASL PLAIN, LDAP simple bind,
         FTP USER/PASS), chosen from the capabilities fetched inside TLS. Raises
-        NotEncryptedError on a plaintext connection (nothing is sent), AuthenticationError with
-        the server's reply when the login is rejected."""
+        NotEncryptedError on a plaintext connection (nothing is sent), Error (invalid argument)
+        on a connection whose certificate was not verified unless the config was made with
+        ``dangerous_allow_login_without_verification=True``, AuthenticationError with the
+        server's reply when the login is rejected.
+
+        The library wipes every copy of the password it makes; the ``str`` and ``bytes`` objects
+        that hold it on the Python side are immutable and cannot be wiped from here."""
         self._call(
             _lib.starttls_conn_authenticate,
             _cstr(user, "user"),

@@ -67,11 +67,7 @@ impl Connection {
             let Connection {
                 inner, lookahead, ..
             } = self;
-            let stream: &mut dyn Read = match inner {
-                Inner::Tls(s) => &mut **s,
-                Inner::ServerTls(s) => &mut **s,
-                Inner::Plain(s) => s,
-            };
+            let stream = reader(inner);
             if lookahead.fill_more(stream, max)? == 0 {
                 // The end of the stream: a last line without its LF.
                 let rest = lookahead.available().to_vec();
@@ -97,14 +93,12 @@ fn line_too_long(max: usize) -> io::Error {
     )
 }
 
-impl Connection {
-    /// The stream underneath, for reads that bypass the buffer.
-    fn raw_reader(&mut self) -> &mut dyn Read {
-        match &mut self.inner {
-            Inner::Tls(s) => &mut **s,
-            Inner::ServerTls(s) => &mut **s,
-            Inner::Plain(s) => s,
-        }
+/// The stream underneath a connection, for reads that bypass (or refill) its buffer.
+fn reader(inner: &mut Inner) -> &mut dyn Read {
+    match inner {
+        Inner::Tls(s) => &mut **s,
+        Inner::ServerTls(s) => &mut **s,
+        Inner::Plain(s) => s,
     }
 }
 
@@ -112,7 +106,7 @@ impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.lookahead.is_empty() && buf.len() >= READ_CHUNK {
             // A large read goes straight through: no copy via the buffer.
-            return self.raw_reader().read(buf);
+            return reader(&mut self.inner).read(buf);
         }
         let waiting = self.fill_buf()?;
         let n = buf.len().min(waiting.len());
@@ -131,11 +125,7 @@ impl BufRead for Connection {
             let Connection {
                 inner, lookahead, ..
             } = self;
-            let stream: &mut dyn Read = match inner {
-                Inner::Tls(s) => &mut **s,
-                Inner::ServerTls(s) => &mut **s,
-                Inner::Plain(s) => s,
-            };
+            let stream = reader(inner);
             lookahead.refill(stream)?;
         }
         Ok(self.lookahead.available())
