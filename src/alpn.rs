@@ -1,5 +1,5 @@
-//! ALPN per protocol: what a protocol asks for on top of a config's own list, and the copies of
-//! a rustls config that differ only in it.
+//! What a protocol asks of TLS beyond the config: its own ALPN, its first key share, and the
+//! copies of a rustls config that differ only in those.
 
 use std::sync::Arc;
 
@@ -33,19 +33,30 @@ impl ProtocolAlpn {
     }
 }
 
-/// Copies of a rustls config that differ only in ALPN (for the protocols that need their own),
-/// made once per config and shared by its connections, so they keep one session cache.
-pub(crate) struct AlpnVariants<T>(std::sync::Mutex<Vec<(&'static [u8], Arc<T>)>>);
+/// The key share a client's first flight carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyShare {
+    /// rustls' own choice (X25519MLKEM768 with X25519 by default), or the group a server chose
+    /// before (rustls remembers it per server name in the session store).
+    Default,
+    /// P-256 first, for servers that accept only it (PostgreSQL before 18, `ssl_ecdh_curve`):
+    /// otherwise the first connection pays a HelloRetryRequest, one round trip more.
+    P256First,
+}
 
-impl<T> Default for AlpnVariants<T> {
+/// Copies of a rustls config that differ only in what a protocol asks (ALPN, key share), made
+/// once per config and shared by its connections, so they keep one session cache.
+pub(crate) struct AlpnVariants<T, K = &'static [u8]>(std::sync::Mutex<Vec<(K, Arc<T>)>>);
+
+impl<T, K> Default for AlpnVariants<T, K> {
     fn default() -> Self {
         AlpnVariants(std::sync::Mutex::new(Vec::new()))
     }
 }
 
-impl<T> AlpnVariants<T> {
+impl<T, K: PartialEq> AlpnVariants<T, K> {
     /// The variant for `alpn`, made with `make` the first time.
-    pub(crate) fn get_or_make(&self, alpn: &'static [u8], make: impl FnOnce() -> T) -> Arc<T> {
+    pub(crate) fn get_or_make(&self, alpn: K, make: impl FnOnce() -> T) -> Arc<T> {
         // A poisoned lock only means another thread panicked mid-push: the list is still valid.
         let mut variants = match self.0.lock() {
             Ok(v) => v,

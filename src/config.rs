@@ -15,7 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-pub(crate) use crate::alpn::{AlpnVariants, ProtocolAlpn};
+pub(crate) use crate::alpn::{AlpnVariants, KeyShare, ProtocolAlpn};
 use crate::error::{Error, Result};
 use crate::wire::{DialogLine, DialogObserver, Limits};
 
@@ -262,31 +262,40 @@ impl ClientConfigBuilder {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
         };
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
-            .map_err(|e| Error::Config(format!("TLS versions: {e}")))?;
-        let builder = if self.dangerous_no_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
-                    provider: provider.clone(),
-                }))
-        } else {
-            builder.with_webpki_verifier(verifier.clone())
+        let client_auth = match &self.client_auth {
+            None => None,
+            Some(auth) => Some(load_client_auth(auth)?),
         };
-        let mut tls = match &self.client_auth {
-            None => builder.with_no_client_auth(),
-            Some(auth) => {
-                let (chain, key) = load_client_auth(auth)?;
+        let make = |provider: Arc<CryptoProvider>| -> Result<rustls::ClientConfig> {
+            let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(versions)
+                .map_err(|e| Error::Config(format!("TLS versions: {e}")))?;
+            let builder = if self.dangerous_no_verify {
                 builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| Error::Config(format!("client certificate: {e}")))?
-            }
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
+                        provider: provider.clone(),
+                    }))
+            } else {
+                builder.with_webpki_verifier(verifier.clone())
+            };
+            let mut tls = match &client_auth {
+                None => builder.with_no_client_auth(),
+                Some((chain, key)) => builder
+                    .with_client_auth_cert(chain.clone(), key.clone_key())
+                    .map_err(|e| Error::Config(format!("client certificate: {e}")))?,
+            };
+            tls.alpn_protocols = self.alpn.clone();
+            Ok(tls)
         };
-        tls.alpn_protocols = self.alpn.clone();
+        let mut tls = make(provider.clone())?;
         if self.no_resumption {
             tls.resumption = rustls::client::Resumption::disabled();
         }
+        // The same, with a P-256 key share first (PostgreSQL servers before 18 accept only that),
+        // sharing the session store, so the group a server chose is remembered for both.
+        let mut tls_p256_first = make(Arc::new(p256_first(&provider)))?;
+        tls_p256_first.resumption = tls.resumption.clone();
         if self.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
             return Err(Error::Config(
                 "each ALPN protocol must be 1 to 255 bytes".into(),
@@ -307,6 +316,7 @@ impl ClientConfigBuilder {
         Ok(ClientConfig {
             inner: Arc::new(Inner {
                 tls: Arc::new(tls),
+                tls_p256_first: Arc::new(tls_p256_first),
                 verifier,
                 policy: self.policy,
                 timeouts: self.timeouts,
@@ -418,6 +428,15 @@ fn validate_client_name(name: &str) -> Result<()> {
 
 /// The crypto provider: aws-lc-rs when its feature is on, else ring. Chosen explicitly so that
 /// both features together never make rustls panic over an ambiguous default.
+/// `provider` with secp256r1 first among its key exchange groups (the others keep their order):
+/// its first flight then carries a P-256 key share.
+fn p256_first(provider: &CryptoProvider) -> CryptoProvider {
+    let mut p = provider.clone();
+    p.kx_groups
+        .sort_by_key(|g| g.name() != rustls::NamedGroup::secp256r1);
+    p
+}
+
 pub(crate) fn crypto_provider() -> Arc<CryptoProvider> {
     #[cfg(feature = "aws-lc-rs")]
     {
@@ -440,6 +459,8 @@ pub struct ClientConfig {
 
 pub(crate) struct Inner {
     pub tls: Arc<rustls::ClientConfig>,
+    /// `tls` with a P-256 key share in the first flight (same store, verifier and identity).
+    pub tls_p256_first: Arc<rustls::ClientConfig>,
     /// The real verifier, also used to report what was wrong when verification is skipped.
     pub verifier: Arc<WebPkiServerVerifier>,
     pub policy: Policy,
@@ -452,7 +473,7 @@ pub(crate) struct Inner {
     pub observer: Option<Arc<DialogObserver>>,
     /// TLS configs with a protocol's required ALPN, made on first use; they share the session
     /// cache with `tls`.
-    pub tls_with_alpn: AlpnVariants<rustls::ClientConfig>,
+    pub tls_with_alpn: AlpnVariants<rustls::ClientConfig, (&'static [u8], KeyShare)>,
 }
 
 impl ClientConfig {
@@ -481,14 +502,23 @@ impl ClientConfig {
         &self.inner.tls
     }
 
-    /// The rustls config for a protocol's ALPN: the shared one, or for a protocol that needs its
-    /// own ALPN (PostgreSQL and XMPP direct TLS) a copy with that ALPN and the same session cache.
-    pub(crate) fn tls_for(&self, alpn: ProtocolAlpn) -> Arc<rustls::ClientConfig> {
+    /// The rustls config for a protocol: the shared one, or for a protocol that needs its own ALPN
+    /// (PostgreSQL and XMPP direct TLS) or key share (PostgreSQL) a copy with the same session
+    /// cache.
+    pub(crate) fn tls_for(
+        &self,
+        alpn: ProtocolAlpn,
+        key_share: KeyShare,
+    ) -> Arc<rustls::ClientConfig> {
+        let base = match key_share {
+            KeyShare::Default => &self.inner.tls,
+            KeyShare::P256First => &self.inner.tls_p256_first,
+        };
         match alpn.id() {
-            None => self.inner.tls.clone(),
-            Some(alpn) => self.inner.tls_with_alpn.get_or_make(alpn, || {
-                let mut tls = (*self.inner.tls).clone();
-                tls.alpn_protocols = vec![alpn.to_vec()];
+            None => base.clone(),
+            Some(id) => self.inner.tls_with_alpn.get_or_make((id, key_share), || {
+                let mut tls = (**base).clone();
+                tls.alpn_protocols = vec![id.to_vec()];
                 tls
             }),
         }
@@ -606,6 +636,23 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn postgres_gets_a_p256_first_flight_and_shares_the_session_store() {
+        let c = ClientConfig::builder().build().unwrap();
+        let first = |tls: &rustls::ClientConfig| tls.crypto_provider().kx_groups[0].name();
+        assert_eq!(
+            first(&c.tls_for(ProtocolAlpn::Config, KeyShare::P256First)),
+            rustls::NamedGroup::secp256r1
+        );
+        assert_ne!(
+            first(&c.tls_for(ProtocolAlpn::Config, KeyShare::Default)),
+            rustls::NamedGroup::secp256r1
+        );
+        let direct = c.tls_for(ProtocolAlpn::Require(b"postgresql"), KeyShare::P256First);
+        assert_eq!(first(&direct), rustls::NamedGroup::secp256r1);
+        assert_eq!(direct.alpn_protocols, [b"postgresql".to_vec()]);
+    }
 
     #[test]
     fn defaults_are_safe() {

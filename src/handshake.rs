@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 
-use crate::config::{ClientConfig, ProtocolAlpn};
+use crate::config::{ClientConfig, KeyShare, ProtocolAlpn};
 use crate::error::{Error, Phase, Result};
 use crate::server_config::ServerConfig;
 use crate::sys::Socket;
@@ -18,11 +18,13 @@ use crate::wire::{Deadline, printable};
 pub(crate) fn client(
     config: &ClientConfig,
     alpn: ProtocolAlpn,
+    key_share: KeyShare,
     tcp: TcpStream,
     name: ServerName<'static>,
     after_go_ahead: bool,
 ) -> Result<StreamOwned<ClientConnection, Socket>> {
-    let mut tls = ClientConnection::new(config.tls_for(alpn), name).map_err(Error::from_tls)?;
+    let mut tls =
+        ClientConnection::new(config.tls_for(alpn, key_share), name).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
     let tcp = drive(&mut tls, tcp, deadline, after_go_ahead)?;
     // rustls lets a server ignore ALPN; a protocol that needs it must not talk to a server that

@@ -605,3 +605,70 @@ fn postgres_direct_tls_refuses_a_server_that_ignores_alpn() {
     assert!(e.to_string().contains("ALPN"), "{e}");
     server.join().unwrap();
 }
+
+/// A server that, like PostgreSQL before 18 (`ssl_ecdh_curve = prime256v1`), accepts only P-256.
+fn p256_only_server_config() -> Arc<rustls::ServerConfig> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .kx_groups
+        .retain(|g| g.name() == rustls::NamedGroup::secp256r1);
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki().server.chain.clone(), pki().server.key())
+        .unwrap();
+    Arc::new(cfg)
+}
+
+/// Two round trips to a secure channel with a PostgreSQL server that accepts only P-256: the
+/// first flight carries a P-256 key share (SMTP's, to the same kind of server, needs a
+/// HelloRetryRequest, which shows the check can fail). The group the server chose is remembered
+/// per server name in the config's one session store, so a later connection of any protocol to
+/// that name starts with it.
+#[test]
+fn postgres_first_flight_suits_a_p256_only_server_without_a_hello_retry() {
+    let serve_pg = || {
+        serve(|mut p| {
+            read_ssl_request(&mut p);
+            p.send(b"S");
+            let mut t = p.tls(p256_only_server_config());
+            let mut startup = [0u8; 4];
+            let _ = t.stream.read_exact(&mut startup);
+        })
+    };
+    let config = client_config();
+    for _ in 0..2 {
+        let (port, server) = serve_pg();
+        let mut conn = starttls::connect(&config, Protocol::Postgres, "localhost", port).unwrap();
+        assert_eq!(conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        conn.write_all(b"\0\0\0\x08").unwrap();
+        conn.flush().unwrap();
+        server.join().unwrap();
+    }
+    // The same server kind for SMTP: rustls' default first flight (X25519MLKEM768 + X25519)
+    // costs a HelloRetryRequest with a fresh config, none with the one that learned the group.
+    let serve_smtp = || {
+        serve(|mut p| {
+            p.send(b"220 mx ESMTP\r\n");
+            p.line();
+            p.send(b"250-mx\r\n250 STARTTLS\r\n");
+            p.line();
+            p.send(b"220 go\r\n");
+            let mut t = p.tls(p256_only_server_config());
+            t.line();
+        })
+    };
+    let fresh = client_builder().session_resumption(false).build().unwrap();
+    for (config, expected) in [
+        (&fresh, rustls::HandshakeKind::FullWithHelloRetryRequest),
+        (&config, rustls::HandshakeKind::Full),
+    ] {
+        let (port, server) = serve_smtp();
+        let mut conn = starttls::connect(config, Protocol::Smtp, "localhost", port).unwrap();
+        assert_eq!(conn.handshake_kind(), Some(expected));
+        conn.write_all(b"EHLO x\r\n").unwrap();
+        conn.flush().unwrap();
+        server.join().unwrap();
+    }
+}

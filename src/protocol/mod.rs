@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::config::{Policy, ProtocolAlpn, Timeouts};
+use crate::config::{KeyShare, Policy, ProtocolAlpn, Timeouts};
 use crate::error::{Error, Phase, Result};
 use crate::wire::{Deadline, Wire};
 
@@ -97,6 +97,8 @@ pub(crate) struct ProtocolInfo {
     /// TLS starts at once (RFC 8314) instead of after a STARTTLS dialog.
     pub implicit: bool,
     pub alpn: ProtocolAlpn,
+    /// The client's first key share (PostgreSQL: P-256, which its servers accept).
+    pub key_share: KeyShare,
     /// The dialog spoken around TLS; `None` for bare TLS.
     pub dialog: Option<&'static dyn Dialog>,
 }
@@ -116,6 +118,7 @@ const fn row(
         default_port,
         implicit,
         alpn: ProtocolAlpn::Config,
+        key_share: KeyShare::Default,
         dialog: Some(dialog),
     }
 }
@@ -154,14 +157,17 @@ const ROWS: [ProtocolInfo; 23] = {
             &xmpp::Xmpp(xmpp::Kind::Server),
         ),
         row(P::Sieve, 9, "sieve", Some(4190), STARTTLS, &sieve::Sieve),
-        row(
-            P::Postgres,
-            10,
-            "postgres",
-            Some(5432),
-            STARTTLS,
-            &postgres::Postgres,
-        ),
+        ProtocolInfo {
+            key_share: KeyShare::P256First,
+            ..row(
+                P::Postgres,
+                10,
+                "postgres",
+                Some(5432),
+                STARTTLS,
+                &postgres::Postgres,
+            )
+        },
         row(P::Http, 11, "http", Some(80), STARTTLS, &http::Http),
         row(P::Smtps, 14, "smtps", Some(465), IMPLICIT, &SMTP),
         row(P::Imaps, 15, "imaps", Some(993), IMPLICIT, &imap::Imap),
@@ -175,6 +181,7 @@ const ROWS: [ProtocolInfo; 23] = {
         row(P::Ftps, 23, "ftps", Some(990), IMPLICIT, &ftp::Ftp),
         ProtocolInfo {
             alpn: ProtocolAlpn::Require(b"postgresql"),
+            key_share: KeyShare::P256First,
             ..row(
                 P::PostgresDirect,
                 18,
@@ -192,6 +199,7 @@ const ROWS: [ProtocolInfo; 23] = {
             default_port: None,
             implicit: IMPLICIT,
             alpn: ProtocolAlpn::Config,
+            key_share: KeyShare::Default,
             dialog: None,
         },
     ]
@@ -244,6 +252,11 @@ impl Protocol {
     /// The ALPN this protocol asks for (PostgreSQL and XMPP direct TLS have their own).
     pub(crate) fn alpn(self) -> ProtocolAlpn {
         self.info().alpn
+    }
+
+    /// The key share this protocol's first flight carries.
+    pub(crate) fn key_share(self) -> KeyShare {
+        self.info().key_share
     }
 
     /// The dialog spoken around TLS; `None` for bare TLS.

@@ -190,7 +190,14 @@ impl Connection {
         transcript: Vec<DialogLine>,
     ) -> Result<Connection> {
         let started = Instant::now();
-        let stream = handshake::client(config, protocol.alpn(), tcp, name.clone(), after_go_ahead)?;
+        let stream = handshake::client(
+            config,
+            protocol.alpn(),
+            protocol.key_share(),
+            tcp,
+            name.clone(),
+            after_go_ahead,
+        )?;
         let handshake_time = started.elapsed();
         let chain = stream.conn.peer_certificates().unwrap_or_default();
         let verification = if config.inner.dangerous_no_verify {
@@ -415,6 +422,12 @@ impl Connection {
     /// the certificate and of its public key), for programs that pin or watch expiry themselves.
     pub fn peer_certificate_facts(&self) -> Option<crate::certificate::CertificateFacts> {
         crate::certificate::CertificateFacts::from_der(self.peer_certificates()?.first()?)
+    }
+
+    /// How the TLS handshake went: full, full after a HelloRetryRequest (the first key share
+    /// did not suit the server: one round trip more), or resumed.
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.tls()?.handshake_kind()
     }
 
     /// True when this connection resumed an earlier TLS session.
