@@ -46,7 +46,8 @@ pub(crate) enum KeyShare {
 
 /// Copies of a rustls config that differ only in what a protocol asks (ALPN, key share), made
 /// once per config and shared by its connections, so they keep one session cache.
-pub(crate) struct AlpnVariants<T, K = &'static [u8]>(std::sync::Mutex<Vec<(K, Arc<T>)>>);
+/// `K` is what tells the copies apart: the ALPN id, or the ALPN id and the key share.
+pub(crate) struct AlpnVariants<T, K>(std::sync::Mutex<Vec<(K, Arc<T>)>>);
 
 impl<T, K> Default for AlpnVariants<T, K> {
     fn default() -> Self {

@@ -13,6 +13,9 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
 use crate::config::{AlpnVariants, ProtocolAlpn, Timeouts, TlsVersion, crypto_provider};
+
+/// An ALPN protocol id.
+type AlpnId = &'static [u8];
 use crate::error::{Error, Result};
 use crate::wire::{DialogLine, DialogObserver, Limits};
 
@@ -333,7 +336,7 @@ pub(crate) struct ServerInner {
     pub limits: Limits,
     pub observer: Option<Arc<DialogObserver>>,
     /// TLS configs with a protocol's ALPN, made on first use (same certificates and caches).
-    pub tls_with_alpn: AlpnVariants<rustls::ServerConfig>,
+    pub tls_with_alpn: AlpnVariants<rustls::ServerConfig, AlpnId>,
 }
 
 impl ServerConfig {
