@@ -382,6 +382,8 @@ fn credentials_a_client_sends_before_tls_are_never_logged_by_the_server() {
         (Protocol::Lmtp, format!("AUTH PLAIN {b64}\r\n")),
         (Protocol::Imap, format!("a LOGIN alice {secret}\r\n")),
         (Protocol::Imap, format!("a AUTHENTICATE PLAIN {b64}\r\n")),
+        // A literal is refused with an error that quotes the line: not the password in it.
+        (Protocol::Imap, format!("a LOGIN alice {secret} {{6}}\r\n")),
         (Protocol::Pop3, format!("PASS {secret}\r\n")),
         (Protocol::Pop3, format!("AUTH PLAIN {b64}\r\n")),
         (Protocol::Nntp, format!("AUTHINFO PASS {secret}\r\n")),

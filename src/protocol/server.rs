@@ -88,7 +88,7 @@ pub(crate) fn serve_commands(
         let line = wire.read_line_unrecorded(&deadline)?;
         let text = crate::wire::line_text(&line);
         let shown = redact_command(&text, &mut sasl_pending).into_owned();
-        wire.note(crate::wire::Direction::Received, shown);
+        wire.note(crate::wire::Direction::Received, shown.clone());
         match handle(&text) {
             ServerStep::Reply(reply) => wire.send_reply(&reply, &deadline)?,
             ServerStep::GoAhead(reply) => {
@@ -97,7 +97,7 @@ pub(crate) fn serve_commands(
             }
             ServerStep::Close(reply, error) => {
                 wire.send_reply(&reply, &deadline)?;
-                return Err(error);
+                return Err(shown_in(error, &text, &shown));
             }
         }
     }
@@ -105,6 +105,23 @@ pub(crate) fn serve_commands(
         Phase::StartTls,
         format!("more than {MAX_COMMANDS_BEFORE_TLS} commands before STARTTLS"),
     ))
+}
+
+/// An error that quotes the client's command quotes it as it may be shown (a protocol's refusal
+/// of an IMAP or ManageSieve literal names the whole line, which may hold a password).
+fn shown_in(error: Error, line: &str, shown: &str) -> Error {
+    match error {
+        Error::ProtocolViolation {
+            phase,
+            detail,
+            reply: Some(quoted),
+        } if quoted == line => Error::ProtocolViolation {
+            phase,
+            detail,
+            reply: Some(shown.to_owned()),
+        },
+        other => other,
+    }
 }
 
 /// What a server may show of a client's command before TLS: credentials the client sent anyway
