@@ -32,15 +32,6 @@ fn ca_file(name: &str) -> PathBuf {
     path
 }
 
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// Accepts one connection with `protocol`, then runs `app` (the application after TLS).
 fn serve_app(
     protocol: Protocol,

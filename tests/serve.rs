@@ -66,15 +66,6 @@ fn serve(protocol: &str, extra: &[&str]) -> Serve {
     Serve { child, port }
 }
 
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// The protocols s_client and gnutls-cli speak, with what a person types to end the session
 /// (nothing: the client closes first).
 const GOODBYES: [(&str, &str, &str); 9] = [

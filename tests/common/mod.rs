@@ -211,3 +211,13 @@ pub fn serve_on<R: Send + 'static>(
     });
     (port, handle)
 }
+
+/// Whether a command runs here (`cmd arg`): tests of real third-party programs skip without it.
+pub fn have(cmd: &str, arg: &str) -> bool {
+    std::process::Command::new(cmd)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
