@@ -165,12 +165,18 @@ printf '%-34s %12s   (%sx of 1 thread)\n' "2 client threads" "$m2" "$(ratio "$m2
 say "bulk"
 echo
 echo "## 2. Bulk throughput, MiB/s ($MIB MiB per run)"
-printf '%-12s %10s %10s %10s %10s %14s %12s\n' "write size" "Rust API" "C ABI" "OpenSSL" "plain TCP" "Rust/OpenSSL" "Rust/TCP"
+echo "(every TLS sender writes to a receiver in another process: the Rust API and the C ABI to the"
+echo " same Rust sink, OpenSSL to its own; plain TCP is one process, sender and receiver threads)"
+printf '%-12s %10s %10s %10s %10s %14s %12s %12s\n' "write size" "Rust API" "C ABI" "OpenSSL" "plain TCP" "Rust/OpenSSL" "C ABI/Rust" "Rust/TCP"
 for kib in 16 64; do
     rust=() cabi=() ossl=() tcp=()
     for rep in $(seq "$REPS"); do
-        rust+=("$("${BENCH[@]}" bulk "$CERT" "$KEY" "$CA" "$MIB" "$kib" tls | field mib_per_s)")
         tcp+=("$("${BENCH[@]}" bulk "$CERT" "$KEY" "$CA" "$MIB" "$kib" tcp | field mib_per_s)")
+        port=$(free_port)
+        "${BENCH[@]}" sink "$port" "$CERT" "$KEY" >/dev/null &
+        wait_port "$port"
+        rust+=("$("${BENCH[@]}" sink-client "$port" "$CA" "$MIB" "$kib" | field mib_per_s)")
+        wait
         port=$(free_port)
         "${BENCH[@]}" sink "$port" "$CERT" "$KEY" >/dev/null &
         wait_port "$port"
@@ -184,7 +190,8 @@ for kib in 16 64; do
     done
     r=$(printf '%s\n' "${rust[@]}" | median); c=$(printf '%s\n' "${cabi[@]}" | median)
     o=$(printf '%s\n' "${ossl[@]}" | median); t=$(printf '%s\n' "${tcp[@]}" | median)
-    printf '%-12s %10s %10s %10s %10s %14s %12s\n' "${kib} KiB" "$r" "$c" "$o" "$t" "$(ratio "$r" "$o")" "$(ratio "$r" "$t")"
+    printf '%-12s %10s %10s %10s %10s %14s %12s %12s\n' "${kib} KiB" "$r" "$c" "$o" "$t" "$(ratio "$r" "$o")" "$(ratio "$c" "$r")" "$(ratio "$r" "$t")"
+    echo "  runs: Rust ${rust[*]} | C ABI ${cabi[*]} | OpenSSL ${ossl[*]}"
 done
 
 # --- 2b. the crypto provider ---------------------------------------------------------------
@@ -234,18 +241,27 @@ echo
 echo "## 3. Turns to a secure channel: waits on the server (greeting included) before the client's TLS Finished"
 echo "(counted by a relay adding ${DELAY} ms each way; the time includes each client's process start-up)"
 printf '%-10s %-22s %10s %6s\n' "protocol" "client" "time (ms)" "turns"
-rtt() { # rtt PROTOCOL CLIENT-NAME SHELL-COMMAND (it reads the relay's port from $PORT)
-    local proto=$1 name=$2 cmd=$3 sport rport out
-    sport=$(free_port); rport=$(free_port)
-    "$STARTTLS" serve --protocol "$proto" --listen "127.0.0.1:$sport" --cert "$CERT" --key "$KEY" \
-        --max-connections 1 >/dev/null 2>&1 &
-    wait_port "$sport"
-    "${BENCH[@]}" relay "$rport" "$sport" "$DELAY" 1 > "$W/relay.out" &
+relay_turns() { # relay_turns PROTOCOL CLIENT-NAME TARGET-PORT SHELL-COMMAND (reads $PORT)
+    local proto=$1 name=$2 target=$3 cmd=$4 rport relay out
+    rport=$(free_port)
+    "${BENCH[@]}" relay "$rport" "$target" "$DELAY" 1 > "$W/relay.out" &
+    relay=$!
     wait_port "$rport"
     PORT=$rport CA=$CA STARTTLS=$STARTTLS timeout 30 bash -c "$cmd" >/dev/null 2>&1 </dev/null || true
-    wait 2>/dev/null || true
+    wait "$relay" 2>/dev/null || true
     out=$(grep '^relay to_secure' "$W/relay.out" || true)
     printf '%-10s %-22s %10s %6s\n' "$proto" "$name" "$(field to_secure_ms <<<"$out")" "$(field turns <<<"$out")"
+}
+rtt() { # rtt PROTOCOL CLIENT-NAME SHELL-COMMAND: against a one-connection `starttls serve`
+    local proto=$1 name=$2 cmd=$3 sport serve
+    sport=$(free_port)
+    "$STARTTLS" serve --protocol "$proto" --listen "127.0.0.1:$sport" --cert "$CERT" --key "$KEY" \
+        --max-connections 1 >/dev/null 2>&1 &
+    serve=$!
+    wait_port "$sport"
+    relay_turns "$proto" "$name" "$sport" "$cmd"
+    kill "$serve" 2>/dev/null || true
+    wait "$serve" 2>/dev/null || true
 }
 for proto in smtp imap pop3 nntp ftp xmpp sieve ldap postgres; do
     rtt "$proto" "starttls check" '"$STARTTLS" check --ca-file "$CA" '"$proto"'://localhost:$PORT'
@@ -257,3 +273,30 @@ done
 rtt smtp "python smtplib" 'python3 -W ignore -c "import os,ssl,smtplib; s=smtplib.SMTP(\"localhost\",int(os.environ[\"PORT\"])); s.starttls(context=ssl.create_default_context(cafile=os.environ[\"CA\"])); s.quit()"'
 rtt imap "python imaplib" 'python3 -W ignore -c "import os,ssl,imaplib; m=imaplib.IMAP4(\"localhost\",int(os.environ[\"PORT\"])); m.starttls(ssl_context=ssl.create_default_context(cafile=os.environ[\"CA\"])); m.logout()"'
 rtt pop3 "python poplib" 'python3 -W ignore -c "import os,ssl,poplib; p=poplib.POP3(\"localhost\",int(os.environ[\"PORT\"])); p.stls(context=ssl.create_default_context(cafile=os.environ[\"CA\"])); p.quit()"'
+
+# A real PostgreSQL (stock settings: ssl_ecdh_curve prime256v1, so a client whose first key share
+# is not P-256 pays a HelloRetryRequest). Needs root to run it as the postgres user.
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$PG_BIN" ] && [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
+    pg=$W/pg pgport=$(free_port)
+    mkdir -p "$pg" && chmod 711 "$W" && cp "$CERT" "$KEY" "$pg/" && chown -R postgres "$pg"
+    chmod 600 "$pg/server.key"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$pg/data" -A trust >"$pg/initdb.log" 2>&1
+    printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" \
+        "$pgport" "$pg" "$pg/server.pem" "$pg/server.key" >> "$pg/data/postgresql.conf"
+    runuser -u postgres -- "$PG_BIN/postgres" -D "$pg/data" >"$pg/log" 2>&1 &
+    pgpid=$!
+    if wait_port "$pgport"; then
+        pgname="PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"
+        echo "(against a real $pgname, ssl_ecdh_curve = $(runuser -u postgres -- "$PG_BIN/postgres" -D "$pg/data" -C ssl_ecdh_curve 2>/dev/null || echo '?'))"
+        relay_turns postgres "starttls check" "$pgport" '"$STARTTLS" check --ca-file "$CA" postgres://localhost:$PORT'
+        relay_turns postgres "openssl s_client" "$pgport" 'openssl s_client -starttls postgres -connect 127.0.0.1:$PORT -CAfile "$CA" -brief'
+        relay_turns postgres "psql (libpq)" "$pgport" 'PGGSSENCMODE=disable PGSSLMODE=verify-full PGSSLROOTCERT="$CA" psql -h localhost -p $PORT -U postgres -c "select 1" postgres'
+    else
+        echo "(PostgreSQL did not start: $(tail -n 3 "$pg/log" | tr '\n' ' '))"
+    fi
+    kill "$pgpid" 2>/dev/null || true
+    wait "$pgpid" 2>/dev/null || true
+else
+    echo "(no PostgreSQL row: needs the postgresql package and root)"
+fi

@@ -290,7 +290,10 @@ impl ClientConfigBuilder {
         };
         let mut tls = make(provider.clone())?;
         if self.no_resumption {
-            tls.resumption = rustls::client::Resumption::disabled();
+            // No tickets, but still the group each server chose: without it every connection
+            // to a server that rejects the first key share pays a HelloRetryRequest.
+            tls.resumption = rustls::client::Resumption::store(Arc::new(KxHintsOnly::default()))
+                .tls12_resumption(rustls::client::Tls12Resumption::Disabled);
         }
         // The same, with a P-256 key share first (PostgreSQL servers before 18 accept only that),
         // sharing the session store, so the group a server chose is remembered for both.
@@ -430,6 +433,53 @@ fn validate_client_name(name: &str) -> Result<()> {
 /// both features together never make rustls panic over an ambiguous default.
 /// `provider` with secp256r1 first among its key exchange groups (the others keep their order):
 /// its first flight then carries a P-256 key share.
+/// A session store that keeps each server's key-exchange group and nothing to resume with.
+#[derive(Debug)]
+struct KxHintsOnly(rustls::client::ClientSessionMemoryCache);
+
+impl Default for KxHintsOnly {
+    fn default() -> Self {
+        KxHintsOnly(rustls::client::ClientSessionMemoryCache::new(256))
+    }
+}
+
+impl rustls::client::ClientSessionStore for KxHintsOnly {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.0.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.0.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        _: ServerName<'static>,
+        _: rustls::client::Tls12ClientSessionValue,
+    ) {
+    }
+
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        None
+    }
+
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
+
+    fn insert_tls13_ticket(
+        &self,
+        _: ServerName<'static>,
+        _: rustls::client::Tls13ClientSessionValue,
+    ) {
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        _: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        None
+    }
+}
+
 fn p256_first(provider: &CryptoProvider) -> CryptoProvider {
     let mut p = provider.clone();
     p.kx_groups

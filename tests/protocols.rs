@@ -659,9 +659,12 @@ fn postgres_first_flight_suits_a_p256_only_server_without_a_hello_retry() {
             t.line();
         })
     };
+    // Without resumption the group is still remembered (no ticket is): only the first of two
+    // connections pays the retry.
     let fresh = client_builder().session_resumption(false).build().unwrap();
     for (config, expected) in [
         (&fresh, rustls::HandshakeKind::FullWithHelloRetryRequest),
+        (&fresh, rustls::HandshakeKind::Full),
         (&config, rustls::HandshakeKind::Full),
     ] {
         let (port, server) = serve_smtp();
@@ -670,5 +673,33 @@ fn postgres_first_flight_suits_a_p256_only_server_without_a_hello_retry() {
         conn.write_all(b"EHLO x\r\n").unwrap();
         conn.flush().unwrap();
         server.join().unwrap();
+    }
+}
+
+/// `session_resumption(false)` sends no ticket even to a server that issued one (the store keeps
+/// only the key-exchange group); with resumption on, the second connection resumes.
+#[test]
+fn session_resumption_off_never_resumes() {
+    let cfg = server_config(&pki().server);
+    for (resume, second) in [
+        (true, rustls::HandshakeKind::Resumed),
+        (false, rustls::HandshakeKind::Full),
+    ] {
+        let config = client_builder().session_resumption(resume).build().unwrap();
+        for expected in [rustls::HandshakeKind::Full, second] {
+            let cfg = cfg.clone();
+            let (port, server) = serve(move |p| {
+                let mut t = p.tls(cfg);
+                t.line();
+            });
+            let mut conn = starttls::connect(&config, Protocol::Tls, "localhost", port).unwrap();
+            // The tickets arrive after the handshake: read until the server closes.
+            conn.write_all(b"bye\r\n").unwrap();
+            conn.flush().unwrap();
+            let mut rest = Vec::new();
+            let _ = conn.read_to_end(&mut rest);
+            assert_eq!(conn.handshake_kind(), Some(expected), "resume={resume}");
+            server.join().unwrap();
+        }
     }
 }
