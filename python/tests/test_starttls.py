@@ -282,6 +282,28 @@ class SmtpTests(unittest.TestCase):
         self.assertEqual([e for e, _ in srv.received], [False, False, True, True])
         self.assertEqual(srv.lines(encrypted=False)[1], "STARTTLS")
 
+    def test_a_forked_child_resolves_names(self):
+        # The library keeps its name-lookup helper threads; a child of fork() has none of them
+        # and must start its own rather than wait on the parent's.
+        for _ in range(2):
+            with ScriptedServer(SMTP_UPGRADE + SMTP_QUIT, context()) as srv:
+                with starttls.connect("smtp", "localhost", srv.port, config=config()) as conn:
+                    conn.quit()
+            self.assertIsNone(srv.error)
+        with ScriptedServer(SMTP_UPGRADE + SMTP_QUIT, context()) as srv:
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    with starttls.connect("smtp", "localhost", srv.port, config=config()) as c:
+                        c.quit()
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertIsNone(srv.error)
+
     def test_capabilities_fetched_by_config_and_client_name(self):
         script = SMTP_UPGRADE + [("expect", b"EHLO client.test"),
                                  ("send", b"250-mx.test\r\n250 AUTH PLAIN\r\n")] + SMTP_QUIT
