@@ -77,6 +77,28 @@ fn lmtp_starttls_with_configured_name() {
     assert_eq!(b, "LHLO client.example");
 }
 
+/// An honest IMAP server may send untagged data right after its greeting (RFC 9051 §7): an
+/// ALERT and a mailbox size, in the same segment, before and after TLS. The client upgrades.
+#[test]
+fn imap_untagged_data_after_the_greeting_is_accepted() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n* OK [ALERT] Maintenance at noon\r\n* 3 EXISTS\r\n");
+        assert_eq!(p.line(), "S1 STARTTLS");
+        p.send(b"S1 OK Begin TLS negotiation now\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.send(b"* OK [ALERT] Still maintenance\r\n");
+        assert_eq!(t.line(), "S2 CAPABILITY");
+        t.send(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nS2 OK done\r\n");
+    });
+    let config = client_builder()
+        .fetch_capabilities_after_tls(true)
+        .build()
+        .unwrap();
+    let conn = starttls::connect(&config, Protocol::Imap, "localhost", port).unwrap();
+    assert_eq!(conn.capabilities().unwrap(), ["IMAP4rev1", "AUTH=PLAIN"]);
+    server.join().unwrap();
+}
+
 #[test]
 fn imap_starttls_and_capability_inside_tls() {
     let (port, server) = serve(|mut p| {

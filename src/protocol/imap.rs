@@ -112,6 +112,64 @@ pub(crate) fn client_greeting(
     }
 }
 
+/// Untagged responses set aside before one command, at most.
+const MAX_SET_ASIDE: usize = 64;
+
+/// A client must accept untagged responses at any time (RFC 9051 §7, RFC 3501 §2.2.2), so the
+/// complete ones already waiting before a command are read and set aside: bounded, never
+/// trusted, never taken for capabilities. Anything else waiting stays a violation: a tagged
+/// reply or a continuation for a command not yet sent (a forged answer queued ahead of it), a
+/// literal, or part of a line (the send's unsolicited-data check refuses that).
+fn set_aside_untagged(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<()> {
+    let phase = deadline.phase();
+    let mut count = 0;
+    while let Some(line) = wire.waiting_line(deadline)? {
+        match parse(&line, phase)? {
+            Response::Untagged { word, .. } if word == "BYE" => {
+                return Err(Error::Refused {
+                    phase,
+                    reply: printable(&line),
+                });
+            }
+            Response::Untagged { .. } => {}
+            Response::Tagged { .. } => {
+                return Err(Error::violation_in(
+                    phase,
+                    "tagged reply for a command that was never sent",
+                    &printable(&line),
+                ));
+            }
+            Response::Continuation => {
+                return Err(Error::violation_in(
+                    phase,
+                    "continuation request before the command",
+                    &printable(&line),
+                ));
+            }
+        }
+        count += 1;
+        if count > MAX_SET_ASIDE {
+            return Err(Error::violation(
+                phase,
+                format!("more than {MAX_SET_ASIDE} untagged responses waiting before a command"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sends a client line, after setting aside the untagged responses waiting.
+fn send(wire: &mut Wire<'_>, line: &str, deadline: &Deadline) -> Result<()> {
+    set_aside_untagged(wire, deadline)?;
+    wire.send_line(line, deadline)
+}
+
+/// Sends a client line that carries a secret (`shown` in the transcript), as [`send`].
+fn send_secret(wire: &mut Wire<'_>, line: &str, shown: &str, deadline: &Deadline) -> Result<()> {
+    set_aside_untagged(wire, deadline)?;
+    wire.send_secret_line(line, shown, deadline)
+}
+
 /// Sends `command` with a fresh tag and reads until its tagged reply. Untagged responses are
 /// passed to `on_untagged`; `* BYE` ends the dialog as a refusal.
 fn command(
@@ -123,7 +181,7 @@ fn command(
 ) -> Result<(String, String)> {
     let phase = deadline.phase();
     let tag = ctx.imap_tag();
-    wire.send_line(&format!("{tag} {command}"), deadline)?;
+    send(wire, &format!("{tag} {command}"), deadline)?;
     let max = wire.limits().max_lines;
     for _ in 0..max {
         let line = wire.read_line(deadline)?;
@@ -385,12 +443,12 @@ pub(crate) fn client_authenticate(
         if has_capability(caps, "SASL-IR") {
             let line = Secret::concat(&[&tag, " AUTHENTICATE PLAIN ", response.as_str()]);
             let shown = format!("{tag} AUTHENTICATE PLAIN <credentials>");
-            wire.send_secret_line(line.as_str(), &shown, &deadline)?;
+            send_secret(wire, line.as_str(), &shown, &deadline)?;
         } else {
-            wire.send_line(&format!("{tag} AUTHENTICATE PLAIN"), &deadline)?;
+            send(wire, &format!("{tag} AUTHENTICATE PLAIN"), &deadline)?;
             match read_tagged(wire, &deadline, &tag)? {
                 Tagged::Continue(_) => {
-                    wire.send_secret_line(response.as_str(), "<credentials>", &deadline)?;
+                    send_secret(wire, response.as_str(), "<credentials>", &deadline)?;
                 }
                 done => return finish("PLAIN", done),
             }
@@ -398,7 +456,7 @@ pub(crate) fn client_authenticate(
         let mut tagged = read_tagged(wire, &deadline, &tag)?;
         if let Tagged::Continue(_) = tagged {
             // A further challenge PLAIN does not have: cancel (RFC 3501 §6.2.2).
-            wire.send_line("*", &deadline)?;
+            send(wire, "*", &deadline)?;
             tagged = read_tagged(wire, &deadline, &tag)?;
         }
         return finish("PLAIN", tagged);
@@ -413,7 +471,8 @@ pub(crate) fn client_authenticate(
         let tag = ctx.imap_tag();
         let (user, password) = (quoted(creds.user()), quoted(creds.password()));
         let line = Secret::concat(&[&tag, " LOGIN ", user.as_str(), " ", password.as_str()]);
-        wire.send_secret_line(
+        send_secret(
+            wire,
             line.as_str(),
             &format!("{tag} LOGIN <credentials>"),
             &deadline,
@@ -465,7 +524,7 @@ impl Dialog for Imap {
     fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
         let deadline = ctx.deadline(Phase::Close);
         let tag = ctx.imap_tag();
-        wire.send_line(&format!("{tag} LOGOUT"), &deadline)?;
+        send(wire, &format!("{tag} LOGOUT"), &deadline)?;
         for _ in 0..wire.limits().max_lines {
             let line = wire.read_line(&deadline)?;
             if line.starts_with(tag.as_bytes()) {
@@ -503,6 +562,98 @@ mod tests {
 
     fn imap(steps: Vec<Step>) -> (Result<PreTls>, Script) {
         run(Policy::Require, steps)
+    }
+
+    const GREETING_TLS: Step = Step::Server(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n");
+
+    /// RFC 9051 §7: untagged responses may come at any time. Complete ones waiting before a
+    /// command are read and set aside; they are never capabilities.
+    #[test]
+    fn untagged_data_after_the_greeting_is_set_aside() {
+        let (r, s) = imap(vec![
+            GREETING_TLS,
+            Step::Server(b"* OK [ALERT] maintenance at noon\r\n* 3 EXISTS\r\n"),
+            Step::Server(b"* CAPABILITY IMAP4rev1 STARTTLS X-UNSOLICITED\r\n"),
+            Step::Client(b"S1 STARTTLS\r\n"),
+            Step::Server(b"S1 OK go\r\n"),
+        ]);
+        let pre = r.unwrap();
+        assert!(matches!(pre.outcome, Outcome::GoAhead));
+        let caps = pre.capabilities.unwrap();
+        assert!(!caps.iter().any(|c| c == "X-UNSOLICITED"), "{caps:?}");
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn untagged_data_before_capability_is_not_taken_for_its_answer() {
+        let (r, _) = imap(vec![
+            Step::Server(b"* OK hi\r\n"),
+            Step::Server(b"* CAPABILITY IMAP4rev1 STARTTLS X-UNSOLICITED\r\n"),
+            Step::Client(b"S1 CAPABILITY\r\n"),
+            Step::Server(b"* CAPABILITY IMAP4rev1 STARTTLS\r\nS1 OK done\r\n"),
+            Step::Client(b"S2 STARTTLS\r\n"),
+            Step::Server(b"S2 OK go\r\n"),
+        ]);
+        let caps = r.unwrap().capabilities.unwrap();
+        assert_eq!(caps, ["IMAP4rev1", "STARTTLS"]);
+    }
+
+    /// What IMAP never allows unsolicited stays a violation, and nothing is sent after it.
+    #[test]
+    fn forged_replies_partial_lines_and_literals_before_a_command_are_refused() {
+        for (queued, kind, says) in [
+            (
+                &b"S1 OK Begin TLS now\r\n"[..],
+                ErrorKind::ProtocolViolation,
+                "never sent",
+            ),
+            (
+                b"+ go ahead\r\n",
+                ErrorKind::ProtocolViolation,
+                "continuation",
+            ),
+            (b"* 3 EXI", ErrorKind::ProtocolViolation, "unsolicited"),
+            (
+                b"* 1 FETCH (BODY[] {5}\r\n",
+                ErrorKind::ProtocolViolation,
+                "literal",
+            ),
+            (
+                b"* OK fine\r\nS1 OK Begin TLS now\r\n",
+                ErrorKind::ProtocolViolation,
+                "never sent",
+            ),
+            (b"* BYE shutting down\r\n", ErrorKind::Refused, "BYE"),
+        ] {
+            let (r, s) = imap(vec![GREETING_TLS, Step::Server(queued)]);
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), kind, "{queued:?}: {e}");
+            assert!(e.to_string().contains(says), "{queued:?}: {e}");
+            assert!(
+                s.all_written.is_empty(),
+                "{queued:?}: sent {}",
+                s.written_text()
+            );
+        }
+    }
+
+    #[test]
+    fn untagged_data_waiting_is_bounded() {
+        let flood = testing::leak(b"* 1 EXISTS\r\n".repeat(MAX_SET_ASIDE + 1));
+        let (r, s) = imap(vec![GREETING_TLS, Step::Server(flood)]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation, "{e}");
+        assert!(e.to_string().contains("untagged"), "{e}");
+        assert!(s.all_written.is_empty());
+        // As many as the bound are fine.
+        let most = testing::leak(b"* 1 EXISTS\r\n".repeat(MAX_SET_ASIDE));
+        let (r, _) = imap(vec![
+            GREETING_TLS,
+            Step::Server(most),
+            Step::Client(b"S1 STARTTLS\r\n"),
+            Step::Server(b"S1 OK go\r\n"),
+        ]);
+        assert!(r.is_ok(), "{r:?}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! ExtendedRequest `1.3.6.1.4.1.1466.20037` (BER) → ExtendedResponse with resultCode 0 → TLS.
 //! The response is read with a small strict BER reader: definite lengths only, bounded sizes,
 //! every element in its place. A Notice of Disconnection, any other PDU, another message id or
-//! another response name fails.
+//! another response name fails; other unsolicited notifications (message id 0) are set aside,
+//! a few at most, and never taken for the answer.
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
@@ -14,6 +15,8 @@ use crate::wire::{Deadline, Direction, Wire, printable};
 
 const START_TLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
 const NOTICE_OF_DISCONNECTION_OID: &[u8] = b"1.3.6.1.4.1.1466.20036";
+/// Unsolicited notifications set aside while an answer is due, at most.
+const MAX_UNSOLICITED: usize = 8;
 /// The largest LDAPMessage accepted before TLS (a StartTLS response is tens of bytes).
 const MAX_MESSAGE: usize = 16 * 1024;
 /// The message id of our one request.
@@ -182,17 +185,31 @@ pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> R
         Direction::Sent,
         "ExtendedRequest StartTLS (1.3.6.1.4.1.1466.20037)".into(),
     );
-    let content = read_message(wire, &deadline)?;
-    let response = parse_response(&content)
-        .map_err(|e| Error::violation(Phase::StartTls, format!("LDAP: {e}")))?;
-    let text = response.describe();
-    wire.note(Direction::Received, format!("ExtendedResponse {text}"));
-    if response.response_name.as_deref() == Some(NOTICE_OF_DISCONNECTION_OID) {
-        return Err(Error::Refused {
-            phase: Phase::StartTls,
-            reply: format!("Notice of Disconnection: {text}"),
-        });
-    }
+    let mut unsolicited = 0;
+    let (response, text) = loop {
+        let content = read_message(wire, &deadline)?;
+        let response = parse_response(&content)
+            .map_err(|e| Error::violation(Phase::StartTls, format!("LDAP: {e}")))?;
+        let text = response.describe();
+        wire.note(Direction::Received, format!("ExtendedResponse {text}"));
+        if response.response_name.as_deref() == Some(NOTICE_OF_DISCONNECTION_OID) {
+            return Err(Error::Refused {
+                phase: Phase::StartTls,
+                reply: format!("Notice of Disconnection: {text}"),
+            });
+        }
+        // Other unsolicited notifications (RFC 4511 §4.4) are set aside: never the answer.
+        if response.message_id != 0 {
+            break (response, text);
+        }
+        unsolicited += 1;
+        if unsolicited > MAX_UNSOLICITED {
+            return Err(Error::violation(
+                Phase::StartTls,
+                format!("more than {MAX_UNSOLICITED} unsolicited notifications"),
+            ));
+        }
+    };
     if response.message_id != MESSAGE_ID {
         return Err(Error::violation_in(
             Phase::StartTls,
@@ -523,6 +540,34 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
         assert!(e.to_string().contains("Notice of Disconnection"));
+    }
+
+    /// RFC 4511 §4.4: unsolicited notifications (message id 0) may come at any time. Others
+    /// than the Notice of Disconnection are set aside, bounded, and never taken for the answer.
+    #[test]
+    fn unsolicited_notifications_are_set_aside_and_never_the_go_ahead() {
+        let notice = response(0, 0, b"", Some(b"1.3.6.1.4.1.99999.1"));
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(leak(notice.clone())),
+                Step::Server(leak(response(1, 0, b"", None))),
+            ],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+        // A notification dressed as the StartTLS answer is not the answer.
+        let forged = response(0, 0, b"", Some(START_TLS_OID));
+        let (r, _) = run(
+            Policy::Require,
+            vec![Step::Server(leak(forged)), Step::Stall],
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Timeout);
+        let flood = notice.repeat(MAX_UNSOLICITED + 1);
+        let (r, _) = run(Policy::Require, vec![Step::Server(leak(flood))]);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProtocolViolation, "{e}");
+        assert!(e.to_string().contains("unsolicited"), "{e}");
     }
 
     #[test]

@@ -244,6 +244,16 @@ fn stream_header(kind: Kind, domain: &str) -> String {
     )
 }
 
+/// Whitespace keepalives skipped before one client element, at most (bytes).
+const MAX_KEEPALIVE: usize = 1024;
+
+/// Sends a client element, after skipping the whitespace keepalives waiting (RFC 6120 §4.6.1
+/// allows them between elements); anything else waiting is refused as unsolicited.
+fn send_element(wire: &mut Wire<'_>, bytes: &[u8], deadline: &Deadline) -> Result<()> {
+    wire.skip_waiting_whitespace(deadline, MAX_KEEPALIVE)?;
+    wire.send_message(bytes, deadline)
+}
+
 /// Opens a stream to the domain and reads the server's features.
 fn open_and_read_features(
     wire: &mut Wire<'_>,
@@ -253,7 +263,7 @@ fn open_and_read_features(
 ) -> Result<(Stream, Element)> {
     let deadline = ctx.deadline(phase);
     let header = stream_header(kind, &ctx.server_name);
-    wire.send_message(header.as_bytes(), &deadline)?;
+    send_element(wire, header.as_bytes(), &deadline)?;
     wire.note(Direction::Sent, header);
     let (mut stream, attrs) = Stream::open(wire, &deadline)?;
     if !attrs
@@ -298,7 +308,7 @@ pub(crate) fn client_starttls(
 
     let deadline = ctx.deadline(Phase::StartTls);
     let request = format!("<starttls xmlns='{NS_TLS}'/>");
-    wire.send_message(request.as_bytes(), &deadline)?;
+    send_element(wire, request.as_bytes(), &deadline)?;
     wire.note(Direction::Sent, request);
     let answer = stream.element(wire, &deadline)?;
     if is(&answer, NS_TLS, "proceed") {
@@ -417,6 +427,7 @@ pub(crate) fn client_authenticate(
     let response = creds.plain_response();
     let open = format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'>");
     let auth = Secret::concat(&[&open, response.as_str(), "</auth>"]);
+    wire.skip_waiting_whitespace(&deadline, MAX_KEEPALIVE)?;
     wire.ensure_quiet_for(Phase::Read)?;
     wire.send_raw(auth.as_bytes(), &deadline)?;
     wire.note(
@@ -486,7 +497,7 @@ impl Dialog for Xmpp {
     /// Closes the stream opened inside TLS, if one was.
     fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {
         if ctx.session.xmpp_stream_open {
-            wire.send_message(b"</stream:stream>", &ctx.deadline(Phase::Close))?;
+            send_element(wire, b"</stream:stream>", &ctx.deadline(Phase::Close))?;
             wire.note(Direction::Sent, "</stream:stream>".into());
         }
         Ok(())
@@ -524,6 +535,53 @@ mod tests {
         testing::run(policy, steps, |w, ctx| {
             client_starttls(w, ctx, Kind::Client)
         })
+    }
+
+    /// RFC 6120 §4.6.1: whitespace keepalives may come between elements; waiting ones are
+    /// skipped before the client speaks. Anything else waiting is still refused, and whitespace
+    /// after <proceed/> is still an injection (the connection tests cover that).
+    #[test]
+    fn whitespace_keepalives_before_starttls_are_skipped() {
+        let (r, s) = run(
+            Policy::Require,
+            vec![
+                Step::Server(SERVER_HEADER),
+                Step::Server(FEATURES_TLS),
+                Step::Server(b" \n \t\r\n"),
+                Step::Client(STARTTLS),
+                Step::Server(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+            ],
+        );
+        assert!(matches!(r.unwrap().outcome, Outcome::GoAhead));
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn an_element_or_too_much_whitespace_waiting_before_starttls_is_refused() {
+        for (waiting, says) in [
+            (
+                &b" <proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"[..],
+                "unsolicited",
+            ),
+            (leak(vec![b' '; MAX_KEEPALIVE + 1]), "whitespace"),
+        ] {
+            let (r, s) = run(
+                Policy::Require,
+                vec![
+                    Step::Server(SERVER_HEADER),
+                    Step::Server(FEATURES_TLS),
+                    Step::Server(waiting),
+                ],
+            );
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ProtocolViolation, "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(
+                !s.written_text().contains("starttls"),
+                "{}",
+                s.written_text()
+            );
+        }
     }
 
     #[test]

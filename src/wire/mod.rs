@@ -244,6 +244,65 @@ impl<'a> Wire<'a> {
         Ok(line)
     }
 
+    /// A complete line that is already waiting, read as [`read_line`](Self::read_line) reads
+    /// one; `None` when nothing, or only part of a line, is waiting. Never waits for the peer.
+    pub fn waiting_line(&mut self, deadline: &Deadline) -> Result<Option<Vec<u8>>> {
+        let phase = deadline.phase();
+        let pending = self
+            .io
+            .pending_now()
+            .map_err(|e| Error::from_io(phase, e))?;
+        if pending == 0 {
+            return Ok(None);
+        }
+        let mut look = vec![0u8; self.limits.max_line + 2];
+        let n =
+            retry_interrupted(|| self.io.peek(&mut look)).map_err(|e| Error::from_io(phase, e))?;
+        if !look[..n].contains(&b'\n') {
+            return Ok(None);
+        }
+        self.read_line(deadline).map(Some)
+    }
+
+    /// Consumes whitespace already waiting (XMPP keepalives between elements), at most `max`
+    /// bytes in all; anything else stays waiting for the caller's checks. Never waits.
+    pub fn skip_waiting_whitespace(&mut self, deadline: &Deadline, max: usize) -> Result<()> {
+        let phase = deadline.phase();
+        let mut skipped = 0;
+        loop {
+            let pending = self
+                .io
+                .pending_now()
+                .map_err(|e| Error::from_io(phase, e))?;
+            if pending == 0 {
+                return Ok(());
+            }
+            let mut look = [0u8; 512];
+            let n = retry_interrupted(|| self.io.peek(&mut look))
+                .map_err(|e| Error::from_io(phase, e))?;
+            let blank = look[..n]
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                .count();
+            if skipped + blank > max {
+                return Err(Error::violation(
+                    phase,
+                    format!("more than {max} bytes of whitespace waiting"),
+                ));
+            }
+            if blank == 0 {
+                return Ok(());
+            }
+            self.io
+                .consume(blank)
+                .map_err(|e| Error::from_io(phase, e))?;
+            skipped += blank;
+            if blank < n {
+                return Ok(());
+            }
+        }
+    }
+
     /// Reads exactly `n` bytes (binary protocols) before `deadline`, consuming nothing more.
     pub fn read_bytes(&mut self, n: usize, deadline: &Deadline) -> Result<Vec<u8>> {
         let phase = deadline.phase();
