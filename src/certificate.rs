@@ -67,7 +67,44 @@ impl CertificateFacts {
     }
 }
 
+/// RFC 5929 `tls-server-end-point` for a DER certificate: its hash with the hash function of
+/// its signature algorithm, SHA-256 in place of MD5 and SHA-1. `None` for an algorithm without
+/// one hash (Ed25519, RSASSA-PSS) or one the crypto provider lacks (SHA-512).
+pub(crate) fn server_end_point(der: &[u8]) -> Option<Vec<u8>> {
+    let mut cert = Der::new(der).sequence()?;
+    cert.sequence()?; // tbsCertificate
+    let oid = cert.sequence()?.take(0x06)?;
+    let algorithm = match oid {
+        // sha256WithRSAEncryption, ecdsa-with-SHA256; md5/sha1 with RSA, ecdsa-with-SHA1
+        [
+            0x2a,
+            0x86,
+            0x48,
+            0x86,
+            0xf7,
+            0x0d,
+            0x01,
+            0x01,
+            0x0b | 0x04 | 0x05,
+        ]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01] => HashAlgorithm::SHA256,
+        // sha384WithRSAEncryption, ecdsa-with-SHA384
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03] => HashAlgorithm::SHA384,
+        _ => return None,
+    };
+    Some(hash(algorithm, der)?.to_vec())
+}
+
 fn sha256(data: &[u8]) -> Option<[u8; 32]> {
+    hash(HashAlgorithm::SHA256, data)?
+        .as_slice()
+        .try_into()
+        .ok()
+}
+
+fn hash(algorithm: HashAlgorithm, data: &[u8]) -> Option<Vec<u8>> {
     let provider = CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(crate::config::crypto_provider);
@@ -78,8 +115,8 @@ fn sha256(data: &[u8]) -> Option<[u8; 32]> {
             SupportedCipherSuite::Tls13(t) => t.common.hash_provider,
             SupportedCipherSuite::Tls12(t) => t.common.hash_provider,
         })
-        .find(|h| h.algorithm() == HashAlgorithm::SHA256)?;
-    hash.hash(data).as_ref().try_into().ok()
+        .find(|h| h.algorithm() == algorithm)?;
+    Some(hash.hash(data).as_ref().to_vec())
 }
 
 /// A DER reader over a byte slice: every read is bounds-checked.

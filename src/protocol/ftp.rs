@@ -7,7 +7,7 @@
 //! logged in, in plaintext) is a downgrade.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
+use crate::protocol::sasl::{AuthOutcome, Login, Secret};
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
     goodbye_line, serve_commands, verb,
@@ -277,8 +277,9 @@ pub(crate) fn server_starttls(
 pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
-    creds: &Credentials,
+    login: &Login<'_>,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let deadline = ctx.deadline(Phase::Read);
     let user = Secret::concat(&["USER ", creds.user()]);
     wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;
@@ -289,10 +290,7 @@ pub(crate) fn client_authenticate(
         reply = read_reply(wire, &deadline)?;
     }
     if reply.code == 230 || reply.code == 202 {
-        Ok(AuthOutcome {
-            mechanism: "USER/PASS",
-            reply: reply.text(),
-        })
+        Ok(AuthOutcome::new("USER/PASS", reply.text()))
     } else {
         Err(Error::AuthFailed {
             mechanism: "USER/PASS",
@@ -339,9 +337,9 @@ impl Dialog for Ftp {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         _caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, creds)
+        client_authenticate(wire, ctx, login)
     }
 
     fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {

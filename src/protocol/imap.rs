@@ -6,7 +6,7 @@
 //! plaintext: a downgrade.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, explain_challenge};
+use crate::protocol::sasl::{self, AuthOutcome, Login, Mechanism, Secret, explain_challenge};
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep,
     has_capability, serve_commands,
@@ -422,44 +422,98 @@ fn quoted(s: &str) -> Secret {
     Secret::from_vec(out)
 }
 
-/// `AUTHENTICATE PLAIN` (with SASL-IR when offered), else `LOGIN` unless LOGINDISABLED.
+/// A SASL exchange (RFC 9051 §6.2.2): `AUTHENTICATE NAME`, with the first message as an
+/// initial response when SASL-IR is offered (RFC 4959), else after the first `+`; each further
+/// `+` challenge answered on a line of its own, until the tagged reply. A mechanism that refuses
+/// a challenge cancels with `*` and fails with its own reason.
+fn sasl_exchange(
+    wire: &mut Wire<'_>,
+    ctx: &mut DialogContext,
+    caps: &[String],
+    mechanism: &mut dyn Mechanism,
+) -> Result<AuthOutcome> {
+    let deadline = ctx.deadline(Phase::Read);
+    let name = mechanism.name();
+    let tag = ctx.imap_tag();
+    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let mut first_pending = true;
+    if has_capability(caps, "SASL-IR") {
+        let line = Secret::concat(&[&tag, " AUTHENTICATE ", name, " ", first.as_str()]);
+        let shown = format!("{tag} AUTHENTICATE {name} <credentials>");
+        send_secret(wire, line.as_str(), &shown, &deadline)?;
+        first_pending = false;
+    } else {
+        send(wire, &format!("{tag} AUTHENTICATE {name}"), &deadline)?;
+    }
+    for _ in 0..=sasl::MAX_CHALLENGES {
+        match read_tagged(wire, &deadline, &tag)? {
+            Tagged::Continue(line) if first_pending => {
+                first_pending = false;
+                if line.trim_end() != "+" {
+                    send(wire, "*", &deadline)?;
+                    read_tagged(wire, &deadline, &tag)?;
+                    return Err(Error::AuthFailed {
+                        mechanism: name,
+                        reply: format!(
+                            "the server challenged before the first message: {}",
+                            explain_challenge(&line)
+                        ),
+                    });
+                }
+                send_secret(wire, first.as_str(), "<credentials>", &deadline)?;
+            }
+            Tagged::Continue(line) => {
+                let payload = line.strip_prefix('+').unwrap_or_default();
+                match sasl::challenge(payload, deadline.phase()).and_then(|c| mechanism.answer(&c))
+                {
+                    Ok(answer) => {
+                        let answer = sasl::base64_secret(answer.as_bytes());
+                        send_secret(wire, answer.as_str(), "<response>", &deadline)?;
+                    }
+                    Err(e) => {
+                        // Cancel (RFC 9051 §6.2.2) and fail with the mechanism's reason.
+                        send(wire, "*", &deadline)?;
+                        read_tagged(wire, &deadline, &tag)?;
+                        return Err(e);
+                    }
+                }
+            }
+            Tagged::Done { status, reply } if status == "OK" => {
+                mechanism.finish(None)?;
+                return Ok(AuthOutcome::of(mechanism, reply));
+            }
+            Tagged::Done { reply, .. } => {
+                return Err(Error::AuthFailed {
+                    mechanism: name,
+                    reply: explain_challenge(&reply),
+                });
+            }
+        }
+    }
+    Err(sasl::too_many_challenges(deadline.phase()))
+}
+
+/// The strongest SASL mechanism offered as `AUTH=...` (SCRAM-SHA-256-PLUS, SCRAM-SHA-256,
+/// PLAIN), else `LOGIN` unless LOGINDISABLED.
 pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
     caps: &[String],
-    creds: &Credentials,
+    login: &Login<'_>,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let deadline = ctx.deadline(Phase::Read);
-    let finish = |mechanism: &'static str, tagged: Tagged| match tagged {
-        Tagged::Done { status, reply } if status == "OK" => Ok(AuthOutcome { mechanism, reply }),
-        Tagged::Done { reply, .. } | Tagged::Continue(reply) => Err(Error::AuthFailed {
-            mechanism,
-            reply: explain_challenge(&reply),
-        }),
-    };
-    if has_capability(caps, "AUTH=PLAIN") {
-        let tag = ctx.imap_tag();
-        let response = creds.plain_response();
-        if has_capability(caps, "SASL-IR") {
-            let line = Secret::concat(&[&tag, " AUTHENTICATE PLAIN ", response.as_str()]);
-            let shown = format!("{tag} AUTHENTICATE PLAIN <credentials>");
-            send_secret(wire, line.as_str(), &shown, &deadline)?;
-        } else {
-            send(wire, &format!("{tag} AUTHENTICATE PLAIN"), &deadline)?;
-            match read_tagged(wire, &deadline, &tag)? {
-                Tagged::Continue(_) => {
-                    send_secret(wire, response.as_str(), "<credentials>", &deadline)?;
-                }
-                done => return finish("PLAIN", done),
-            }
-        }
-        let mut tagged = read_tagged(wire, &deadline, &tag)?;
-        if let Tagged::Continue(_) = tagged {
-            // A further challenge PLAIN does not have: cancel (RFC 3501 §6.2.2).
-            send(wire, "*", &deadline)?;
-            tagged = read_tagged(wire, &deadline, &tag)?;
-        }
-        return finish("PLAIN", tagged);
+    let offered: Vec<String> = caps
+        .iter()
+        .filter_map(|c| {
+            c.get(..5)
+                .filter(|p| p.eq_ignore_ascii_case("AUTH="))
+                .and_then(|_| c.get(5..))
+                .map(str::to_owned)
+        })
+        .collect();
+    if let Some(mut mechanism) = sasl::choose(&offered, login) {
+        return sasl_exchange(wire, ctx, caps, &mut *mechanism);
     }
     if !has_capability(caps, "LOGINDISABLED") {
         if !creds.user().is_ascii() || !creds.password().is_ascii() {
@@ -477,7 +531,15 @@ pub(crate) fn client_authenticate(
             &format!("{tag} LOGIN <credentials>"),
             &deadline,
         )?;
-        return finish("LOGIN", read_tagged(wire, &deadline, &tag)?);
+        return match read_tagged(wire, &deadline, &tag)? {
+            Tagged::Done { status, reply } if status == "OK" => {
+                Ok(AuthOutcome::new("LOGIN", reply))
+            }
+            Tagged::Done { reply, .. } | Tagged::Continue(reply) => Err(Error::AuthFailed {
+                mechanism: "LOGIN",
+                reply: explain_challenge(&reply),
+            }),
+        };
     }
     Err(super::no_mechanism(caps))
 }
@@ -515,9 +577,9 @@ impl Dialog for Imap {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, caps, creds)
+        client_authenticate(wire, ctx, caps, login)
     }
 
     /// `LOGOUT`, then its untagged `BYE` and the tagged reply.

@@ -8,7 +8,7 @@
 //! a few at most, and never taken for the answer.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
+use crate::protocol::sasl::{AuthOutcome, Login, Secret};
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::ber::{Ber, encode_id, integer, tlv};
 use crate::wire::{Deadline, Direction, Wire, printable};
@@ -247,8 +247,9 @@ pub(crate) fn client_starttls(wire: &mut Wire<'_>, ctx: &mut DialogContext) -> R
 pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
-    creds: &Credentials,
+    login: &Login<'_>,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let deadline = ctx.deadline(Phase::Read);
     ctx.session.next_id += 1;
     let id = i64::from(ctx.session.next_id);
@@ -287,10 +288,7 @@ pub(crate) fn client_authenticate(
         ));
     }
     if response.result_code == 0 {
-        Ok(AuthOutcome {
-            mechanism: "simple bind",
-            reply: text,
-        })
+        Ok(AuthOutcome::new("simple bind", text))
     } else {
         Err(Error::AuthFailed {
             mechanism: "simple bind",
@@ -435,9 +433,9 @@ impl Dialog for Ldap {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         _caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, creds)
+        client_authenticate(wire, ctx, login)
     }
 
     /// An UnbindRequest, which has no response.

@@ -21,12 +21,13 @@ pub(crate) mod nntp;
 pub(crate) mod pop3;
 pub(crate) mod postgres;
 pub(crate) mod sasl;
+pub(crate) mod scram;
 mod server;
 pub(crate) mod sieve;
 pub(crate) mod smtp;
 pub(crate) mod xmpp;
 
-use sasl::{AuthOutcome, Credentials};
+use sasl::{AuthOutcome, Login};
 pub(crate) use server::{
     MAX_COMMANDS_BEFORE_TLS, ServerContext, ServerPreTls, ServerStep, client_quit, serve_commands,
     verb,
@@ -343,7 +344,7 @@ pub(crate) trait Dialog: Sync {
         _wire: &mut Wire<'_>,
         _ctx: &mut DialogContext,
         _caps: &[String],
-        _creds: &Credentials,
+        _login: &Login<'_>,
     ) -> Result<AuthOutcome> {
         Err(Error::InvalidArgument(
             "no login step for this protocol in this library".into(),

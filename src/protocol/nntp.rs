@@ -6,7 +6,7 @@
 //! when not), which saves a round trip. After TLS the client re-issues CAPABILITIES.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, explain_challenge};
+use crate::protocol::sasl::{AuthOutcome, Login, Secret, explain_challenge};
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
     goodbye_line, serve_commands, verb,
@@ -135,8 +135,9 @@ pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
     caps: &[String],
-    creds: &Credentials,
+    login: &Login<'_>,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let deadline = ctx.deadline(Phase::Read);
     let authinfo = |word: &str| {
         caps.iter().any(|c| {
@@ -153,7 +154,7 @@ pub(crate) fn client_authenticate(
         });
     let done = |mechanism: &'static str, (code, reply): (u16, String)| {
         if code == 281 {
-            Ok(AuthOutcome { mechanism, reply })
+            Ok(AuthOutcome::new(mechanism, reply))
         } else {
             Err(Error::AuthFailed {
                 mechanism,
@@ -218,9 +219,9 @@ impl Dialog for Nntp {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, caps, creds)
+        client_authenticate(wire, ctx, caps, login)
     }
 
     fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {

@@ -5,12 +5,12 @@
 //! trusted, and `STLS` itself tells whether TLS is available, which saves a round trip.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, explain_challenge};
+use crate::protocol::sasl::{self, AuthOutcome, Login, Mechanism, Secret, explain_challenge};
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
     goodbye_line, serve_commands, verb,
 };
-use crate::wire::{Wire, line_text, printable};
+use crate::wire::{Deadline, Wire, line_text, printable};
 
 enum Status {
     Ok,
@@ -118,20 +118,73 @@ pub(crate) fn server_starttls(
 
 // --- authentication inside TLS ---
 
-/// `AUTH PLAIN` with an initial response (RFC 5034) when CAPA lists SASL PLAIN, else
+/// A SASL exchange (RFC 5034): `AUTH NAME initial-response`, each `+ ` challenge answered on a
+/// line of its own, until `+OK` or `-ERR`. A mechanism that refuses a challenge cancels with `*`
+/// and fails with its own reason.
+fn sasl_exchange(
+    wire: &mut Wire<'_>,
+    deadline: &Deadline,
+    mechanism: &mut dyn Mechanism,
+) -> Result<AuthOutcome> {
+    let name = mechanism.name();
+    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let line = Secret::concat(&["AUTH ", name, " ", first.as_str()]);
+    wire.send_secret_line(
+        line.as_str(),
+        &format!("AUTH {name} <credentials>"),
+        deadline,
+    )?;
+    for _ in 0..sasl::MAX_CHALLENGES {
+        let line = wire.read_line(deadline)?;
+        let text = line_text(&line);
+        if line.starts_with(b"+OK") {
+            mechanism.finish(None)?;
+            return Ok(AuthOutcome::of(mechanism, text));
+        }
+        let Some(payload) = text.strip_prefix('+') else {
+            return Err(Error::AuthFailed {
+                mechanism: name,
+                reply: explain_challenge(&text),
+            });
+        };
+        match sasl::challenge(payload, deadline.phase()).and_then(|c| mechanism.answer(&c)) {
+            Ok(answer) => {
+                let answer = sasl::base64_secret(answer.as_bytes());
+                wire.send_secret_line(answer.as_str(), "<response>", deadline)?;
+            }
+            Err(e) => {
+                wire.send_line("*", deadline)?;
+                wire.read_line(deadline)?;
+                return Err(e);
+            }
+        }
+    }
+    Err(sasl::too_many_challenges(deadline.phase()))
+}
+
+/// The strongest SASL mechanism CAPA lists (SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN), else
 /// `USER`/`PASS` when it lists USER.
 pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
     caps: &[String],
-    creds: &Credentials,
+    login: &Login<'_>,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let deadline = ctx.deadline(Phase::Read);
-    let sasl_plain = caps.iter().any(|c| {
-        let mut w = c.split_ascii_whitespace();
-        w.next().is_some_and(|f| f.eq_ignore_ascii_case("SASL"))
-            && w.any(|m| m.eq_ignore_ascii_case("PLAIN"))
-    });
+    let offered: Vec<String> = caps
+        .iter()
+        .filter_map(|c| {
+            let mut w = c.split_ascii_whitespace();
+            w.next()
+                .filter(|f| f.eq_ignore_ascii_case("SASL"))
+                .map(|_| w.map(str::to_owned).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    if let Some(mut mechanism) = sasl::choose(&offered, login) {
+        return sasl_exchange(wire, &deadline, &mut *mechanism);
+    }
     let status_reply = |wire: &mut Wire<'_>| -> Result<(bool, String)> {
         let line = wire.read_line(&deadline)?;
         let text = line_text(&line);
@@ -141,24 +194,6 @@ pub(crate) fn client_authenticate(
         mechanism,
         reply: explain_challenge(&reply),
     };
-    if sasl_plain {
-        let response = creds.plain_response();
-        let line = Secret::concat(&["AUTH PLAIN ", response.as_str()]);
-        wire.send_secret_line(line.as_str(), "AUTH PLAIN <credentials>", &deadline)?;
-        let (ok, reply) = status_reply(wire)?;
-        if ok {
-            return Ok(AuthOutcome {
-                mechanism: "PLAIN",
-                reply,
-            });
-        }
-        if reply.starts_with('+') {
-            // A continuation although the response was given: cancel.
-            wire.send_line("*", &deadline)?;
-            let _ = status_reply(wire)?;
-        }
-        return Err(fail("PLAIN", reply));
-    }
     if super::has_capability(caps, "USER") {
         let user = Secret::concat(&["USER ", creds.user()]);
         wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;
@@ -170,10 +205,7 @@ pub(crate) fn client_authenticate(
         wire.send_secret_line(pass.as_str(), "PASS <password>", &deadline)?;
         let (ok, reply) = status_reply(wire)?;
         return if ok {
-            Ok(AuthOutcome {
-                mechanism: "USER/PASS",
-                reply,
-            })
+            Ok(AuthOutcome::new("USER/PASS", reply))
         } else {
             Err(fail("USER/PASS", reply))
         };
@@ -214,9 +246,9 @@ impl Dialog for Pop3 {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, caps, creds)
+        client_authenticate(wire, ctx, caps, login)
     }
 
     fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {

@@ -1,5 +1,7 @@
 //! The SASL toolkit every protocol's login step uses: credentials, secrets that wipe themselves,
-//! PLAIN encoding (RFC 4616), base64, and challenge decoding for messages.
+//! client mechanisms (PLAIN here, SCRAM in `scram`) behind one [`Mechanism`] interface that each
+//! protocol's exchange drives, the choice among those a server offers, base64, and challenge
+//! decoding for messages.
 
 use std::fmt;
 
@@ -105,10 +107,165 @@ impl Secret {
 /// How the login went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthOutcome {
-    /// What was used: `PLAIN`, `LOGIN`, `USER/PASS`, `simple bind`, ...
+    /// What was used: `SCRAM-SHA-256-PLUS`, `SCRAM-SHA-256`, `PLAIN`, `LOGIN`, `USER/PASS`,
+    /// `simple bind`, ...
     pub mechanism: &'static str,
+    /// The channel binding the login was bound to (`tls-exporter`, `tls-server-end-point`), when
+    /// the mechanism had one: the server proved it saw this very TLS connection.
+    pub channel_binding: Option<&'static str>,
     /// The server's success reply (printable).
     pub reply: String,
+}
+
+impl AuthOutcome {
+    /// A login without channel binding.
+    pub(crate) fn new(mechanism: &'static str, reply: String) -> AuthOutcome {
+        AuthOutcome {
+            mechanism,
+            channel_binding: None,
+            reply,
+        }
+    }
+
+    /// The outcome of a login with `mechanism`.
+    pub(crate) fn of(mechanism: &dyn Mechanism, reply: String) -> AuthOutcome {
+        AuthOutcome {
+            mechanism: mechanism.name(),
+            channel_binding: mechanism.channel_binding(),
+            reply,
+        }
+    }
+}
+
+/// What a login step has to work with: the credentials and what the TLS connection offers to
+/// bind the login to.
+pub(crate) struct Login<'a> {
+    pub creds: &'a Credentials,
+    pub bindings: &'a ChannelBindings,
+}
+
+/// The channel bindings of one TLS connection (computed by the connection, which has the TLS
+/// state; a protocol only passes them to its mechanism).
+#[derive(Default)]
+pub(crate) struct ChannelBindings {
+    /// RFC 9266 `tls-exporter`: 32 bytes of keying material (TLS 1.3 only).
+    pub exporter: Option<Zeroizing<Vec<u8>>>,
+    /// RFC 5929 `tls-server-end-point`: the hash of the server's certificate.
+    pub server_end_point: Option<Vec<u8>>,
+}
+
+impl ChannelBindings {
+    /// The binding a SASL mechanism uses: `tls-exporter` where there is one (RFC 9266 makes it
+    /// the default on TLS 1.3), else `tls-server-end-point`.
+    pub fn preferred(&self) -> Option<(&'static str, &[u8])> {
+        if let Some(e) = &self.exporter {
+            return Some(("tls-exporter", e.as_slice()));
+        }
+        self.server_end_point
+            .as_deref()
+            .map(|d| ("tls-server-end-point", d))
+    }
+}
+
+/// A client SASL mechanism as a protocol's exchange drives it: the first message, an answer to
+/// each server challenge, and the check of the server's last word. Messages are raw bytes (the
+/// protocol base64-encodes them).
+pub(crate) trait Mechanism {
+    fn name(&self) -> &'static str;
+    /// The channel binding in force, if any.
+    fn channel_binding(&self) -> Option<&'static str> {
+        None
+    }
+    /// The client's first message (sent as the initial response where the protocol allows).
+    fn initial(&mut self) -> Result<Secret>;
+    /// The answer to a server challenge. An error means: cancel the exchange, fail with it.
+    fn answer(&mut self, challenge: &[u8]) -> Result<Secret>;
+    /// The server reported success, with `data` when it sent additional data along. A
+    /// mechanism that authenticates the server fails here if the server has not proved itself.
+    fn finish(&mut self, data: Option<&[u8]>) -> Result<()>;
+}
+
+/// SASL PLAIN (RFC 4616): everything in the first message; no challenge expected.
+pub(crate) struct Plain<'a>(pub &'a Credentials);
+
+impl Mechanism for Plain<'_> {
+    fn name(&self) -> &'static str {
+        "PLAIN"
+    }
+
+    fn initial(&mut self) -> Result<Secret> {
+        let authzid = self.0.authzid.as_deref().map_or("", String::as_str);
+        Ok(Secret::concat(&[
+            authzid,
+            "\0",
+            &self.0.user,
+            "\0",
+            &self.0.password,
+        ]))
+    }
+
+    fn answer(&mut self, challenge: &[u8]) -> Result<Secret> {
+        Err(Error::AuthFailed {
+            mechanism: "PLAIN",
+            reply: format!(
+                "the server asked for more after the credentials: {}",
+                crate::wire::printable(challenge)
+            ),
+        })
+    }
+
+    fn finish(&mut self, _: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The strongest mechanism among `offered` (SASL names, any case) that this library has for
+/// these credentials: SCRAM-SHA-256-PLUS when the connection has a channel binding, then
+/// SCRAM-SHA-256, then PLAIN. `None`: the protocol's own fallback, if any, is next.
+pub(crate) fn choose<'a>(offered: &[String], login: &Login<'a>) -> Option<Box<dyn Mechanism + 'a>> {
+    let has = |m: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(m));
+    let binding = login.bindings.preferred();
+    if has("SCRAM-SHA-256-PLUS") {
+        if let Some((name, data)) = binding {
+            return Some(Box::new(super::scram::Scram::new(
+                login.creds,
+                super::scram::Binding::Bound { name, data },
+            )));
+        }
+    }
+    if has("SCRAM-SHA-256") {
+        // `y`: this client could bind, but the server did not offer it (RFC 5802 §6); a server
+        // that does support binding then knows the offer was stripped.
+        let cb = if binding.is_some() {
+            super::scram::Binding::ServerLacksIt
+        } else {
+            super::scram::Binding::Unsupported
+        };
+        return Some(Box::new(super::scram::Scram::new(login.creds, cb)));
+    }
+    if has("PLAIN") {
+        return Some(Box::new(Plain(login.creds)));
+    }
+    None
+}
+
+/// Server challenges answered in one exchange, at most.
+pub(crate) const MAX_CHALLENGES: usize = 8;
+
+/// The bytes of a base64 server challenge; anything else is a protocol violation.
+pub(crate) fn challenge(payload: &str, phase: crate::error::Phase) -> Result<Vec<u8>> {
+    base64_decode(payload.trim())
+        .ok_or_else(|| Error::violation_in(phase, "SASL challenge is not base64", payload))
+}
+
+/// The error for an exchange that does not end.
+pub(crate) fn too_many_challenges(phase: crate::error::Phase) -> Error {
+    Error::violation(phase, format!("more than {MAX_CHALLENGES} SASL challenges"))
+}
+
+/// `data` as standard base64, in a buffer that wipes itself.
+pub(crate) fn base64_secret(data: &[u8]) -> Secret {
+    Secret::from_vec(base64_encode(data).into_bytes())
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

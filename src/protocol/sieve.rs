@@ -6,7 +6,7 @@
 //! (they are the trusted ones).
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
+use crate::protocol::sasl::{AuthOutcome, Login, Secret};
 use crate::protocol::{
     Dialog, DialogContext, PreTls, ServerContext, ServerPreTls, ServerStep, goodbye_line,
     has_capability, serve_commands,
@@ -202,8 +202,9 @@ pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
     caps: &[String],
-    creds: &Credentials,
+    login: &Login<'_>,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let plain = caps.iter().any(|c| {
         let mut w = c.split_ascii_whitespace();
         w.next().is_some_and(|f| f.eq_ignore_ascii_case("SASL"))
@@ -222,10 +223,7 @@ pub(crate) fn client_authenticate(
     )?;
     let reply = wire.read_line(&deadline)?;
     match parse(&reply, Phase::Read)? {
-        Line::Status(s, text) if s == "OK" => Ok(AuthOutcome {
-            mechanism: "PLAIN",
-            reply: text,
-        }),
+        Line::Status(s, text) if s == "OK" => Ok(AuthOutcome::new("PLAIN", text)),
         Line::Status(_, text) => Err(Error::AuthFailed {
             mechanism: "PLAIN",
             reply: text,
@@ -271,9 +269,9 @@ impl Dialog for Sieve {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, caps, creds)
+        client_authenticate(wire, ctx, caps, login)
     }
 
     fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {

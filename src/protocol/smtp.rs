@@ -5,7 +5,9 @@
 //! After TLS the client speaks first (EHLO again, RFC 3207 §4.2).
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret, base64_encode, explain_challenge};
+use crate::protocol::sasl::{
+    self, AuthOutcome, Login, Mechanism, Secret, base64_encode, explain_challenge,
+};
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
     goodbye_line, has_capability, serve_commands, verb,
@@ -286,10 +288,7 @@ fn auth_mechanisms(caps: &[String]) -> Vec<String> {
 
 fn auth_result(mechanism: &'static str, reply: Reply) -> Result<AuthOutcome> {
     if reply.code == 235 {
-        Ok(AuthOutcome {
-            mechanism,
-            reply: reply.text(),
-        })
+        Ok(AuthOutcome::new(mechanism, reply.text()))
     } else {
         Err(Error::AuthFailed {
             mechanism,
@@ -298,27 +297,63 @@ fn auth_result(mechanism: &'static str, reply: Reply) -> Result<AuthOutcome> {
     }
 }
 
-/// `AUTH PLAIN` with an initial response, else `AUTH LOGIN` (RFC 4954).
+/// A SASL exchange (RFC 4954): `AUTH NAME initial-response`, each `334` challenge answered on
+/// a line of its own, until `235` or a failure. A mechanism that refuses a challenge cancels
+/// with `*` and fails with its own reason.
+fn sasl_exchange(
+    wire: &mut Wire<'_>,
+    deadline: &Deadline,
+    mechanism: &mut dyn Mechanism,
+) -> Result<AuthOutcome> {
+    let name = mechanism.name();
+    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let line = Secret::concat(&["AUTH ", name, " ", first.as_str()]);
+    wire.send_secret_line(
+        line.as_str(),
+        &format!("AUTH {name} <credentials>"),
+        deadline,
+    )?;
+    for _ in 0..sasl::MAX_CHALLENGES {
+        let reply = read_reply(wire, deadline)?;
+        if reply.code == 235 {
+            mechanism.finish(None)?;
+            return Ok(AuthOutcome::of(mechanism, reply.text()));
+        }
+        if reply.code != 334 {
+            return Err(Error::AuthFailed {
+                mechanism: name,
+                reply: explain_challenge(&reply.text()),
+            });
+        }
+        let payload = reply.lines.last().map_or("", String::as_str);
+        match sasl::challenge(payload, deadline.phase()).and_then(|c| mechanism.answer(&c)) {
+            Ok(answer) => {
+                let answer = sasl::base64_secret(answer.as_bytes());
+                wire.send_secret_line(answer.as_str(), "<response>", deadline)?;
+            }
+            Err(e) => {
+                wire.send_line("*", deadline)?;
+                read_reply(wire, deadline)?;
+                return Err(e);
+            }
+        }
+    }
+    Err(sasl::too_many_challenges(deadline.phase()))
+}
+
+/// The strongest SASL mechanism offered (SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN), else
+/// `AUTH LOGIN` (RFC 4954).
 pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
     caps: &[String],
-    creds: &Credentials,
+    login: &Login<'_>,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let mechs = auth_mechanisms(caps);
     let deadline = ctx.deadline(Phase::Read);
-    if mechs.iter().any(|m| m == "PLAIN") {
-        let response = creds.plain_response();
-        let line = Secret::concat(&["AUTH PLAIN ", response.as_str()]);
-        wire.send_secret_line(line.as_str(), "AUTH PLAIN <credentials>", &deadline)?;
-        let reply = read_reply(wire, &deadline)?;
-        if reply.code == 334 {
-            // The server wants the response in a second step although it had it: cancel.
-            wire.send_line("*", &deadline)?;
-            let cancelled = read_reply(wire, &deadline)?;
-            return auth_result("PLAIN", cancelled);
-        }
-        return auth_result("PLAIN", reply);
+    if let Some(mut mechanism) = sasl::choose(&mechs, login) {
+        return sasl_exchange(wire, &deadline, &mut *mechanism);
     }
     if mechs.iter().any(|m| m == "LOGIN") {
         wire.send_line("AUTH LOGIN", &deadline)?;
@@ -369,9 +404,9 @@ impl Dialog for Smtp {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, caps, creds)
+        client_authenticate(wire, ctx, caps, login)
     }
 
     fn client_goodbye(&self, wire: &mut Wire<'_>, ctx: &mut DialogContext) -> Result<()> {

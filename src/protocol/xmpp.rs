@@ -8,7 +8,7 @@
 //! features inside TLS.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Credentials, Secret};
+use crate::protocol::sasl::{AuthOutcome, Login, Secret};
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::xml::{Namespaces, Token, split_name};
 use crate::wire::{Deadline, Direction, Wire, escape_controls};
@@ -414,9 +414,10 @@ pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
     caps: &[String],
-    creds: &Credentials,
+    login: &Login<'_>,
     kind: Kind,
 ) -> Result<AuthOutcome> {
+    let creds = login.creds;
     let plain = caps
         .iter()
         .any(|c| c.starts_with("mechanisms ") && c.split_ascii_whitespace().any(|m| m == "PLAIN"));
@@ -438,10 +439,7 @@ pub(crate) fn client_authenticate(
     let mut stream = Stream::assumed(kind);
     let answer = stream.element(wire, &deadline)?;
     if is(&answer, NS_SASL, "success") {
-        return Ok(AuthOutcome {
-            mechanism: "PLAIN",
-            reply: "<success/>".into(),
-        });
+        return Ok(AuthOutcome::new("PLAIN", "<success/>".into()));
     }
     if is(&answer, NS_SASL, "failure") {
         let condition = answer
@@ -489,9 +487,9 @@ impl Dialog for Xmpp {
         wire: &mut Wire<'_>,
         ctx: &mut DialogContext,
         caps: &[String],
-        creds: &Credentials,
+        login: &Login<'_>,
     ) -> Result<AuthOutcome> {
-        client_authenticate(wire, ctx, caps, creds, self.0)
+        client_authenticate(wire, ctx, caps, login, self.0)
     }
 
     /// Closes the stream opened inside TLS, if one was.

@@ -17,7 +17,7 @@ use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::handshake;
-use crate::protocol::sasl::{AuthOutcome, Credentials};
+use crate::protocol::sasl::{AuthOutcome, ChannelBindings, Credentials, Login};
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
 use crate::sys::Socket;
@@ -510,7 +510,34 @@ impl Connection {
             self.fetch_capabilities()?;
         }
         let caps = self.learned.capabilities.clone().unwrap_or_default();
-        self.inside_tls(|wire, ctx| dialog.client_authenticate(wire, ctx, &caps, credentials))
+        let bindings = self.channel_bindings();
+        let login = Login {
+            creds: credentials,
+            bindings: &bindings,
+        };
+        self.inside_tls(|wire, ctx| dialog.client_authenticate(wire, ctx, &caps, &login))
+    }
+
+    /// What a login can be bound to on this connection: `tls-exporter` (RFC 9266) on TLS 1.3,
+    /// `tls-server-end-point` (RFC 5929) from the server's certificate.
+    pub(crate) fn channel_bindings(&self) -> ChannelBindings {
+        let mut bindings = ChannelBindings::default();
+        if let Inner::Tls(s) = &self.inner {
+            if s.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                let mut out = zeroize::Zeroizing::new(vec![0u8; 32]);
+                if s.conn
+                    .export_keying_material(&mut out[..], b"EXPORTER-Channel-Binding", None)
+                    .is_ok()
+                {
+                    bindings.exporter = Some(out);
+                }
+            }
+        }
+        bindings.server_end_point = self
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| crate::certificate::server_end_point(leaf));
+        bindings
     }
 
     /// Runs a client dialog step inside TLS (see [`with_tls_wire`](Self::with_tls_wire)).
