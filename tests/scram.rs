@@ -98,6 +98,8 @@ enum Server {
     WrongSignature,
     /// Checks the binding against another TLS connection's exporter (a man in the middle).
     OtherConnection,
+    /// Reports success right after the client's proof, without its own signature.
+    SkipsProof,
 }
 
 struct ScramServer {
@@ -226,6 +228,10 @@ fn smtp_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
             t.send(b"535 5.7.8 Authentication credentials invalid\r\n");
             return format!("{mech} {}", String::from_utf8_lossy(&last));
         }
+        if behaviour == Server::SkipsProof {
+            t.send(b"235 2.7.0 Authentication successful\r\n");
+            return format!("{mech} skipped");
+        }
         t.send(format!("334 {}\r\n", b64(&last)).as_bytes());
         let answer = t.line();
         if answer == "*" {
@@ -256,6 +262,10 @@ fn imap_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
         let first = scram.first(&unb64(ir));
         t.send(format!("+ {}\r\n", b64(&first)).as_bytes());
         let last = scram.last(&unb64(&t.line()));
+        if last.starts_with(b"e=") {
+            t.send(b"S3 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+            return format!("{mech} {}", String::from_utf8_lossy(&last));
+        }
         t.send(format!("+ {}\r\n", b64(&last)).as_bytes());
         let answer = t.line();
         if answer == "*" {
@@ -296,6 +306,128 @@ fn pop3_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
     })
 }
 
+/// NNTP: `AUTHINFO SASL NAME ir` → `383 server-first` → client-final → `283 server-final`
+/// (success with the server's last message, RFC 4643 §2.4).
+fn nntp_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::JoinHandle<String>) {
+    serve(move |mut p| {
+        p.send(b"200 news\r\n");
+        assert_eq!(p.line(), "STARTTLS");
+        p.send(b"382 go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        let mut scram = ScramServer::new(behaviour, exporter(&t));
+        assert_eq!(t.line(), "CAPABILITIES");
+        t.send(
+            format!("101 list\r\nVERSION 2\r\nAUTHINFO USER SASL\r\nSASL {offer}\r\n.\r\n")
+                .as_bytes(),
+        );
+        let auth = t.line();
+        let (mech, ir) = auth
+            .strip_prefix("AUTHINFO SASL ")
+            .unwrap()
+            .split_once(' ')
+            .unwrap();
+        let first = scram.first(&unb64(ir));
+        t.send(format!("383 {}\r\n", b64(&first)).as_bytes());
+        let last = scram.last(&unb64(&t.line()));
+        if last.starts_with(b"e=") {
+            t.send(b"481 Authentication failed\r\n");
+            return format!("{mech} {}", String::from_utf8_lossy(&last));
+        }
+        t.send(format!("283 {}\r\n", b64(&last)).as_bytes());
+        format!("{mech} ok {}", scram.gs2)
+    })
+}
+
+/// ManageSieve: `AUTHENTICATE "NAME" "ir"` → server-first as a literal → `"client-final"` →
+/// `OK (SASL "server-final")`.
+fn sieve_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::JoinHandle<String>) {
+    serve(move |mut p| {
+        p.send(b"\"STARTTLS\"\r\nOK\r\n");
+        p.line();
+        p.send(b"OK \"go\"\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        let mut scram = ScramServer::new(behaviour, exporter(&t));
+        t.send(format!("\"SASL\" \"{offer}\"\r\nOK\r\n").as_bytes());
+        let auth = t.line();
+        let rest = auth.strip_prefix("AUTHENTICATE \"").unwrap();
+        let (mech, ir) = rest.split_once("\" \"").unwrap();
+        let mech = mech.to_owned();
+        let first = b64(&scram.first(&unb64(ir.trim_end_matches('"'))));
+        t.send(format!("{{{}}}\r\n{first}\r\n", first.len()).as_bytes());
+        let last = scram.last(&unb64(t.line().trim_matches('"')));
+        if last.starts_with(b"e=") {
+            t.send(b"NO \"Authentication failed.\"\r\n");
+            return format!("{mech} {}", String::from_utf8_lossy(&last));
+        }
+        t.send(format!("OK (SASL \"{}\") \"Logged in.\"\r\n", b64(&last)).as_bytes());
+        format!("{mech} ok {}", scram.gs2)
+    })
+}
+
+fn read_tags(s: &mut dyn std::io::Read, n: usize) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    for _ in 0..n {
+        while s.read(&mut b).unwrap() == 1 {
+            out.push(b[0]);
+            if b[0] == b'>' {
+                break;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The text of an element read as its start tag, text and end tag.
+fn element_text(s: &mut dyn std::io::Read) -> String {
+    let all = read_tags(s, 2);
+    let start = all.find('>').unwrap() + 1;
+    all[start..all.rfind('<').unwrap()].to_owned()
+}
+
+/// XMPP: `<auth mechanism=NAME>ir</auth>` → `<challenge>` → `<response>` →
+/// `<success>server-final</success>`.
+fn xmpp_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::JoinHandle<String>) {
+    const NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+    serve(move |mut p| {
+        read_tags(&mut p.sock, 2);
+        p.send(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='1' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>");
+        read_tags(&mut p.sock, 1);
+        p.send(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        let mut t = p.tls(server_config(&pki().server));
+        let mut scram = ScramServer::new(behaviour, exporter(&t));
+        read_tags(&mut t.stream, 2);
+        let mechs: String = offer
+            .split(' ')
+            .map(|m| format!("<mechanism>{m}</mechanism>"))
+            .collect();
+        t.send(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='2' version='1.0'><stream:features><mechanisms xmlns='{NS}'>{mechs}</mechanisms></stream:features>").as_bytes());
+        let auth = read_tags(&mut t.stream, 1);
+        let mech = auth
+            .split("mechanism='")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap()
+            .to_owned();
+        let ir = {
+            let mut rest = read_tags(&mut t.stream, 1);
+            rest.truncate(rest.rfind('<').unwrap());
+            rest
+        };
+        let first = scram.first(&unb64(&ir));
+        t.send(format!("<challenge xmlns='{NS}'>{}</challenge>", b64(&first)).as_bytes());
+        let last = scram.last(&unb64(&element_text(&mut t.stream)));
+        if last.starts_with(b"e=") {
+            t.send(format!("<failure xmlns='{NS}'><not-authorized/></failure>").as_bytes());
+            return format!("{mech} {}", String::from_utf8_lossy(&last));
+        }
+        t.send(format!("<success xmlns='{NS}'>{}</success>", b64(&last)).as_bytes());
+        format!("{mech} ok {}", scram.gs2)
+    })
+}
+
 type StartServer = fn(&'static str, Server) -> (u16, std::thread::JoinHandle<String>);
 
 fn protocols() -> Vec<(Protocol, StartServer)> {
@@ -303,6 +435,9 @@ fn protocols() -> Vec<(Protocol, StartServer)> {
         (Protocol::Submission, smtp_server as StartServer),
         (Protocol::Imap, imap_server),
         (Protocol::Pop3, pop3_server),
+        (Protocol::Nntp, nntp_server),
+        (Protocol::Sieve, sieve_server),
+        (Protocol::Xmpp, xmpp_server),
     ]
 }
 
@@ -369,7 +504,16 @@ fn a_server_that_does_not_know_the_password_is_refused_and_the_exchange_cancelle
         let e = r.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::AuthFailed, "{protocol}: {e}");
         assert!(e.to_string().contains("wrong server signature"), "{e}");
-        assert_eq!(srv.join().unwrap(), "SCRAM-SHA-256-PLUS cancelled");
+        // Where the signature comes as a challenge the client cancels; where it comes with
+        // the success (NNTP 283, ManageSieve OK (SASL), XMPP <success/>) the server has already
+        // said yes, and the client's login fails all the same.
+        let server_saw = srv.join().unwrap();
+        match protocol {
+            Protocol::Nntp | Protocol::Sieve | Protocol::Xmpp => {
+                assert_eq!(server_saw, "SCRAM-SHA-256-PLUS ok p=tls-exporter,,")
+            }
+            _ => assert_eq!(server_saw, "SCRAM-SHA-256-PLUS cancelled", "{protocol}"),
+        }
         assert_nothing_secret(&conn, &e.to_string());
     }
 }
@@ -378,10 +522,7 @@ fn a_server_that_does_not_know_the_password_is_refused_and_the_exchange_cancelle
 fn a_binding_to_another_tls_connection_fails() {
     // The server checks the binding against a different exporter, as a man in the middle
     // terminating TLS would: it must refuse, and the client fails the login.
-    for (protocol, start) in [
-        (Protocol::Submission, smtp_server as StartServer),
-        (Protocol::Pop3, pop3_server),
-    ] {
+    for (protocol, start) in protocols() {
         let (port, srv) = start("SCRAM-SHA-256-PLUS", Server::OtherConnection);
         let (_, r) = login(protocol, port);
         let e = r.unwrap_err();
@@ -403,4 +544,14 @@ fn the_channel_binding_data_is_this_connections_exporter() {
         b64(&[b"p=tls-exporter,,".as_slice(), &[2; 32]].concat())
     );
     assert_eq!(s.last(wrong.as_bytes()), b"e=channel-bindings-dont-match");
+}
+
+#[test]
+fn success_without_the_servers_signature_is_a_failure() {
+    let (port, srv) = smtp_server("SCRAM-SHA-256", Server::SkipsProof);
+    let (_, r) = login(Protocol::Submission, port);
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
+    assert!(e.to_string().contains("without proving"), "{e}");
+    assert_eq!(srv.join().unwrap(), "SCRAM-SHA-256 skipped");
 }

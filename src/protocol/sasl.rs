@@ -57,13 +57,6 @@ impl Credentials {
         }
         Ok(())
     }
-
-    /// The SASL PLAIN message `authzid \0 user \0 password`, base64-encoded (RFC 4616).
-    pub(crate) fn plain_response(&self) -> Secret {
-        let authzid = self.authzid.as_deref().map_or("", String::as_str);
-        let raw = Secret::concat(&[authzid, "\0", &self.user, "\0", &self.password]);
-        Secret::from_vec(base64_encode(raw.as_bytes()).into_bytes())
-    }
 }
 
 impl fmt::Debug for Credentials {
@@ -352,14 +345,13 @@ mod tests {
         let c = Credentials::new("alice", "hunter2");
         assert!(c.check().is_ok());
         assert!(!format!("{c:?}").contains("hunter2"));
-        assert_eq!(c.plain_response().as_str(), "AGFsaWNlAGh1bnRlcjI=");
+        let plain = |c: &Credentials| base64_secret(Plain(c).initial().unwrap().as_bytes());
+        assert_eq!(plain(&c).as_str(), "AGFsaWNlAGh1bnRlcjI=");
         assert_eq!(
-            Credentials::new("alice", "x")
-                .with_authzid("bob")
-                .plain_response()
-                .as_str(),
+            plain(&Credentials::new("alice", "x").with_authzid("bob")).as_str(),
             base64_encode(b"bob\0alice\0x")
         );
+        assert!(Plain(&c).answer(b"more?").is_err());
     }
 
     #[test]
@@ -368,7 +360,7 @@ mod tests {
         assert_eq!(s.as_str(), "AUTH PLAIN AGFsaWNlAGh1bnRlcjI=");
         assert_eq!(s.0.capacity(), s.0.len());
         let c = Credentials::new("alice", "hunter2").with_authzid("bob");
-        let p = c.plain_response();
+        let p = Plain(&c).initial().unwrap();
         assert_eq!(p.0.capacity(), p.0.len());
     }
 

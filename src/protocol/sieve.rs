@@ -6,7 +6,7 @@
 //! (they are the trusted ones).
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Login, Secret};
+use crate::protocol::sasl::{self, AuthOutcome, Login, Mechanism, Secret};
 use crate::protocol::{
     Dialog, DialogContext, PreTls, ServerContext, ServerPreTls, ServerStep, goodbye_line,
     has_capability, serve_commands,
@@ -197,42 +197,120 @@ pub(crate) fn server_starttls(
 
 // --- authentication inside TLS ---
 
-/// `AUTHENTICATE "PLAIN" "<response>"` (RFC 5804 §2.1) when SASL lists PLAIN.
+/// The longest SASL challenge taken as a literal.
+const MAX_CHALLENGE_LITERAL: usize = 4096;
+
+/// A server challenge line: a quoted string, or a literal `{n}` whose bytes follow (RFC 5804
+/// §2.1 allows either); `None` for a status line.
+fn challenge_text(wire: &mut Wire<'_>, line: &[u8], deadline: &Deadline) -> Result<Option<String>> {
+    let phase = deadline.phase();
+    if let Some(inner) = line.strip_prefix(b"{").and_then(|l| l.strip_suffix(b"}")) {
+        let digits = inner.strip_suffix(b"+").unwrap_or(inner);
+        let n = std::str::from_utf8(digits)
+            .ok()
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<usize>().ok())
+            .filter(|&n| n <= MAX_CHALLENGE_LITERAL)
+            .ok_or_else(|| {
+                Error::violation_in(phase, "bad SASL challenge literal", &printable(line))
+            })?;
+        let bytes = wire.read_bytes(n, deadline)?;
+        if !wire.read_line(deadline)?.is_empty() {
+            return Err(Error::violation(
+                phase,
+                "junk after a SASL challenge literal",
+            ));
+        }
+        return Ok(Some(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    match parse(line, phase)? {
+        Line::Capability(c) => Ok(Some(c)),
+        Line::Status(..) => Ok(None),
+    }
+}
+
+/// The data of an `OK (SASL "...")` response code: the server's last SASL message.
+fn sasl_response_code(line: &[u8]) -> Option<String> {
+    let rest = line.get(3..)?;
+    let code = rest.strip_prefix(b"(")?;
+    let (word, after) = code.split_at(code.iter().position(|&b| b == b' ')?);
+    if !word.eq_ignore_ascii_case(b"SASL") {
+        return None;
+    }
+    quoted(&after[1..]).map(|(text, _)| text)
+}
+
+/// A SASL exchange (RFC 5804 §2.1): `AUTHENTICATE "NAME" "initial-response"`, each challenge
+/// (a string) answered with a string, until `OK` (with the server's last message as
+/// `(SASL "...")` when it has one) or `NO`. A mechanism that refuses a challenge cancels with
+/// `"*"` and fails with its own reason.
+fn sasl_exchange(
+    wire: &mut Wire<'_>,
+    deadline: &Deadline,
+    mechanism: &mut dyn Mechanism,
+) -> Result<AuthOutcome> {
+    let name = mechanism.name();
+    let phase = deadline.phase();
+    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let line = Secret::concat(&["AUTHENTICATE \"", name, "\" \"", first.as_str(), "\""]);
+    let shown = format!("AUTHENTICATE \"{name}\" <credentials>");
+    wire.send_secret_line(line.as_str(), &shown, deadline)?;
+    for _ in 0..sasl::MAX_CHALLENGES {
+        let line = wire.read_line(deadline)?;
+        let Some(challenge) = challenge_text(wire, &line, deadline)? else {
+            let text = printable(&line);
+            if !line.get(..2).is_some_and(|w| w.eq_ignore_ascii_case(b"OK")) {
+                return Err(Error::AuthFailed {
+                    mechanism: name,
+                    reply: text,
+                });
+            }
+            let data = match sasl_response_code(&line) {
+                Some(d) => Some(sasl::challenge(&d, phase)?),
+                None => None,
+            };
+            mechanism.finish(data.as_deref())?;
+            return Ok(AuthOutcome::of(mechanism, text));
+        };
+        match sasl::challenge(&challenge, phase).and_then(|c| mechanism.answer(&c)) {
+            Ok(answer) => {
+                let answer = sasl::base64_secret(answer.as_bytes());
+                let quoted = Secret::concat(&["\"", answer.as_str(), "\""]);
+                wire.send_secret_line(quoted.as_str(), "<response>", deadline)?;
+            }
+            Err(e) => {
+                wire.send_line("\"*\"", deadline)?;
+                wire.read_line(deadline)?;
+                return Err(e);
+            }
+        }
+    }
+    Err(sasl::too_many_challenges(phase))
+}
+
+/// The strongest SASL mechanism the `SASL` capability lists (SCRAM-SHA-256-PLUS,
+/// SCRAM-SHA-256, PLAIN), by `AUTHENTICATE` (RFC 5804 §2.1).
 pub(crate) fn client_authenticate(
     wire: &mut Wire<'_>,
     ctx: &mut DialogContext,
     caps: &[String],
     login: &Login<'_>,
 ) -> Result<AuthOutcome> {
-    let creds = login.creds;
-    let plain = caps.iter().any(|c| {
-        let mut w = c.split_ascii_whitespace();
-        w.next().is_some_and(|f| f.eq_ignore_ascii_case("SASL"))
-            && w.any(|m| m.eq_ignore_ascii_case("PLAIN"))
-    });
-    if !plain {
+    let offered: Vec<String> = caps
+        .iter()
+        .filter_map(|c| {
+            let mut w = c.split_ascii_whitespace();
+            w.next()
+                .filter(|f| f.eq_ignore_ascii_case("SASL"))
+                .map(|_| w.map(str::to_owned).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    let Some(mut mechanism) = sasl::choose(&offered, login) else {
         return Err(super::no_mechanism(caps));
-    }
+    };
     let deadline = ctx.deadline(Phase::Read);
-    let response = creds.plain_response();
-    let line = Secret::concat(&["AUTHENTICATE \"PLAIN\" \"", response.as_str(), "\""]);
-    wire.send_secret_line(
-        line.as_str(),
-        "AUTHENTICATE \"PLAIN\" <credentials>",
-        &deadline,
-    )?;
-    let reply = wire.read_line(&deadline)?;
-    match parse(&reply, Phase::Read)? {
-        Line::Status(s, text) if s == "OK" => Ok(AuthOutcome::new("PLAIN", text)),
-        Line::Status(_, text) => Err(Error::AuthFailed {
-            mechanism: "PLAIN",
-            reply: text,
-        }),
-        Line::Capability(c) => Err(Error::AuthFailed {
-            mechanism: "PLAIN",
-            reply: format!("unexpected challenge {c:?}"),
-        }),
-    }
+    sasl_exchange(wire, &deadline, &mut *mechanism)
 }
 
 /// ManageSieve (RFC 5804).

@@ -8,7 +8,7 @@
 //! features inside TLS.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Login, Secret};
+use crate::protocol::sasl::{self, AuthOutcome, Login, Mechanism, Secret};
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::xml::{Namespaces, Token, split_name};
 use crate::wire::{Deadline, Direction, Wire, escape_controls};
@@ -417,46 +417,110 @@ pub(crate) fn client_authenticate(
     login: &Login<'_>,
     kind: Kind,
 ) -> Result<AuthOutcome> {
-    let creds = login.creds;
-    let plain = caps
+    let offered: Vec<String> = caps
         .iter()
-        .any(|c| c.starts_with("mechanisms ") && c.split_ascii_whitespace().any(|m| m == "PLAIN"));
-    if !plain {
+        .filter_map(|c| c.strip_prefix("mechanisms "))
+        .flat_map(|m| m.split_ascii_whitespace().map(str::to_owned))
+        .collect();
+    let Some(mut mechanism) = sasl::choose(&offered, login) else {
         return Err(super::no_mechanism(caps));
-    }
+    };
     let deadline = ctx.deadline(Phase::Read);
-    let response = creds.plain_response();
-    let open = format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'>");
-    let auth = Secret::concat(&[&open, response.as_str(), "</auth>"]);
-    wire.skip_waiting_whitespace(&deadline, MAX_KEEPALIVE)?;
-    wire.ensure_quiet_for(Phase::Read)?;
-    wire.send_raw(auth.as_bytes(), &deadline)?;
-    wire.note(
-        Direction::Sent,
-        format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'><credentials></auth>"),
-    );
-    // The stream opened by the capability fetch: its namespaces, the stream element open.
+    sasl_exchange(wire, &deadline, kind, &mut *mechanism)
+}
+
+/// Sends a SASL element that carries a secret; the transcript shows `shown`.
+fn send_sasl(
+    wire: &mut Wire<'_>,
+    element: &Secret,
+    shown: String,
+    deadline: &Deadline,
+) -> Result<()> {
+    wire.skip_waiting_whitespace(deadline, MAX_KEEPALIVE)?;
+    wire.ensure_quiet_for(deadline.phase())?;
+    wire.send_raw(element.as_bytes(), deadline)?;
+    wire.note(Direction::Sent, shown);
+    Ok(())
+}
+
+/// A SASL exchange (RFC 6120 §6.4): `<auth mechanism='NAME'>` with the first message, each
+/// `<challenge/>` answered with a `<response/>`, until `<success/>` (with the server's last
+/// message when it has one) or `<failure/>`. A mechanism that refuses a challenge sends
+/// `<abort/>` and fails with its own reason. Runs on the stream opened by the capability fetch.
+fn sasl_exchange(
+    wire: &mut Wire<'_>,
+    deadline: &Deadline,
+    kind: Kind,
+    mechanism: &mut dyn Mechanism,
+) -> Result<AuthOutcome> {
+    let name = mechanism.name();
+    let phase = deadline.phase();
+    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    // An empty initial response is sent as `=` (RFC 6120 §6.4.2).
+    let ir = if first.as_bytes().is_empty() {
+        "="
+    } else {
+        first.as_str()
+    };
+    let open = format!("<auth xmlns='{NS_SASL}' mechanism='{name}'>");
+    let auth = Secret::concat(&[&open, ir, "</auth>"]);
+    send_sasl(wire, &auth, format!("{open}<credentials></auth>"), deadline)?;
     let mut stream = Stream::assumed(kind);
-    let answer = stream.element(wire, &deadline)?;
-    if is(&answer, NS_SASL, "success") {
-        return Ok(AuthOutcome::new("PLAIN", "<success/>".into()));
+    let data = |el: &Element| match el.text.trim() {
+        "" | "=" => Ok(Vec::new()),
+        text => sasl::challenge(text, phase),
+    };
+    for _ in 0..sasl::MAX_CHALLENGES {
+        let answer = stream.element(wire, deadline)?;
+        if is(&answer, NS_SASL, "success") {
+            let last = data(&answer)?;
+            mechanism.finish((!last.is_empty()).then_some(&last[..]))?;
+            return Ok(AuthOutcome::of(mechanism, "<success/>".into()));
+        }
+        if is(&answer, NS_SASL, "failure") {
+            let condition = answer
+                .children
+                .iter()
+                .find(|c| c.local != "text")
+                .map_or("failure", |c| c.local.as_str());
+            return Err(Error::AuthFailed {
+                mechanism: name,
+                reply: format!("<failure><{condition}/></failure>"),
+            });
+        }
+        if !is(&answer, NS_SASL, "challenge") {
+            return Err(Error::violation_in(
+                phase,
+                "expected <challenge/>, <success/> or <failure/>",
+                &answer.local,
+            ));
+        }
+        match data(&answer).and_then(|c| mechanism.answer(&c)) {
+            Ok(response) => {
+                let response = sasl::base64_secret(response.as_bytes());
+                let open = format!("<response xmlns='{NS_SASL}'>");
+                let element = Secret::concat(&[&open, response.as_str(), "</response>"]);
+                send_sasl(
+                    wire,
+                    &element,
+                    format!("{open}<response></response>"),
+                    deadline,
+                )?;
+            }
+            Err(e) => {
+                let abort = Secret::concat(&["<abort xmlns='", NS_SASL, "'/>"]);
+                send_sasl(
+                    wire,
+                    &abort,
+                    format!("<abort xmlns='{NS_SASL}'/>"),
+                    deadline,
+                )?;
+                stream.element(wire, deadline)?;
+                return Err(e);
+            }
+        }
     }
-    if is(&answer, NS_SASL, "failure") {
-        let condition = answer
-            .children
-            .iter()
-            .find(|c| c.local != "text")
-            .map_or("failure", |c| c.local.as_str());
-        return Err(Error::AuthFailed {
-            mechanism: "PLAIN",
-            reply: format!("<failure><{condition}/></failure>"),
-        });
-    }
-    Err(Error::violation_in(
-        Phase::Read,
-        "expected <success/> or <failure/>",
-        &answer.local,
-    ))
+    Err(sasl::too_many_challenges(phase))
 }
 
 /// XMPP client-to-server or server-to-server.
