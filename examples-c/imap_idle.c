@@ -129,6 +129,13 @@ int main(int argc, char **argv) {
         starttls_conn_free(conn);
         return status;
     }
+    {
+        char mechanism[32], binding[32];
+        starttls_conn_auth_mechanism(conn, mechanism, sizeof mechanism);
+        starttls_conn_auth_channel_binding(conn, binding, sizeof binding);
+        fprintf(stderr, "imap_idle: logged in with %s%s%s\n", mechanism,
+                binding[0] ? ", bound to " : "", binding);
+    }
     if (command(conn, "a1", "SELECT INBOX") != 0) {
         starttls_conn_free(conn);
         return 1;

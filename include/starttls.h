@@ -865,6 +865,26 @@ uint16_t starttls_conn_cipher_suite_id(const starttls_conn *conn);
 size_t starttls_conn_cipher_suite(const starttls_conn *conn, char *buf, size_t len);
 
 /*
+ The SASL mechanism (or protocol login) of the last successful `starttls_conn_authenticate`
+ on this connection, snprintf-style: `SCRAM-SHA-256-PLUS`, `SCRAM-SHA-256`, `PLAIN`,
+ `LOGIN`, `USER/PASS`, `simple bind`; empty before a login succeeded.
+
+ # Safety
+ `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_conn_auth_mechanism(const starttls_conn *conn, char *buf, size_t len);
+
+/*
+ The channel binding the last successful login was bound to (`tls-exporter`,
+ `tls-server-end-point`), snprintf-style; empty when it had none: then the server did not
+ prove that it saw this very TLS connection.
+
+ # Safety
+ `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_conn_auth_channel_binding(const starttls_conn *conn, char *buf, size_t len);
+
+/*
  Copies the negotiated ALPN protocol (possibly empty) into `buf`; `*out_n` its length.
 
  # Safety

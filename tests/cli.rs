@@ -424,7 +424,7 @@ fn check_with_user_reports_authentication_in_json_and_exit_codes() {
         .unwrap();
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains(r#""auth":{"mechanism":"PLAIN","ok":true,"server_reply":"235 2.7.0 Authentication successful"}"#), "{out}");
+    assert!(out.contains(r#""auth":{"mechanism":"PLAIN","channel_binding":null,"ok":true,"server_reply":"235 2.7.0 Authentication successful"}"#), "{out}");
     assert!(
         !out.contains("secret") && !out.contains("AGFsaWNlAHNlY3JldA"),
         "{out}"

@@ -19,6 +19,7 @@ Blocking calls release the GIL. A :class:`Config` or :class:`ServerConfig` may b
 """
 
 import builtins
+import collections
 import ctypes
 import enum
 import math
@@ -37,7 +38,7 @@ __all__ = [
     "ConnectionIOError", "TimeoutError", "ClosedError", "ResolveError",
     "NotOfferedError", "RefusedError", "DowngradeError", "ProtocolError", "InjectionError",
     "TLSError", "CertificateError",
-    "Config", "Connection", "connect", "upgrade_socket", "handshake_socket",
+    "Config", "Connection", "AuthOutcome", "connect", "upgrade_socket", "handshake_socket",
     "ServerConfig", "accept_socket", "accept_tls_socket",
     "version", "crypto_provider", "result_name", "result_description", "supports_protocol",
     "protocol_name", "default_port", "library_path",
@@ -141,6 +142,15 @@ _VERIFICATION = {0: Verification.VERIFIED, 1: Verification.SKIPPED, 2: Verificat
                  3: Verification.NO_PEER_CERTIFICATE}
 
 _TIMEOUT_PHASES = {"connect": 1, "reply": 2, "handshake": 3, "io": 4}
+
+
+class AuthOutcome(collections.namedtuple("AuthOutcome", ["mechanism", "channel_binding"])):
+    """How a login went: the ``mechanism`` used (``"SCRAM-SHA-256-PLUS"``, ``"PLAIN"``, ...)
+    and the ``channel_binding`` it was bound to (``"tls-exporter"``,
+    ``"tls-server-end-point"``), or None when the server did not prove it saw this very TLS
+    connection."""
+
+    __slots__ = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -949,9 +959,11 @@ class Connection:
         self._call(_lib.starttls_conn_quit)
 
     def authenticate(self, user, password, authzid=None):
-        """Logs in inside TLS with the protocol's own mechanism (SMTP AUTH PLAIN/LOGIN, IMAP
-        AUTHENTICATE PLAIN/LOGIN, POP3, ManageSieve, NNTP, XMPP SASL PLAIN, LDAP simple bind,
-        FTP USER/PASS), chosen from the capabilities fetched inside TLS. Raises
+        """Logs in inside TLS with the strongest mechanism the server offers there:
+        SCRAM-SHA-256-PLUS (bound to this TLS connection), SCRAM-SHA-256, PLAIN, then the
+        protocol's own (SMTP AUTH LOGIN, IMAP LOGIN, POP3 USER/PASS, NNTP AUTHINFO USER, LDAP
+        simple bind, FTP USER/PASS). Returns an ``AuthOutcome`` (``mechanism``,
+        ``channel_binding``: ``"tls-exporter"``, ``"tls-server-end-point"`` or None). Raises
         NotEncryptedError on a plaintext connection (nothing is sent), Error (invalid argument)
         on a connection whose certificate was not verified unless the config was made with
         ``dangerous_allow_login_without_verification=True``, AuthenticationError with the
@@ -964,6 +976,10 @@ class Connection:
             _cstr(user, "user"),
             _cstr(password, "password"),
             _cstr(authzid, "authzid"),
+        )
+        return AuthOutcome(
+            self._string(_lib.starttls_conn_auth_mechanism),
+            self._string(_lib.starttls_conn_auth_channel_binding) or None,
         )
 
     def fetch_capabilities(self):

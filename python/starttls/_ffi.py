@@ -133,6 +133,8 @@ _SIGNATURES = {
     "starttls_conn_tls_version": (_u16, [_handle]),
     "starttls_conn_cipher_suite_id": (_u16, [_handle]),
     "starttls_conn_cipher_suite": (_size, [_handle, _bufp, _size]),
+    "starttls_conn_auth_mechanism": (_size, [_handle, _bufp, _size]),
+    "starttls_conn_auth_channel_binding": (_size, [_handle, _bufp, _size]),
     "starttls_conn_alpn": (_u32, [_handle, _u8p, _size, _sizep]),
     "starttls_conn_peer_cert_count": (_size, [_handle]),
     "starttls_conn_peer_cert": (_u32, [_handle, _size, _u8p, _size, _sizep]),

@@ -5,7 +5,9 @@ Run from the repository root:
         python3 -m unittest discover -s python/tests -t python -v
 """
 
+import base64
 import hashlib
+import hmac
 import builtins
 import os
 import shutil
@@ -303,6 +305,58 @@ class SmtpTests(unittest.TestCase):
             _, status = os.waitpid(pid, 0)
             self.assertEqual(os.waitstatus_to_exitcode(status), 0)
         self.assertIsNone(srv.error)
+
+    def test_authenticate_with_scram_sha_256_checks_the_server(self):
+        # The server side of SCRAM-SHA-256 (RFC 5802), written here with hashlib.
+        salt, iterations, password = b"pepper", 4096, "pencil"
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+        state = {}
+
+        def last_line(srv):
+            return srv.received[-1][1]
+
+        def server_first(srv):
+            first = base64.b64decode(last_line(srv).split(" ")[2]).decode()
+            state["gs2"], bare = first[:3], first[3:]
+            state["bare"] = bare
+            nonce = bare.split(",r=")[1] + "srv"
+            state["first"] = f"r={nonce},s={base64.b64encode(salt).decode()},i={iterations}"
+            return b"334 " + base64.b64encode(state["first"].encode()) + b"\r\n"
+
+        def server_final(srv, wrong=False):
+            final = base64.b64decode(last_line(srv)).decode()
+            without_proof, proof = final.rsplit(",p=", 1)
+            auth = ",".join([state["bare"], state["first"], without_proof]).encode()
+            client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+            sig = hmac.new(hashlib.sha256(client_key).digest(), auth, "sha256").digest()
+            if bytes(a ^ b for a, b in zip(base64.b64decode(proof), sig)) != client_key:
+                return b"535 5.7.8 bad proof\r\n"
+            key = hmac.new(salted, b"Server Key", "sha256").digest()
+            v = hmac.new(key, auth + (b"x" if wrong else b""), "sha256").digest()
+            return b"334 " + base64.b64encode(b"v=" + base64.b64encode(v)) + b"\r\n"
+
+        for wrong in (False, True):
+            script = SMTP_UPGRADE + [
+                ("expect", b"EHLO"), ("send", b"250-mx.test\r\n250 AUTH PLAIN SCRAM-SHA-256\r\n"),
+                ("expect", b"AUTH SCRAM-SHA-256 "), ("send", server_first),
+                ("expect", b""), ("send", lambda srv, w=wrong: server_final(srv, w)),
+            ] + ([("expect", b"*"), ("send", b"501 cancelled\r\n")] if wrong else
+                 [("expect", b""), ("send", b"235 2.7.0 ok\r\n")]) + SMTP_QUIT
+            with ScriptedServer(script, context()) as srv:
+                with starttls.connect("submission", "localhost", srv.port, config=config()) as c:
+                    if wrong:
+                        with self.assertRaises(starttls.AuthenticationError) as cm:
+                            c.authenticate("user", password)
+                        self.assertIn("wrong server signature", str(cm.exception))
+                        self.assertNotIn(password, str(cm.exception))
+                    else:
+                        outcome = c.authenticate("user", password)
+                        self.assertEqual(outcome, starttls.AuthOutcome("SCRAM-SHA-256", None))
+                        self.assertEqual(outcome.mechanism, "SCRAM-SHA-256")
+                    c.quit()
+            self.assertIsNone(srv.error)
+            # The client could bind but the server offered no -PLUS: the `y` flag.
+            self.assertEqual(state["gs2"], "y,,")
 
     def test_capabilities_fetched_by_config_and_client_name(self):
         script = SMTP_UPGRADE + [("expect", b"EHLO client.test"),

@@ -22,6 +22,8 @@ pub struct starttls_conn {
     pub(super) error: String,
     /// close_notify was queued by a non-blocking `starttls_close`.
     closing: bool,
+    /// How the last successful login went.
+    pub(super) auth: Option<crate::AuthOutcome>,
 }
 
 pub(super) fn protocol_in(code: u32) -> Result<Protocol, Error> {
@@ -51,6 +53,7 @@ pub(super) unsafe fn hand_out(
         owns_fd,
         error: String::new(),
         closing: false,
+        auth: None,
     });
     // SAFETY: checked non-NULL by every caller before any work.
     unsafe { *conn_out = Box::into_raw(boxed) };
@@ -408,10 +411,10 @@ pub unsafe extern "C" fn starttls_conn_authenticate(
             if !authzid.is_null() {
                 creds = creds.with_authzid(str_in(authzid, "authzid")?);
             }
-            c.conn
-                .authenticate(&creds)
-                .map(|_| ())
-                .map_err(Failure::from)
+            c.auth = None;
+            let outcome = c.conn.authenticate(&creds).map_err(Failure::from)?;
+            c.auth = Some(outcome);
+            Ok(())
         })
     }
 }

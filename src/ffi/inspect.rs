@@ -78,6 +78,47 @@ pub unsafe extern "C" fn starttls_conn_cipher_suite(
     })
 }
 
+/// The SASL mechanism (or protocol login) of the last successful `starttls_conn_authenticate`
+/// on this connection, snprintf-style: `SCRAM-SHA-256-PLUS`, `SCRAM-SHA-256`, `PLAIN`,
+/// `LOGIN`, `USER/PASS`, `simple bind`; empty before a login succeeded.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_auth_mechanism(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    boundary_value(0, || {
+        let name = unsafe { conn_ref(conn) }
+            .and_then(|c| c.auth.as_ref())
+            .map_or("", |a| a.mechanism);
+        unsafe { str_out(name, buf, len) }
+    })
+}
+
+/// The channel binding the last successful login was bound to (`tls-exporter`,
+/// `tls-server-end-point`), snprintf-style; empty when it had none: then the server did not
+/// prove that it saw this very TLS connection.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_auth_channel_binding(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    boundary_value(0, || {
+        let name = unsafe { conn_ref(conn) }
+            .and_then(|c| c.auth.as_ref())
+            .and_then(|a| a.channel_binding)
+            .unwrap_or_default();
+        unsafe { str_out(name, buf, len) }
+    })
+}
+
 /// Copies the negotiated ALPN protocol (possibly empty) into `buf`; `*out_n` its length.
 ///
 /// # Safety

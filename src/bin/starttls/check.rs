@@ -314,6 +314,7 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
             Ok(outcome) => {
                 report.auth = Some(AuthReport {
                     mechanism: outcome.mechanism.to_owned(),
+                    channel_binding: outcome.channel_binding,
                     ok: true,
                     server_reply: Some(outcome.reply),
                 });
@@ -325,6 +326,7 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
                 };
                 report.auth = Some(AuthReport {
                     mechanism,
+                    channel_binding: None,
                     ok: false,
                     server_reply: e.reply().map(str::to_owned),
                 });

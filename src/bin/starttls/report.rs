@@ -46,6 +46,8 @@ pub struct Report {
 /// How the login after the upgrade went.
 pub struct AuthReport {
     pub mechanism: String,
+    /// The channel binding the login was bound to (`tls-exporter`, `tls-server-end-point`).
+    pub channel_binding: Option<&'static str>,
     pub ok: bool,
     pub server_reply: Option<String>,
 }
@@ -244,6 +246,10 @@ impl Report {
                 self.auth.as_ref().map_or(Json::Null, |a| {
                     Json::Obj(vec![
                         ("mechanism", Json::str(&a.mechanism)),
+                        (
+                            "channel_binding",
+                            Json::opt_str(a.channel_binding.map(str::to_owned)),
+                        ),
                         ("ok", Json::Bool(a.ok)),
                         ("server_reply", Json::opt_str(a.server_reply.clone())),
                     ])
@@ -330,8 +336,11 @@ impl Report {
             line(
                 "authentication",
                 format!(
-                    "{} {}{}",
+                    "{}{} {}{}",
                     a.mechanism,
+                    a.channel_binding
+                        .map(|b| format!(" (bound to the TLS connection: {b})"))
+                        .unwrap_or_default(),
                     if a.ok { "succeeded" } else { "FAILED" },
                     a.server_reply
                         .as_deref()
