@@ -177,6 +177,8 @@ ssl = yes
 ssl_cert = <$W/server.pem
 ssl_key = <$W/server.key
 disable_plaintext_auth = yes
+# SCRAM-SHA-256 works from the static passdb's plaintext password (no -PLUS in 2.3).
+auth_mechanisms = plain login scram-sha-256
 first_valid_uid = 8
 mail_location = maildir:$d/mail/%u
 hostname = localhost
@@ -499,15 +501,24 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     assert kinds.startswith(b'R'), kinds"
     log "authentication inside TLS (starttls check --user)"
     local auth=(env STARTTLS_PASSWORD=secret "${CHECK[@]}")
-    row "Postfix submission (SASL via Dovecot)" "check --user (AUTH PLAIN)" "${auth[@]}" --user alice@example.org submission://localhost:10587
-    row "Dovecot imap" "check --user" "${auth[@]}" --user alice imap://localhost:10143
-    row "Dovecot pop3" "check --user" "${auth[@]}" --user alice pop3://localhost:10110
-    row "Dovecot managesieve" "check --user" "${auth[@]}" --user alice sieve://localhost:14190
-    row "Dovecot submission" "check --user" "${auth[@]}" --user alice submission://localhost:10588
+    # authrow ENDPOINT MECHANISM ARGS...: check --user logs in, with exactly that mechanism.
+    authrow() {
+        local endpoint=$1 mech=$2
+        shift 2
+        row "$endpoint" "check --user ($mech)" sh -c \
+            'm=$1; shift; out=$("$@") || { echo "$out"; exit 1; }
+             case $out in *"\"mechanism\":\"$m\""*) ;; *) echo "not $m: $out"; exit 1;; esac' \
+            sh "$mech" "${auth[@]}" --json "$@"
+    }
+    authrow "Postfix submission (SASL via Dovecot)" SCRAM-SHA-256 --user alice@example.org submission://localhost:10587
+    authrow "Dovecot imap" SCRAM-SHA-256 --user alice imap://localhost:10143
+    authrow "Dovecot pop3" SCRAM-SHA-256 --user alice pop3://localhost:10110
+    authrow "Dovecot managesieve" SCRAM-SHA-256 --user alice sieve://localhost:14190
+    authrow "Dovecot submission" SCRAM-SHA-256 --user alice submission://localhost:10588
     row "slapd ldap (simple bind)" "check --user" "${auth[@]}" --user cn=admin,dc=example,dc=org ldap://localhost:10389
-    row "Prosody xmpp (SASL PLAIN)" "check --user" "${auth[@]}" --user alice xmpp://localhost:15222
+    authrow "Prosody xmpp (offers SCRAM-SHA-1 and PLAIN)" PLAIN --user alice xmpp://localhost:15222
     row "ProFTPD ftp (USER/PASS)" "check --user" env STARTTLS_PASSWORD=secret123 "${CHECK[@]}" --user ftptest ftp://localhost:10021
-    row "Dovecot imap, wrong password (expect exit 10)" "check --user" sh -c \
+    row "Dovecot imap, wrong password (SCRAM; expect exit 10)" "check --user" sh -c \
         'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user alice imap://localhost:10143; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
     if [ -n "$IPV6" ]; then
         row "Dovecot imap over ::1" "starttls check" "${CHECK[@]}" "imap://[::1]:10143"
