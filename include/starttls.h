@@ -744,14 +744,17 @@ uint32_t starttls_write(starttls_conn *conn, const uint8_t *buf, size_t len, siz
 uint32_t starttls_close(starttls_conn *conn);
 
 /*
- Logs in inside TLS with the protocol's own mechanism (SMTP `AUTH PLAIN`/`LOGIN`, IMAP
- `AUTHENTICATE PLAIN`/`LOGIN`, POP3 `AUTH PLAIN`/`USER`+`PASS`, ManageSieve, NNTP `AUTHINFO`,
- XMPP SASL PLAIN, LDAP simple bind, FTP `USER`/`PASS`), chosen from the capabilities fetched
- inside TLS. `authzid` may be NULL. The strings are copied; the library's encoded copies are
- wiped after use and never logged. `STARTTLS_ERR_NOT_ENCRYPTED` on a plaintext connection
- (nothing is sent), `STARTTLS_ERR_AUTH_FAILED` with the server's reply in
- `starttls_conn_error` when the login is rejected, `STARTTLS_ERR_NOT_OFFERED` when no usable
- mechanism is offered inside TLS.
+ Logs in inside TLS with the strongest mechanism offered there (capabilities fetched inside
+ TLS): SCRAM-SHA-256-PLUS bound to the TLS connection, SCRAM-SHA-256 (the server's signature
+ is checked), PLAIN, then the protocol's own (SMTP `AUTH LOGIN`, IMAP `LOGIN`, POP3
+ `USER`/`PASS`, NNTP `AUTHINFO USER`, LDAP simple bind, FTP `USER`/`PASS`); PostgreSQL logs in
+ to the database named like the user (`starttls_conn_authenticate_database` names another),
+ with SCRAM, md5 or the password as the server asks, up to ReadyForQuery. `authzid` may be
+ NULL. The strings are copied; the library's encoded copies are wiped after use and never
+ logged. `STARTTLS_ERR_NOT_ENCRYPTED` on a plaintext connection (nothing is sent),
+ `STARTTLS_ERR_AUTH_FAILED` with the server's reply in `starttls_conn_error` when the login
+ is rejected, `STARTTLS_ERR_NOT_OFFERED` when no usable mechanism is offered inside TLS.
+ `starttls_conn_auth_mechanism` then names the mechanism used.
 
  # Safety
  `conn` is NULL or live; the strings are NULL or NUL-terminated.
@@ -760,6 +763,19 @@ uint32_t starttls_conn_authenticate(starttls_conn *conn,
                                     const char *user,
                                     const char *password,
                                     const char *authzid);
+
+/*
+ As `starttls_conn_authenticate`, for a protocol with databases (PostgreSQL): logs in to
+ `database` (NULL: the user name). `STARTTLS_ERR_REFUSED` when the credentials were accepted
+ but the session was not (no such database, too many clients).
+
+ # Safety
+ `conn` is NULL or live; the strings are NULL or NUL-terminated.
+ */
+uint32_t starttls_conn_authenticate_database(starttls_conn *conn,
+                                             const char *user,
+                                             const char *password,
+                                             const char *database);
 
 /*
  Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, LDAP Unbind,

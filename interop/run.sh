@@ -371,8 +371,20 @@ ssl_cert_file = '$d/cert.pem'
 ssl_key_file = '$d/key.pem'
 unix_socket_directories = '$d'
 EOF
+    # Over TCP every login is checked: SCRAM-SHA-256 (offered with -PLUS over TLS) by default,
+    # md5 and the cleartext password for one role each.
+    cat > "$d/data/pg_hba.conf" <<EOF
+local all all trust
+hostssl all md5user 127.0.0.1/32 md5
+hostssl all clearuser 127.0.0.1/32 password
+hostssl all all 127.0.0.1/32 scram-sha-256
+EOF
     start postgres "$d/log" runuser -u postgres -- "$bin/postgres" -D "$d/data"
     wait_port postgres 15432 "$d/log"
+    runuser -u postgres -- "$bin/psql" -h "$d" -p 15432 -q -d postgres \
+        -c "ALTER ROLE postgres PASSWORD 'secret'" -c "SET password_encryption = 'md5'" \
+        -c "CREATE ROLE md5user LOGIN PASSWORD 'secret'" \
+        -c "CREATE ROLE clearuser LOGIN PASSWORD 'secret'" >>"$d/log" 2>&1
 }
 
 # --- checks -------------------------------------------------------------------------------
@@ -488,17 +500,20 @@ with starttls.connect('ldap', 'localhost', 10389, config=starttls.Config(ca_file
     row "INN nntp" "starttls check" "${CHECK[@]}" nntp://localhost:10119
     row "INN nntps" "starttls check" "${CHECK[@]}" nntps://localhost:10563
     row "PostgreSQL (SSLRequest)" "starttls check" "${CHECK[@]}" postgres://localhost:15432
-    pyrow "PostgreSQL (startup + ReadyForQuery inside TLS)" "
+    pyrow "PostgreSQL (SCRAM login, then a query inside TLS)" "
 import struct, sys, starttls
 with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_file=sys.argv[1])) as c:
-    params = b'user\0postgres\0database\0postgres\0\0'
-    c.sendall(struct.pack('!II', 8 + len(params), 196608) + params)
-    kinds = b''
+    outcome = c.authenticate('postgres', 'secret', database='postgres')
+    assert outcome == ('SCRAM-SHA-256-PLUS', 'tls-server-end-point'), outcome
+    q = b'select 40 + 2\\0'
+    c.sendall(b'Q' + struct.pack('!I', 4 + len(q)) + q)
+    kinds, rows = b'', b''
     while not kinds.endswith(b'Z'):
         t = c.read(1); n = struct.unpack('!I', c.read(4))[0]; body = b''
         while len(body) < n - 4: body += c.read(n - 4 - len(body))
         kinds += t
-    assert kinds.startswith(b'R'), kinds"
+        rows += body if t == b'D' else b''
+    assert b'42' in rows, (kinds, rows)"
     log "authentication inside TLS (starttls check --user)"
     local auth=(env STARTTLS_PASSWORD=secret "${CHECK[@]}")
     # authrow ENDPOINT MECHANISM ARGS...: check --user logs in, with exactly that mechanism.
@@ -517,6 +532,11 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     authrow "Dovecot submission" SCRAM-SHA-256 --user alice submission://localhost:10588
     row "slapd ldap (simple bind)" "check --user" "${auth[@]}" --user cn=admin,dc=example,dc=org ldap://localhost:10389
     authrow "Prosody xmpp (offers SCRAM-SHA-1 and PLAIN)" PLAIN --user alice xmpp://localhost:15222
+    authrow "PostgreSQL (scram-sha-256)" SCRAM-SHA-256-PLUS --user postgres postgres://localhost:15432
+    authrow "PostgreSQL (md5)" md5 --user md5user --database postgres postgres://localhost:15432
+    authrow "PostgreSQL (password)" password --user clearuser --database postgres postgres://localhost:15432
+    row "PostgreSQL, wrong password (expect exit 10)" "check --user" sh -c \
+        'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user postgres postgres://localhost:15432; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
     row "ProFTPD ftp (USER/PASS)" "check --user" env STARTTLS_PASSWORD=secret123 "${CHECK[@]}" --user ftptest ftp://localhost:10021
     row "Dovecot imap, wrong password (SCRAM; expect exit 10)" "check --user" sh -c \
         'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user alice imap://localhost:10143; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"

@@ -958,25 +958,38 @@ class Connection:
         its reply, then close_notify."""
         self._call(_lib.starttls_conn_quit)
 
-    def authenticate(self, user, password, authzid=None):
+    def authenticate(self, user, password, authzid=None, database=None):
         """Logs in inside TLS with the strongest mechanism the server offers there:
         SCRAM-SHA-256-PLUS (bound to this TLS connection), SCRAM-SHA-256, PLAIN, then the
         protocol's own (SMTP AUTH LOGIN, IMAP LOGIN, POP3 USER/PASS, NNTP AUTHINFO USER, LDAP
-        simple bind, FTP USER/PASS). Returns an ``AuthOutcome`` (``mechanism``,
-        ``channel_binding``: ``"tls-exporter"``, ``"tls-server-end-point"`` or None). Raises
+        simple bind, FTP USER/PASS). PostgreSQL logs in to ``database`` (default: the user
+        name) with SCRAM, md5 or the password, as the server asks, and the connection is then
+        ready for queries. Returns an ``AuthOutcome`` (``mechanism``, ``channel_binding``:
+        ``"tls-exporter"``, ``"tls-server-end-point"`` or None). Raises
         NotEncryptedError on a plaintext connection (nothing is sent), Error (invalid argument)
         on a connection whose certificate was not verified unless the config was made with
         ``dangerous_allow_login_without_verification=True``, AuthenticationError with the
-        server's reply when the login is rejected.
+        server's reply when the login is rejected, RefusedError when PostgreSQL accepted the
+        credentials but not the session (no such database).
 
         The library wipes every copy of the password it makes; the ``str`` and ``bytes`` objects
         that hold it on the Python side are immutable and cannot be wiped from here."""
-        self._call(
-            _lib.starttls_conn_authenticate,
-            _cstr(user, "user"),
-            _cstr(password, "password"),
-            _cstr(authzid, "authzid"),
-        )
+        if database is not None:
+            if authzid is not None:
+                raise ValueError("authzid and database cannot be combined")
+            self._call(
+                _lib.starttls_conn_authenticate_database,
+                _cstr(user, "user"),
+                _cstr(password, "password"),
+                _cstr(database, "database"),
+            )
+        else:
+            self._call(
+                _lib.starttls_conn_authenticate,
+                _cstr(user, "user"),
+                _cstr(password, "password"),
+                _cstr(authzid, "authzid"),
+            )
         return AuthOutcome(
             self._string(_lib.starttls_conn_auth_mechanism),
             self._string(_lib.starttls_conn_auth_channel_binding) or None,

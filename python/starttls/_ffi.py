@@ -152,6 +152,7 @@ _SIGNATURES = {
     "starttls_conn_fetch_capabilities": (_u32, [_handle]),
     "starttls_conn_quit": (_u32, [_handle]),
     "starttls_conn_authenticate": (_u32, [_handle, _charp, _charp, _charp]),
+    "starttls_conn_authenticate_database": (_u32, [_handle, _charp, _charp, _charp]),
     "starttls_conn_fd": (_int, [_handle]),
     "starttls_conn_pending": (_size, [_handle]),
     "starttls_conn_cipher_bits": (_int, [_handle]),

@@ -385,14 +385,17 @@ pub unsafe extern "C" fn starttls_close(conn: *mut starttls_conn) -> u32 {
     }
 }
 
-/// Logs in inside TLS with the protocol's own mechanism (SMTP `AUTH PLAIN`/`LOGIN`, IMAP
-/// `AUTHENTICATE PLAIN`/`LOGIN`, POP3 `AUTH PLAIN`/`USER`+`PASS`, ManageSieve, NNTP `AUTHINFO`,
-/// XMPP SASL PLAIN, LDAP simple bind, FTP `USER`/`PASS`), chosen from the capabilities fetched
-/// inside TLS. `authzid` may be NULL. The strings are copied; the library's encoded copies are
-/// wiped after use and never logged. `STARTTLS_ERR_NOT_ENCRYPTED` on a plaintext connection
-/// (nothing is sent), `STARTTLS_ERR_AUTH_FAILED` with the server's reply in
-/// `starttls_conn_error` when the login is rejected, `STARTTLS_ERR_NOT_OFFERED` when no usable
-/// mechanism is offered inside TLS.
+/// Logs in inside TLS with the strongest mechanism offered there (capabilities fetched inside
+/// TLS): SCRAM-SHA-256-PLUS bound to the TLS connection, SCRAM-SHA-256 (the server's signature
+/// is checked), PLAIN, then the protocol's own (SMTP `AUTH LOGIN`, IMAP `LOGIN`, POP3
+/// `USER`/`PASS`, NNTP `AUTHINFO USER`, LDAP simple bind, FTP `USER`/`PASS`); PostgreSQL logs in
+/// to the database named like the user (`starttls_conn_authenticate_database` names another),
+/// with SCRAM, md5 or the password as the server asks, up to ReadyForQuery. `authzid` may be
+/// NULL. The strings are copied; the library's encoded copies are wiped after use and never
+/// logged. `STARTTLS_ERR_NOT_ENCRYPTED` on a plaintext connection (nothing is sent),
+/// `STARTTLS_ERR_AUTH_FAILED` with the server's reply in `starttls_conn_error` when the login
+/// is rejected, `STARTTLS_ERR_NOT_OFFERED` when no usable mechanism is offered inside TLS.
+/// `starttls_conn_auth_mechanism` then names the mechanism used.
 ///
 /// # Safety
 /// `conn` is NULL or live; the strings are NULL or NUL-terminated.
@@ -403,6 +406,34 @@ pub unsafe extern "C" fn starttls_conn_authenticate(
     password: *const c_char,
     authzid: *const c_char,
 ) -> u32 {
+    unsafe { authenticate(conn, user, password, authzid, std::ptr::null()) }
+}
+
+/// As `starttls_conn_authenticate`, for a protocol with databases (PostgreSQL): logs in to
+/// `database` (NULL: the user name). `STARTTLS_ERR_REFUSED` when the credentials were accepted
+/// but the session was not (no such database, too many clients).
+///
+/// # Safety
+/// `conn` is NULL or live; the strings are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_authenticate_database(
+    conn: *mut starttls_conn,
+    user: *const c_char,
+    password: *const c_char,
+    database: *const c_char,
+) -> u32 {
+    unsafe { authenticate(conn, user, password, std::ptr::null(), database) }
+}
+
+/// # Safety
+/// As the two functions above.
+unsafe fn authenticate(
+    conn: *mut starttls_conn,
+    user: *const c_char,
+    password: *const c_char,
+    authzid: *const c_char,
+    database: *const c_char,
+) -> u32 {
     unsafe {
         with_conn(conn, |c| {
             let user = str_in(user, "user")?;
@@ -410,6 +441,9 @@ pub unsafe extern "C" fn starttls_conn_authenticate(
             let mut creds = crate::Credentials::new(user, password);
             if !authzid.is_null() {
                 creds = creds.with_authzid(str_in(authzid, "authzid")?);
+            }
+            if !database.is_null() {
+                creds = creds.with_database(str_in(database, "database")?);
             }
             c.auth = None;
             let outcome = c.conn.authenticate(&creds).map_err(Failure::from)?;

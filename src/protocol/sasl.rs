@@ -16,6 +16,7 @@ pub struct Credentials {
     user: Zeroizing<String>,
     password: Zeroizing<String>,
     authzid: Option<Zeroizing<String>>,
+    database: Option<String>,
 }
 
 impl Credentials {
@@ -25,6 +26,7 @@ impl Credentials {
             user: Zeroizing::new(user.into()),
             password: Zeroizing::new(password.into()),
             authzid: None,
+            database: None,
         }
     }
 
@@ -32,6 +34,17 @@ impl Credentials {
     pub fn with_authzid(mut self, authzid: impl Into<String>) -> Credentials {
         self.authzid = Some(Zeroizing::new(authzid.into()));
         self
+    }
+
+    /// The database to log in to, where the protocol has one (PostgreSQL; the default there is
+    /// the user name).
+    pub fn with_database(mut self, database: impl Into<String>) -> Credentials {
+        self.database = Some(database.into());
+        self
+    }
+
+    pub(crate) fn database(&self) -> Option<&str> {
+        self.database.as_deref()
     }
 
     pub(crate) fn user(&self) -> &str {
@@ -55,6 +68,15 @@ impl Credentials {
                 "authzid must not contain CR, LF or NUL".into(),
             ));
         }
+        if self
+            .database
+            .as_deref()
+            .is_some_and(|d| d.is_empty() || bad(d))
+        {
+            return Err(Error::InvalidArgument(
+                "database must be non-empty text without CR, LF or NUL".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -65,6 +87,7 @@ impl fmt::Debug for Credentials {
             .field("user", &self.user.as_str())
             .field("password", &"<hidden>")
             .field("authzid", &self.authzid.as_deref())
+            .field("database", &self.database)
             .finish()
     }
 }

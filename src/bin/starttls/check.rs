@@ -34,6 +34,8 @@ pub struct CheckOptions {
     pub user: Option<String>,
     pub password: Option<Zeroizing<String>>,
     pub authzid: Option<String>,
+    /// PostgreSQL: the database to log in to.
+    pub database: Option<String>,
 }
 
 /// Parses the URL: any scheme the library knows, a name, an IPv4 address or `[IPv6]`, and an
@@ -309,6 +311,9 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
         let mut creds = starttls::Credentials::new(user.as_str(), password.as_str());
         if let Some(a) = &opts.authzid {
             creds = creds.with_authzid(a.clone());
+        }
+        if let Some(d) = &opts.database {
+            creds = creds.with_database(d.clone());
         }
         match conn.authenticate(&creds) {
             Ok(outcome) => {

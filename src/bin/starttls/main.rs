@@ -41,9 +41,11 @@ check options:
   --timeout SECS           per-step timeout (default 10)
   --json                   one JSON object on stdout
   -v, --verbose            print the dialog, before TLS and after
-  --user NAME              log in after the upgrade (AUTH PLAIN, LOGIN, ... inside TLS only)
+  --user NAME              log in after the upgrade, inside TLS only, with the strongest
+                           mechanism offered: SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN, ...
   --password-file FILE     the password (first line); else $STARTTLS_PASSWORD
-  --authzid NAME           the authorization identity (SASL PLAIN)
+  --authzid NAME           the authorization identity (SASL)
+  --database NAME          PostgreSQL: the database to log in to (default: the user name)
 
 serve options:
   --protocol P             any scheme check accepts: smtp, imap, imaps, ldap, xmpp, ...
@@ -147,6 +149,10 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
     let user = a.value("--user")?;
     let password_file = a.value("--password-file")?;
     let authzid = a.value("--authzid")?;
+    let database = a.value("--database")?;
+    if database.is_some() && user.is_none() {
+        return Err("--database needs --user".into());
+    }
     // Every spelling, and never its value: `--password=SECRET` must not be echoed either.
     if a.flag_or_assignment("--password") {
         return Err("--password is not accepted (ps would show it): use --password-file or STARTTLS_PASSWORD".into());
@@ -171,6 +177,7 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
         user,
         password,
         authzid,
+        database,
         url: String::new(),
         ca_file: a.value("--ca-file")?,
         ca_pem: None,
