@@ -778,6 +778,32 @@ uint32_t starttls_conn_authenticate_database(starttls_conn *conn,
                                              const char *database);
 
 /*
+ Logs in inside TLS with an OAuth 2.0 bearer token the caller obtained (the library fetches
+ none): SASL OAUTHBEARER (RFC 7628) where offered, else XOAUTH2; `mechanism` (NULL for that
+ choice) names one of them to use only that. The token is never sent any other way (no PLAIN,
+ no protocol login). A rejection is `STARTTLS_ERR_AUTH_FAILED`, and `starttls_conn_error`
+ carries the server's JSON error decoded (`status=invalid_token scope=...`), never the token.
+
+ # Safety
+ `conn` is NULL or live; the strings are NULL or NUL-terminated.
+ */
+uint32_t starttls_conn_authenticate_token(starttls_conn *conn,
+                                          const char *user,
+                                          const char *token,
+                                          const char *mechanism);
+
+/*
+ Logs in inside TLS with SASL EXTERNAL: the client certificate the config presented in the
+ handshake (`starttls_config_builder_set_client_cert_files`) is the identity; `authzid` (NULL:
+ none) the identity to act as. SMTP, IMAP, POP3, NNTP, ManageSieve, XMPP, and LDAP (a SASL
+ bind). `STARTTLS_ERR_INVALID_ARGUMENT` when the config presents no client certificate.
+
+ # Safety
+ `conn` is NULL or live; `authzid` is NULL or NUL-terminated.
+ */
+uint32_t starttls_conn_authenticate_external(starttls_conn *conn, const char *authzid);
+
+/*
  Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, LDAP Unbind,
  ...), its reply read when there is one, then close_notify (and, for a socket the library owns,
  shutting its write side). Client side; on other connections the same as `starttls_close`.

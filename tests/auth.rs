@@ -485,3 +485,224 @@ fn the_dangerous_override_allows_a_login_over_an_unverified_connection() {
     let (_, auth) = srv.join().unwrap();
     assert_eq!(auth, format!("AUTH PLAIN {PLAIN}"));
 }
+
+const TOKEN: &str = "ya29.a0-secret-token";
+
+fn smtp_after_tls(caps: &'static [u8], exchanges: Vec<Exchange>) -> Vec<Exchange> {
+    let mut all = vec![("EHLO [127.0.0.1]", caps)];
+    all.extend(exchanges);
+    all
+}
+
+#[test]
+fn a_bearer_token_logs_in_with_oauthbearer_or_xoauth2_and_never_as_a_password() {
+    // OAUTHBEARER over SMTP: base64("n,a=alice,^Aauth=Bearer TOKEN^A^A").
+    let oauthbearer = "bixhPWFsaWNlLAFhdXRoPUJlYXJlciB5YTI5LmEwLXNlY3JldC10b2tlbgEB";
+    let (port, srv) = server(
+        smtp_pre,
+        smtp_after_tls(
+            b"250-mx\r\n250 AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n",
+            vec![(
+                Box::leak(format!("AUTH OAUTHBEARER {oauthbearer}").into_boxed_str()),
+                b"235 2.7.0 Accepted\r\n",
+            )],
+        ),
+    );
+    let obs = observed();
+    let mut conn = starttls::connect(&obs.config, Protocol::Submission, "localhost", port).unwrap();
+    let outcome = conn
+        .authenticate(&Credentials::bearer_token("alice", TOKEN))
+        .unwrap();
+    assert_eq!(outcome.mechanism, "OAUTHBEARER");
+    assert_no_token(&conn, &obs, "");
+    srv.join().unwrap();
+
+    // XOAUTH2 over IMAP, rejected with Google's JSON error: the client answers with an empty
+    // line, the server fails, and the message carries the decoded error.
+    let json = r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#;
+    let challenge: &'static [u8] = Box::leak(
+        format!("+ {}\r\n", base64(json.as_bytes()))
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let xoauth2 = base64(format!("user=alice\x01auth=Bearer {TOKEN}\x01\x01").as_bytes());
+    let (port, srv) = server(
+        imap_pre,
+        vec![
+            (
+                "S2 CAPABILITY",
+                b"* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=XOAUTH2\r\nS2 OK done\r\n",
+            ),
+            (
+                Box::leak(format!("S3 AUTHENTICATE XOAUTH2 {xoauth2}").into_boxed_str()),
+                challenge,
+            ),
+            (
+                "",
+                b"S3 NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n",
+            ),
+        ],
+    );
+    let obs = observed();
+    let mut conn = starttls::connect(&obs.config, Protocol::Imap, "localhost", port).unwrap();
+    let e = conn
+        .authenticate(&Credentials::bearer_token("alice", TOKEN))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthFailed);
+    let text = e.to_string();
+    assert!(
+        text.contains("XOAUTH2") && text.contains("status=400"),
+        "{text}"
+    );
+    assert!(text.contains("scope=https://mail.google.com/"), "{text}");
+    assert_no_token(&conn, &obs, &text);
+    srv.join().unwrap();
+
+    // Only PLAIN and LOGIN: a token is not a password, so nothing is sent.
+    let (port, srv) = server(
+        smtp_pre,
+        smtp_after_tls(b"250-mx\r\n250 AUTH PLAIN LOGIN\r\n", vec![]),
+    );
+    let mut conn =
+        starttls::connect(&client_config(), Protocol::Submission, "localhost", port).unwrap();
+    let e = conn
+        .authenticate(&Credentials::bearer_token("alice", TOKEN))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotOffered, "{e}");
+    srv.join().unwrap();
+    // FTP has only USER/PASS: a token is not sent there either.
+    let (port, srv) = server(
+        |p| {
+            p.send(b"220 ftp\r\n");
+            p.line();
+            p.send(b"234 go\r\n");
+        },
+        vec![],
+    );
+    let mut conn = starttls::connect(&client_config(), Protocol::Ftp, "localhost", port).unwrap();
+    let e = conn
+        .authenticate(&Credentials::bearer_token("alice", TOKEN))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotOffered, "{e}");
+    srv.join().unwrap();
+}
+
+fn assert_no_token(conn: &starttls::Connection, obs: &Observed, extra: &str) {
+    let encoded = base64(TOKEN.as_bytes());
+    for text in conn
+        .transcript()
+        .iter()
+        .map(|l| l.text.clone())
+        .chain(obs.lines.lock().unwrap().iter().cloned())
+        .chain([extra.to_owned()])
+    {
+        assert!(!text.contains(TOKEN) && !text.contains(&encoded), "{text}");
+        assert!(!text.contains("auth=Bearer"), "{text}");
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                B64[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// A server that asks for a client certificate (like Microsoft 365's certificate connectors).
+fn server_requiring_client_cert() -> Arc<rustls::ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(pki().ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(pki().server.chain.clone(), pki().server.key())
+            .unwrap(),
+    )
+}
+
+#[test]
+fn sasl_external_logs_in_with_the_client_certificate() {
+    // SMTP: `AUTH EXTERNAL =` (an empty initial response is `=`, RFC 4954).
+    let (port, srv) = serve(|mut p| {
+        smtp_pre(&mut p);
+        let mut t = p.tls(server_requiring_client_cert());
+        let presented = t.stream.conn.peer_certificates().map(<[_]>::len);
+        t.line();
+        t.send(b"250-mx\r\n250 AUTH PLAIN EXTERNAL\r\n");
+        let auth = t.line();
+        t.send(b"235 2.7.0 Authenticated by certificate\r\n");
+        (presented, auth)
+    });
+    let config = client_builder()
+        .client_auth_pem(pki().client.chain_pem.clone(), pki().client.key_pem.clone())
+        .build()
+        .unwrap();
+    let mut conn = starttls::connect(&config, Protocol::Submission, "localhost", port).unwrap();
+    let outcome = conn
+        .authenticate(&Credentials::client_certificate())
+        .unwrap();
+    assert_eq!(outcome.mechanism, "EXTERNAL");
+    assert_eq!(srv.join().unwrap(), (Some(1), "AUTH EXTERNAL =".to_owned()));
+
+    // Without a client certificate in the config there is nothing to log in with: refused
+    // before anything is sent.
+    let (port, srv) = server(smtp_pre, vec![]);
+    let mut conn =
+        starttls::connect(&client_config(), Protocol::Submission, "localhost", port).unwrap();
+    let e = conn
+        .authenticate(&Credentials::client_certificate())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("client certificate"), "{e}");
+    srv.join().unwrap();
+
+    // LDAP: a SASL bind with EXTERNAL and the authorization identity, no DN, no password.
+    let (port, srv) = serve(|mut p| {
+        let mut req = [0u8; 31];
+        p.sock.read_exact(&mut req).unwrap();
+        p.send(&[
+            0x30, 0x0c, 0x02, 0x01, 0x01, 0x78, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+        ]);
+        let mut t = p.tls(server_requiring_client_cert());
+        let mut head = vec![0u8; 2];
+        t.stream.read_exact(&mut head).unwrap();
+        let mut body = vec![0u8; head[1] as usize];
+        t.stream.read_exact(&mut body).unwrap();
+        t.send(&[
+            0x30, 0x0c, 0x02, 0x01, 0x02, 0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+        ]);
+        body
+    });
+    let mut conn = starttls::connect(&config, Protocol::Ldap, "localhost", port).unwrap();
+    let outcome = conn
+        .authenticate(&Credentials::client_certificate().with_authzid("dn:cn=alice"))
+        .unwrap();
+    assert_eq!(outcome.mechanism, "EXTERNAL");
+    let body = srv.join().unwrap();
+    // messageID 2, BindRequest { version 3, name "", sasl { "EXTERNAL", "dn:cn=alice" } }
+    let mut expected = vec![0x02, 0x01, 0x02, 0x60, 0x1e, 0x02, 0x01, 0x03, 0x04, 0x00];
+    expected.extend_from_slice(&[0xa3, 0x17, 0x04, 0x08]);
+    expected.extend_from_slice(b"EXTERNAL");
+    expected.extend_from_slice(&[0x04, 0x0b]);
+    expected.extend_from_slice(b"dn:cn=alice");
+    assert_eq!(body, expected);
+}

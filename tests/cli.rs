@@ -569,3 +569,76 @@ fn insecure_with_user_is_a_usage_error_that_says_why() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).contains("\"kind\":\"usage\""), "{}", stdout(&o));
 }
+
+#[test]
+fn check_logs_in_with_a_token_file_and_refuses_loose_files_and_bad_combinations() {
+    let ca = ca_file();
+    let token = "ya29.cli-secret-token";
+    let (port, server) = serve(move |mut p| {
+        p.send(b"220 mx.test ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx.test\r\n250 STARTTLS\r\n");
+        p.line();
+        p.send(b"220 go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        t.line();
+        t.send(b"250-mx.test\r\n250 AUTH PLAIN XOAUTH2\r\n");
+        let auth = t.line();
+        t.send(b"235 2.7.0 Accepted\r\n");
+        t.line();
+        t.send(b"221 bye\r\n");
+        auth
+    });
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-cli-token-{}", std::process::id()));
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = bin()
+        .args(["check", "--json", "-v", "--ca-file", ca.to_str().unwrap()])
+        .args(["--user", "alice", "--oauth2-token-file"])
+        .arg(&file)
+        .arg(format!("submission://localhost:{port}"))
+        .output()
+        .unwrap();
+    let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains(r#""mechanism":"XOAUTH2""#), "{out}");
+    assert!(
+        !out.contains(token) && !out.contains("auth=Bearer"),
+        "{out}"
+    );
+    assert!(server.join().unwrap().starts_with("AUTH XOAUTH2 "));
+
+    // A token file others can read is refused before connecting, as a password file is.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = check(&[
+        "--user",
+        "alice",
+        "--oauth2-token-file",
+        file.to_str().unwrap(),
+        "smtp://x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).contains("chmod 600")
+            || String::from_utf8_lossy(&o.stderr).contains("chmod 600")
+    );
+    for args in [
+        &["--oauth2-token-file", file.to_str().unwrap(), "smtp://x"][..],
+        &["--sasl-external", "smtp://x"],
+        &["--sasl-external", "--user", "alice", "smtp://x"],
+        &[
+            "--user",
+            "alice",
+            "--password-file",
+            file.to_str().unwrap(),
+            "--oauth2-token-file",
+            file.to_str().unwrap(),
+            "smtp://x",
+        ],
+    ] {
+        let o = check(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
+    }
+    let _ = std::fs::remove_file(&file);
+}

@@ -990,6 +990,30 @@ class Connection:
                 _cstr(password, "password"),
                 _cstr(authzid, "authzid"),
             )
+        return self._auth_outcome()
+
+    def authenticate_token(self, user, token, mechanism=None):
+        """Logs in inside TLS with an OAuth 2.0 bearer token you obtained (the library fetches
+        none): OAUTHBEARER (RFC 7628) where offered, else XOAUTH2, or only ``mechanism``. The
+        token is never sent as a password. Returns an ``AuthOutcome``; a rejection raises
+        AuthenticationError whose message carries the server's JSON error decoded
+        (``status=invalid_token scope=...``), never the token."""
+        self._call(
+            _lib.starttls_conn_authenticate_token,
+            _cstr(user, "user"),
+            _cstr(token, "token"),
+            _cstr(mechanism, "mechanism"),
+        )
+        return self._auth_outcome()
+
+    def authenticate_external(self, authzid=None):
+        """Logs in inside TLS with SASL EXTERNAL: the client certificate the config presented
+        (``Config(client_cert=..., client_key=...)``) is the identity, ``authzid`` the identity
+        to act as. Returns an ``AuthOutcome``."""
+        self._call(_lib.starttls_conn_authenticate_external, _cstr(authzid, "authzid"))
+        return self._auth_outcome()
+
+    def _auth_outcome(self):
         return AuthOutcome(
             self._string(_lib.starttls_conn_auth_mechanism),
             self._string(_lib.starttls_conn_auth_channel_binding) or None,

@@ -153,6 +153,8 @@ _SIGNATURES = {
     "starttls_conn_quit": (_u32, [_handle]),
     "starttls_conn_authenticate": (_u32, [_handle, _charp, _charp, _charp]),
     "starttls_conn_authenticate_database": (_u32, [_handle, _charp, _charp, _charp]),
+    "starttls_conn_authenticate_token": (_u32, [_handle, _charp, _charp, _charp]),
+    "starttls_conn_authenticate_external": (_u32, [_handle, _charp]),
     "starttls_conn_fd": (_int, [_handle]),
     "starttls_conn_pending": (_size, [_handle]),
     "starttls_conn_cipher_bits": (_int, [_handle]),

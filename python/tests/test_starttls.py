@@ -358,6 +358,28 @@ class SmtpTests(unittest.TestCase):
             # The client could bind but the server offered no -PLUS: the `y` flag.
             self.assertEqual(state["gs2"], "y,,")
 
+    def test_authenticate_token_reports_the_json_error_and_never_the_token(self):
+        token = "ya29.python-secret"
+        error = base64.b64encode(b'{"status":"invalid_token","scope":"mail"}')
+        script = SMTP_UPGRADE + [
+            ("expect", b"EHLO"), ("send", b"250-mx.test\r\n250 AUTH PLAIN OAUTHBEARER\r\n"),
+            ("expect", b"AUTH OAUTHBEARER "), ("send", b"334 " + error + b"\r\n"),
+            ("expect", b"AQ=="), ("send", b"535 5.7.8 Authentication failed\r\n"),
+            ("expect", b"AUTH OAUTHBEARER "), ("send", b"235 2.7.0 ok\r\n"),
+        ] + SMTP_QUIT
+        with ScriptedServer(script, context()) as srv:
+            with starttls.connect("submission", "localhost", srv.port, config=config()) as c:
+                with self.assertRaises(starttls.AuthenticationError) as cm:
+                    c.authenticate_token("alice", token)
+                self.assertIn("status=invalid_token", str(cm.exception))
+                self.assertNotIn(token, str(cm.exception))
+                outcome = c.authenticate_token("alice", token, mechanism="OAUTHBEARER")
+                self.assertEqual(outcome, starttls.AuthOutcome("OAUTHBEARER", None))
+                c.quit()
+        self.assertIsNone(srv.error)
+        sent = base64.b64decode(srv.lines(encrypted=True)[1].split(" ")[2])
+        self.assertEqual(sent, b"n,a=alice,\x01auth=Bearer " + token.encode() + b"\x01\x01")
+
     def test_capabilities_fetched_by_config_and_client_name(self):
         script = SMTP_UPGRADE + [("expect", b"EHLO client.test"),
                                  ("send", b"250-mx.test\r\n250 AUTH PLAIN\r\n")] + SMTP_QUIT

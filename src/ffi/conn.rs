@@ -425,6 +425,63 @@ pub unsafe extern "C" fn starttls_conn_authenticate_database(
     unsafe { authenticate(conn, user, password, std::ptr::null(), database) }
 }
 
+/// Logs in inside TLS with an OAuth 2.0 bearer token the caller obtained (the library fetches
+/// none): SASL OAUTHBEARER (RFC 7628) where offered, else XOAUTH2; `mechanism` (NULL for that
+/// choice) names one of them to use only that. The token is never sent any other way (no PLAIN,
+/// no protocol login). A rejection is `STARTTLS_ERR_AUTH_FAILED`, and `starttls_conn_error`
+/// carries the server's JSON error decoded (`status=invalid_token scope=...`), never the token.
+///
+/// # Safety
+/// `conn` is NULL or live; the strings are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_authenticate_token(
+    conn: *mut starttls_conn,
+    user: *const c_char,
+    token: *const c_char,
+    mechanism: *const c_char,
+) -> u32 {
+    unsafe {
+        with_conn(conn, |c| {
+            let mut creds =
+                crate::Credentials::bearer_token(str_in(user, "user")?, str_in(token, "token")?);
+            if !mechanism.is_null() {
+                creds = creds.only_mechanism(str_in(mechanism, "mechanism")?);
+            }
+            login(c, &creds)
+        })
+    }
+}
+
+/// Logs in inside TLS with SASL EXTERNAL: the client certificate the config presented in the
+/// handshake (`starttls_config_builder_set_client_cert_files`) is the identity; `authzid` (NULL:
+/// none) the identity to act as. SMTP, IMAP, POP3, NNTP, ManageSieve, XMPP, and LDAP (a SASL
+/// bind). `STARTTLS_ERR_INVALID_ARGUMENT` when the config presents no client certificate.
+///
+/// # Safety
+/// `conn` is NULL or live; `authzid` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_authenticate_external(
+    conn: *mut starttls_conn,
+    authzid: *const c_char,
+) -> u32 {
+    unsafe {
+        with_conn(conn, |c| {
+            let mut creds = crate::Credentials::client_certificate();
+            if !authzid.is_null() {
+                creds = creds.with_authzid(str_in(authzid, "authzid")?);
+            }
+            login(c, &creds)
+        })
+    }
+}
+
+fn login(c: &mut starttls_conn, creds: &crate::Credentials) -> Result<(), Failure> {
+    c.auth = None;
+    let outcome = c.conn.authenticate(creds).map_err(Failure::from)?;
+    c.auth = Some(outcome);
+    Ok(())
+}
+
 /// # Safety
 /// As the two functions above.
 unsafe fn authenticate(
@@ -445,10 +502,7 @@ unsafe fn authenticate(
             if !database.is_null() {
                 creds = creds.with_database(str_in(database, "database")?);
             }
-            c.auth = None;
-            let outcome = c.conn.authenticate(&creds).map_err(Failure::from)?;
-            c.auth = Some(outcome);
-            Ok(())
+            login(c, &creds)
         })
     }
 }

@@ -280,6 +280,11 @@ pub(crate) fn client_authenticate(
     login: &Login<'_>,
 ) -> Result<AuthOutcome> {
     let creds = login.creds;
+    if !creds.allows_protocol_login() {
+        return Err(Error::NotOffered {
+            reply: Some("FTP logs in with USER and PASS only: a password is needed".into()),
+        });
+    }
     let deadline = ctx.deadline(Phase::Read);
     let user = Secret::concat(&["USER ", creds.user()]);
     wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;

@@ -435,9 +435,15 @@ fn sasl_exchange(
     let deadline = ctx.deadline(Phase::Read);
     let name = mechanism.name();
     let tag = ctx.imap_tag();
-    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let first = mechanism.initial()?;
     let mut first_pending = true;
     if has_capability(caps, "SASL-IR") {
+        // An empty initial response is `=` (RFC 4959).
+        let first = if first.as_bytes().is_empty() {
+            Secret::concat(&["="])
+        } else {
+            sasl::base64_secret(first.as_bytes())
+        };
         let line = Secret::concat(&[&tag, " AUTHENTICATE ", name, " ", first.as_str()]);
         let shown = format!("{tag} AUTHENTICATE {name} <credentials>");
         send_secret(wire, line.as_str(), &shown, &deadline)?;
@@ -460,6 +466,7 @@ fn sasl_exchange(
                         ),
                     });
                 }
+                let first = sasl::base64_secret(first.as_bytes());
                 send_secret(wire, first.as_str(), "<credentials>", &deadline)?;
             }
             Tagged::Continue(line) => {
@@ -482,12 +489,7 @@ fn sasl_exchange(
                 mechanism.finish(None)?;
                 return Ok(AuthOutcome::of(mechanism, reply));
             }
-            Tagged::Done { reply, .. } => {
-                return Err(Error::AuthFailed {
-                    mechanism: name,
-                    reply: explain_challenge(&reply),
-                });
-            }
+            Tagged::Done { reply, .. } => return Err(sasl::rejected(mechanism, &reply)),
         }
     }
     Err(sasl::too_many_challenges(deadline.phase()))
@@ -515,7 +517,7 @@ pub(crate) fn client_authenticate(
     if let Some(mut mechanism) = sasl::choose(&offered, login) {
         return sasl_exchange(wire, ctx, caps, &mut *mechanism);
     }
-    if !has_capability(caps, "LOGINDISABLED") {
+    if creds.allows_protocol_login() && !has_capability(caps, "LOGINDISABLED") {
         if !creds.user().is_ascii() || !creds.password().is_ascii() {
             return Err(Error::InvalidArgument(
                 "non-ASCII credentials need AUTHENTICATE PLAIN, which the server does not offer"

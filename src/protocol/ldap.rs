@@ -8,7 +8,7 @@
 //! a few at most, and never taken for the answer.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{AuthOutcome, Login, Secret};
+use crate::protocol::sasl::{AuthOutcome, External, Login, Mechanism, Proof, Secret};
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::ber::{Ber, encode_id, integer, tlv};
 use crate::wire::{Deadline, Direction, Wire, printable};
@@ -37,6 +37,7 @@ const TAG_CONTROLS: u8 = 0xa0; // [0], constructed
 const TAG_BIND_REQUEST: u8 = 0x60; // [APPLICATION 0], constructed
 const TAG_BIND_RESPONSE: u8 = 0x61; // [APPLICATION 1], constructed
 const TAG_SIMPLE_AUTH: u8 = 0x80; // [0], primitive
+const TAG_SASL_AUTH: u8 = 0xa3; // [3] SaslCredentials, constructed
 const TAG_SASL_CREDS: u8 = 0x87; // [7], primitive
 
 /// The encoded StartTLS ExtendedRequest.
@@ -251,13 +252,39 @@ pub(crate) fn client_authenticate(
 ) -> Result<AuthOutcome> {
     let creds = login.creds;
     let deadline = ctx.deadline(Phase::Read);
+    // A simple bind with a password, or a SASL bind with EXTERNAL: the TLS client certificate
+    // is the identity (RFC 4513 §5.2.3), the credentials the authorization identity, if any.
+    let (mechanism, dn, password): (&'static str, &str, Secret) = match creds.proof() {
+        Proof::Password if creds.allows_protocol_login() => (
+            "simple bind",
+            creds.user(),
+            Secret::from_vec(tlv(TAG_SIMPLE_AUTH, creds.password().as_bytes())),
+        ),
+        Proof::ClientCertificate => {
+            let mut external = External(creds);
+            let authzid = external.initial()?;
+            let mut sasl = tlv(TAG_OCTET_STRING, b"EXTERNAL");
+            if !authzid.as_bytes().is_empty() {
+                sasl.extend_from_slice(&tlv(TAG_OCTET_STRING, authzid.as_bytes()));
+            }
+            ("EXTERNAL", "", Secret::from_vec(tlv(TAG_SASL_AUTH, &sasl)))
+        }
+        _ => {
+            return Err(Error::NotOffered {
+                reply: Some(
+                    "LDAP logins here are a simple bind with a password or SASL EXTERNAL with \
+                     a client certificate"
+                        .into(),
+                ),
+            });
+        }
+    };
     ctx.session.next_id += 1;
     let id = i64::from(ctx.session.next_id);
     // Every buffer that holds the password is a Secret (zeroed on drop), and each is built at
     // its exact size by `tlv`.
     let version = tlv(TAG_INTEGER, &[3]);
-    let name = tlv(TAG_OCTET_STRING, creds.user().as_bytes());
-    let password = Secret::from_vec(tlv(TAG_SIMPLE_AUTH, creds.password().as_bytes()));
+    let name = tlv(TAG_OCTET_STRING, dn.as_bytes());
     let mut bind = Vec::with_capacity(version.len() + name.len() + password.as_bytes().len());
     bind.extend_from_slice(&version);
     bind.extend_from_slice(&name);
@@ -273,7 +300,11 @@ pub(crate) fn client_authenticate(
     wire.send_message(message.as_bytes(), &deadline)?;
     wire.note(
         Direction::Sent,
-        "BindRequest (simple, <credentials>)".into(),
+        if mechanism == "EXTERNAL" {
+            "BindRequest (SASL EXTERNAL)".into()
+        } else {
+            "BindRequest (simple, <credentials>)".into()
+        },
     );
     let content = read_message(wire, &deadline)?;
     let response = parse_result(&content, TAG_BIND_RESPONSE)
@@ -288,10 +319,10 @@ pub(crate) fn client_authenticate(
         ));
     }
     if response.result_code == 0 {
-        Ok(AuthOutcome::new("simple bind", text))
+        Ok(AuthOutcome::new(mechanism, text))
     } else {
         Err(Error::AuthFailed {
-            mechanism: "simple bind",
+            mechanism,
             reply: text,
         })
     }

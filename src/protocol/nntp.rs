@@ -139,7 +139,7 @@ fn sasl_exchange(
     mechanism: &mut dyn Mechanism,
 ) -> Result<AuthOutcome> {
     let name = mechanism.name();
-    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let first = sasl::initial_response(mechanism)?;
     let line = Secret::concat(&["AUTHINFO SASL ", name, " ", first.as_str()]);
     let shown = format!("AUTHINFO SASL {name} <credentials>");
     wire.send_secret_line(line.as_str(), &shown, deadline)?;
@@ -169,12 +169,7 @@ fn sasl_exchange(
                     return Err(e);
                 }
             },
-            _ => {
-                return Err(Error::AuthFailed {
-                    mechanism: name,
-                    reply: explain_challenge(&reply),
-                });
-            }
+            _ => return Err(sasl::rejected(mechanism, &reply)),
         }
     }
     Err(sasl::too_many_challenges(deadline.phase()))
@@ -222,7 +217,7 @@ pub(crate) fn client_authenticate(
             return sasl_exchange(wire, &deadline, &mut *mechanism);
         }
     }
-    if authinfo("USER") {
+    if creds.allows_protocol_login() && authinfo("USER") {
         let user = Secret::concat(&["AUTHINFO USER ", creds.user()]);
         wire.send_secret_line(user.as_str(), "AUTHINFO USER <user>", &deadline)?;
         let (code, reply) = status(wire, &deadline)?;

@@ -127,7 +127,7 @@ fn sasl_exchange(
     mechanism: &mut dyn Mechanism,
 ) -> Result<AuthOutcome> {
     let name = mechanism.name();
-    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let first = sasl::initial_response(mechanism)?;
     let line = Secret::concat(&["AUTH ", name, " ", first.as_str()]);
     wire.send_secret_line(
         line.as_str(),
@@ -142,10 +142,7 @@ fn sasl_exchange(
             return Ok(AuthOutcome::of(mechanism, text));
         }
         let Some(payload) = text.strip_prefix('+') else {
-            return Err(Error::AuthFailed {
-                mechanism: name,
-                reply: explain_challenge(&text),
-            });
+            return Err(sasl::rejected(mechanism, &text));
         };
         match sasl::challenge(payload, deadline.phase()).and_then(|c| mechanism.answer(&c)) {
             Ok(answer) => {
@@ -194,7 +191,7 @@ pub(crate) fn client_authenticate(
         mechanism,
         reply: explain_challenge(&reply),
     };
-    if super::has_capability(caps, "USER") {
+    if creds.allows_protocol_login() && super::has_capability(caps, "USER") {
         let user = Secret::concat(&["USER ", creds.user()]);
         wire.send_secret_line(user.as_str(), "USER <user>", &deadline)?;
         let (ok, reply) = status_reply(wire)?;

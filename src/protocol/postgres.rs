@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::sasl::{
-    self, AuthOutcome, ChannelBindings, Credentials, Login, Mechanism, Secret,
+    self, AuthOutcome, ChannelBindings, Credentials, Login, Mechanism, Proof, Secret,
 };
 use crate::protocol::{Dialog, DialogContext, PreTls, ServerContext, ServerPreTls};
 use crate::wire::{Deadline, Direction, Wire, printable};
@@ -208,6 +208,15 @@ pub(crate) fn client_authenticate(
     login: &Login<'_>,
 ) -> Result<AuthOutcome> {
     let creds = login.creds;
+    if creds.proof() != Proof::Password {
+        return Err(Error::NotOffered {
+            reply: Some(
+                "PostgreSQL logins here take a password (SCRAM, md5 or cleartext); \
+                 certificate logins happen in the TLS handshake alone"
+                    .into(),
+            ),
+        });
+    }
     let deadline = ctx.deadline(Phase::Read);
     let database = creds.database().unwrap_or(creds.user());
     let startup = frontend(
@@ -282,6 +291,14 @@ pub(crate) fn client_authenticate(
                     m.finish(None)?;
                 }
                 return ready_for_query(wire, &deadline, name, mechanism.as_deref());
+            }
+            3 | 5 if !creds.allows_protocol_login() => {
+                return Err(Error::NotOffered {
+                    reply: Some(format!(
+                        "the server asks for a {} password, not a SASL mechanism",
+                        if code == 3 { "cleartext" } else { "md5" }
+                    )),
+                });
             }
             3 => {
                 name = "password";

@@ -9,14 +9,26 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
-/// A user name and password, and optionally an authorization identity. The password is not
-/// shown by `Debug`; every copy the library makes, these included, is zeroed when dropped.
+/// What proves who the client is: a password, an OAuth 2.0 bearer token, or the TLS client
+/// certificate (SASL EXTERNAL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proof {
+    Password,
+    BearerToken,
+    ClientCertificate,
+}
+
+/// A user name and password (or bearer token), and optionally an authorization identity. The
+/// secret is not shown by `Debug`; every copy the library makes, these included, is zeroed when
+/// dropped.
 #[derive(Clone)]
 pub struct Credentials {
     user: Zeroizing<String>,
     password: Zeroizing<String>,
     authzid: Option<Zeroizing<String>>,
     database: Option<String>,
+    proof: Proof,
+    only: Option<String>,
 }
 
 impl Credentials {
@@ -27,7 +39,46 @@ impl Credentials {
             password: Zeroizing::new(password.into()),
             authzid: None,
             database: None,
+            proof: Proof::Password,
+            only: None,
         }
+    }
+
+    /// An OAuth 2.0 bearer token for `user`, which the caller obtained (the library fetches
+    /// none): SASL OAUTHBEARER (RFC 7628) where offered, else XOAUTH2. A server's JSON error
+    /// (`invalid_token`, the scope it wants) is decoded into the failure's message.
+    pub fn bearer_token(user: impl Into<String>, token: impl Into<String>) -> Credentials {
+        Credentials {
+            proof: Proof::BearerToken,
+            ..Credentials::new(user, token)
+        }
+    }
+
+    /// SASL EXTERNAL: the client certificate the config presents in the TLS handshake is the
+    /// identity (with [`with_authzid`](Self::with_authzid), the identity to act as).
+    pub fn client_certificate() -> Credentials {
+        Credentials {
+            proof: Proof::ClientCertificate,
+            ..Credentials::new(String::new(), String::new())
+        }
+    }
+
+    /// Uses only this SASL mechanism (`SCRAM-SHA-256`, `PLAIN`, `XOAUTH2`, ...), and no
+    /// protocol-specific login, instead of the strongest one offered: for a server whose
+    /// strongest mechanism is broken. Not offered is [`Error::NotOffered`].
+    pub fn only_mechanism(mut self, name: impl Into<String>) -> Credentials {
+        self.only = Some(name.into().to_ascii_uppercase());
+        self
+    }
+
+    pub(crate) fn proof(&self) -> Proof {
+        self.proof
+    }
+
+    /// Whether a protocol's own login (LOGIN, USER/PASS, simple bind, ...) may be used: for a
+    /// password, unless one SASL mechanism was asked for.
+    pub(crate) fn allows_protocol_login(&self) -> bool {
+        self.proof == Proof::Password && self.only.is_none()
     }
 
     /// Acts as `authzid` (SASL authorization identity) where the mechanism carries one.
@@ -55,13 +106,27 @@ impl Credentials {
         &self.password
     }
 
-    /// Credentials travel in protocol lines: line breaks and NUL would let them forge commands.
+    /// Credentials travel in protocol lines: line breaks and NUL would let them forge commands
+    /// (and in a bearer token message, the field separator ^A would forge fields).
     pub(crate) fn check(&self) -> Result<()> {
         let bad = |s: &str| s.contains(['\r', '\n', '\0']);
-        if self.user.is_empty() || bad(&self.user) || bad(&self.password) {
-            return Err(Error::InvalidArgument(
-                "user and password must be non-empty text without CR, LF or NUL".into(),
-            ));
+        match self.proof {
+            Proof::Password => {
+                if self.user.is_empty() || bad(&self.user) || bad(&self.password) {
+                    return Err(Error::InvalidArgument(
+                        "user and password must be non-empty text without CR, LF or NUL".into(),
+                    ));
+                }
+            }
+            Proof::BearerToken => {
+                let bad = |s: &str| s.is_empty() || bad(s) || s.contains('\x01');
+                if bad(&self.user) || bad(&self.password) {
+                    return Err(Error::InvalidArgument(
+                        "user and token must be non-empty text without CR, LF, NUL or ^A".into(),
+                    ));
+                }
+            }
+            Proof::ClientCertificate => {}
         }
         if self.authzid.as_deref().is_some_and(|a| bad(a)) {
             return Err(Error::InvalidArgument(
@@ -88,6 +153,8 @@ impl fmt::Debug for Credentials {
             .field("password", &"<hidden>")
             .field("authzid", &self.authzid.as_deref())
             .field("database", &self.database)
+            .field("proof", &self.proof)
+            .field("only", &self.only)
             .finish()
     }
 }
@@ -199,6 +266,202 @@ pub(crate) trait Mechanism {
     /// The server reported success, with `data` when it sent additional data along. A
     /// mechanism that authenticates the server fails here if the server has not proved itself.
     fn finish(&mut self, data: Option<&[u8]>) -> Result<()>;
+    /// What the mechanism learnt about a failure along the way (a bearer token's JSON error).
+    fn failure_detail(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The server rejected the login: its reply (base64 decoded for people), and what the
+/// mechanism learnt along the way.
+pub(crate) fn rejected(mechanism: &dyn Mechanism, reply: &str) -> Error {
+    let mut reply = explain_challenge(reply);
+    if let Some(detail) = mechanism.failure_detail() {
+        reply = format!("{reply} ({detail})");
+    }
+    Error::AuthFailed {
+        mechanism: mechanism.name(),
+        reply,
+    }
+}
+
+/// The first message as the protocols send it: base64, or `=` for an empty one (RFC 4954,
+/// RFC 4959, RFC 5034, RFC 4643, RFC 6120), which a bare space would not say.
+pub(crate) fn initial_response(mechanism: &mut dyn Mechanism) -> Result<Secret> {
+    let first = mechanism.initial()?;
+    if first.as_bytes().is_empty() {
+        return Ok(Secret::from_vec(b"=".to_vec()));
+    }
+    Ok(base64_secret(first.as_bytes()))
+}
+
+/// SASL EXTERNAL (RFC 4422 appendix A): the TLS client certificate is the identity; the message
+/// is the authorization identity, or empty.
+pub(crate) struct External<'a>(pub &'a Credentials);
+
+impl Mechanism for External<'_> {
+    fn name(&self) -> &'static str {
+        "EXTERNAL"
+    }
+
+    fn initial(&mut self) -> Result<Secret> {
+        let authzid = self.0.authzid.as_deref().map_or("", String::as_str);
+        Ok(Secret::concat(&[authzid]))
+    }
+
+    fn answer(&mut self, challenge: &[u8]) -> Result<Secret> {
+        Err(Error::AuthFailed {
+            mechanism: "EXTERNAL",
+            reply: format!(
+                "the server sent a challenge EXTERNAL does not have: {}",
+                crate::wire::printable(challenge)
+            ),
+        })
+    }
+
+    fn finish(&mut self, _: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A bearer token: OAUTHBEARER (RFC 7628) or Google's and Microsoft's XOAUTH2. A failure comes as
+/// a challenge carrying a JSON error, answered with a dummy message so that the server ends the
+/// exchange; the JSON's fields go into the failure's message.
+pub(crate) struct Bearer<'a> {
+    creds: &'a Credentials,
+    xoauth2: bool,
+    error: Option<String>,
+}
+
+impl<'a> Bearer<'a> {
+    pub fn oauthbearer(creds: &'a Credentials) -> Bearer<'a> {
+        Bearer {
+            creds,
+            xoauth2: false,
+            error: None,
+        }
+    }
+
+    pub fn xoauth2(creds: &'a Credentials) -> Bearer<'a> {
+        Bearer {
+            xoauth2: true,
+            ..Bearer::oauthbearer(creds)
+        }
+    }
+}
+
+impl Mechanism for Bearer<'_> {
+    fn name(&self) -> &'static str {
+        if self.xoauth2 {
+            "XOAUTH2"
+        } else {
+            "OAUTHBEARER"
+        }
+    }
+
+    fn initial(&mut self) -> Result<Secret> {
+        let (user, token) = (self.creds.user(), self.creds.password());
+        Ok(if self.xoauth2 {
+            Secret::concat(&["user=", user, "\x01auth=Bearer ", token, "\x01\x01"])
+        } else {
+            let user = user.replace('=', "=3D").replace(',', "=2C");
+            Secret::concat(&["n,a=", &user, ",\x01auth=Bearer ", token, "\x01\x01"])
+        })
+    }
+
+    fn answer(&mut self, challenge: &[u8]) -> Result<Secret> {
+        if self.error.is_some() {
+            return Err(Error::AuthFailed {
+                mechanism: self.name(),
+                reply: "a second challenge after the error".into(),
+            });
+        }
+        self.error = Some(json_error(challenge));
+        // RFC 7628 §3.2.3: a single ^A; XOAUTH2 expects an empty line.
+        Ok(Secret::from_vec(if self.xoauth2 {
+            Vec::new()
+        } else {
+            vec![1]
+        }))
+    }
+
+    fn finish(&mut self, _: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+
+    fn failure_detail(&self) -> Option<String> {
+        self.error.clone()
+    }
+}
+
+/// The string fields of a flat JSON object (an OAuth error: `status`, `scope`, `schemes`, ...),
+/// as `key=value` for people; the raw text (escaped) when it is not one.
+pub(crate) fn json_error(bytes: &[u8]) -> String {
+    fn string(s: &[u8], mut i: usize) -> Option<(String, usize)> {
+        if s.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+        let mut out = Vec::new();
+        while let Some(&b) = s.get(i) {
+            match b {
+                b'"' => return Some((crate::wire::printable(&out), i + 1)),
+                b'\\' => {
+                    let e = *s.get(i + 1)?;
+                    out.push(match e {
+                        b'n' | b'r' | b't' | b'b' | b'f' => b' ',
+                        b'u' => b'?',
+                        other => other,
+                    });
+                    i += if e == b'u' { 6 } else { 2 };
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        None
+    }
+    let skip = |s: &[u8], mut i: usize| {
+        while s.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let parse = || -> Option<Vec<String>> {
+        let s = bytes;
+        let mut i = skip(s, 0);
+        if s.get(i) != Some(&b'{') {
+            return None;
+        }
+        let mut fields = Vec::new();
+        i = skip(s, i + 1);
+        while s.get(i) != Some(&b'}') {
+            let (key, next) = string(s, i)?;
+            i = skip(s, next);
+            if s.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip(s, i + 1);
+            let (value, next) = string(s, i)?;
+            fields.push(format!("{key}={value}"));
+            i = skip(s, next);
+            match s.get(i) {
+                Some(b',') => i = skip(s, i + 1),
+                Some(b'}') => {}
+                _ => return None,
+            }
+            if fields.len() > 16 {
+                return None;
+            }
+        }
+        Some(fields)
+    };
+    match parse() {
+        Some(fields) if !fields.is_empty() => fields.join(" "),
+        _ => crate::wire::printable(bytes),
+    }
 }
 
 /// SASL PLAIN (RFC 4616): everything in the first message; no challenge expected.
@@ -236,15 +499,36 @@ impl Mechanism for Plain<'_> {
 }
 
 /// The strongest mechanism among `offered` (SASL names, any case) that this library has for
-/// these credentials: SCRAM-SHA-256-PLUS when the connection has a channel binding, then
-/// SCRAM-SHA-256, then PLAIN. `None`: the protocol's own fallback, if any, is next.
+/// these credentials. A password: SCRAM-SHA-256-PLUS when the connection has a channel binding,
+/// then SCRAM-SHA-256, then PLAIN. A bearer token: OAUTHBEARER, then XOAUTH2. A client
+/// certificate: EXTERNAL. Only the one named by `only_mechanism`, when set. `None`: the
+/// protocol's own login, if it has one and the credentials allow it, is next.
 pub(crate) fn choose<'a>(offered: &[String], login: &Login<'a>) -> Option<Box<dyn Mechanism + 'a>> {
-    let has = |m: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(m));
+    let creds = login.creds;
+    let has = |m: &str| {
+        creds.only.as_deref().is_none_or(|only| only == m)
+            && offered.iter().any(|o| o.eq_ignore_ascii_case(m))
+    };
+    match creds.proof {
+        Proof::BearerToken => {
+            if has("OAUTHBEARER") {
+                return Some(Box::new(Bearer::oauthbearer(creds)));
+            }
+            if has("XOAUTH2") {
+                return Some(Box::new(Bearer::xoauth2(creds)));
+            }
+            return None;
+        }
+        Proof::ClientCertificate => {
+            return has("EXTERNAL").then(|| Box::new(External(creds)) as Box<dyn Mechanism>);
+        }
+        Proof::Password => {}
+    }
     let binding = login.bindings.preferred();
     if has("SCRAM-SHA-256-PLUS") {
         if let Some((name, data)) = binding {
             return Some(Box::new(super::scram::Scram::new(
-                login.creds,
+                creds,
                 super::scram::Binding::Bound { name, data },
             )));
         }
@@ -257,10 +541,10 @@ pub(crate) fn choose<'a>(offered: &[String], login: &Login<'a>) -> Option<Box<dy
         } else {
             super::scram::Binding::Unsupported
         };
-        return Some(Box::new(super::scram::Scram::new(login.creds, cb)));
+        return Some(Box::new(super::scram::Scram::new(creds, cb)));
     }
     if has("PLAIN") {
-        return Some(Box::new(Plain(login.creds)));
+        return Some(Box::new(Plain(creds)));
     }
     None
 }
@@ -394,5 +678,133 @@ mod tests {
             "334 UGFzc3dvcmQ6 (decoded: Password:)"
         );
         assert_eq!(explain_challenge("535 5.7.8 no"), "535 5.7.8 no");
+    }
+
+    fn login<'a>(creds: &'a Credentials, bindings: &'a ChannelBindings) -> Login<'a> {
+        Login { creds, bindings }
+    }
+
+    fn offered(list: &str) -> Vec<String> {
+        list.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn each_kind_of_credentials_gets_its_own_mechanisms_only() {
+        let none = ChannelBindings::default();
+        let chosen = |c: &Credentials, list: &str| {
+            choose(&offered(list), &login(c, &none)).map(|m| m.name())
+        };
+        let password = Credentials::new("alice", "pw");
+        assert_eq!(
+            chosen(&password, "PLAIN SCRAM-SHA-256 XOAUTH2"),
+            Some("SCRAM-SHA-256")
+        );
+        assert_eq!(chosen(&password, "OAUTHBEARER EXTERNAL"), None);
+        let token = Credentials::bearer_token("alice", "ya29.token");
+        assert_eq!(
+            chosen(&token, "PLAIN XOAUTH2 OAUTHBEARER"),
+            Some("OAUTHBEARER")
+        );
+        assert_eq!(chosen(&token, "PLAIN LOGIN XOAUTH2"), Some("XOAUTH2"));
+        assert_eq!(chosen(&token, "PLAIN LOGIN SCRAM-SHA-256"), None);
+        assert!(
+            !token.allows_protocol_login(),
+            "a token is never sent as a password"
+        );
+        let cert = Credentials::client_certificate();
+        assert_eq!(chosen(&cert, "PLAIN EXTERNAL"), Some("EXTERNAL"));
+        assert_eq!(chosen(&cert, "PLAIN"), None);
+        let forced = Credentials::new("alice", "pw").only_mechanism("plain");
+        assert_eq!(chosen(&forced, "PLAIN SCRAM-SHA-256"), Some("PLAIN"));
+        assert_eq!(chosen(&forced, "SCRAM-SHA-256"), None);
+        assert!(!forced.allows_protocol_login());
+    }
+
+    #[test]
+    fn bearer_token_messages_are_exact_and_their_fields_cannot_be_forged() {
+        let c = Credentials::bearer_token("user@example.com", "vF9dft4qmT");
+        assert_eq!(
+            Bearer::oauthbearer(&c).initial().unwrap().as_bytes(),
+            b"n,a=user@example.com,\x01auth=Bearer vF9dft4qmT\x01\x01"
+        );
+        assert_eq!(
+            Bearer::xoauth2(&c).initial().unwrap().as_bytes(),
+            b"user=user@example.com\x01auth=Bearer vF9dft4qmT\x01\x01"
+        );
+        let escaped = Credentials::bearer_token("a=b,c", "t");
+        assert!(
+            Bearer::oauthbearer(&escaped)
+                .initial()
+                .unwrap()
+                .as_str()
+                .starts_with("n,a=a=3Db=2Cc,")
+        );
+        for bad in [
+            Credentials::bearer_token("alice", "tok\x01auth=Bearer other"),
+            Credentials::bearer_token("alice\x01host=evil", "tok"),
+            Credentials::bearer_token("alice", ""),
+            Credentials::bearer_token("alice", "tok\r\nQUIT"),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        assert!(!format!("{c:?}").contains("vF9dft4qmT"));
+        assert!(Credentials::client_certificate().check().is_ok());
+    }
+
+    #[test]
+    fn a_bearer_failure_answers_once_and_reports_the_json_error() {
+        let c = Credentials::bearer_token("alice", "secret-token");
+        let json =
+            br#"{"status":"invalid_token","scope":"https://mail.example.com/","schemes":"bearer"}"#;
+        let mut m = Bearer::oauthbearer(&c);
+        m.initial().unwrap();
+        assert_eq!(m.answer(json).unwrap().as_bytes(), b"\x01");
+        assert!(m.answer(json).is_err(), "only one error challenge");
+        let e = rejected(&m, "535 5.7.8 Authentication failed");
+        let text = e.to_string();
+        assert!(text.contains("status=invalid_token"), "{text}");
+        assert!(text.contains("scope=https://mail.example.com/"), "{text}");
+        assert!(!text.contains("secret-token"), "{text}");
+        let mut x = Bearer::xoauth2(&c);
+        x.initial().unwrap();
+        assert!(x.answer(json).unwrap().as_bytes().is_empty());
+    }
+
+    #[test]
+    fn json_errors_are_decoded_flat_and_hostile_ones_shown_escaped() {
+        assert_eq!(
+            json_error(br#" { "status" : "401", "schemes":"bearer" } "#),
+            "status=401 schemes=bearer"
+        );
+        assert_eq!(json_error(br#"{"m":"a\"b\nc\u0041"}"#), "m=a\"b c?");
+        // Controls stay escaped, whether inside a string or not JSON at all.
+        assert!(!json_error(b"{\"m\":\"\x1b[2J\"}").contains('\x1b'));
+        assert!(!json_error(b"\x1b[2J not json").contains('\x1b'));
+        for not_flat in [
+            &br#"{"a":{"b":"c"}}"#[..],
+            br#"{"a":1}"#,
+            b"[]",
+            b"{",
+            br#"{"a""#,
+        ] {
+            assert_eq!(json_error(not_flat), crate::wire::printable(not_flat));
+        }
+        let many: String = (0..40).map(|i| format!("\"k{i}\":\"v\",")).collect();
+        let many = format!("{{{}}}", many.trim_end_matches(','));
+        assert_eq!(
+            json_error(many.as_bytes()),
+            crate::wire::printable(many.as_bytes())
+        );
+    }
+
+    #[test]
+    fn external_sends_the_authzid_or_nothing() {
+        let c = Credentials::client_certificate();
+        assert!(External(&c).initial().unwrap().as_bytes().is_empty());
+        let mut m = External(&c);
+        assert_eq!(initial_response(&mut m).unwrap().as_str(), "=");
+        let c = Credentials::client_certificate().with_authzid("u:alice");
+        assert_eq!(External(&c).initial().unwrap().as_str(), "u:alice");
+        assert!(External(&c).answer(b"?").is_err());
     }
 }

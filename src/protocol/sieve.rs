@@ -260,10 +260,7 @@ fn sasl_exchange(
         let Some(challenge) = challenge_text(wire, &line, deadline)? else {
             let text = printable(&line);
             if !line.get(..2).is_some_and(|w| w.eq_ignore_ascii_case(b"OK")) {
-                return Err(Error::AuthFailed {
-                    mechanism: name,
-                    reply: text,
-                });
+                return Err(sasl::rejected(mechanism, &text));
             }
             let data = match sasl_response_code(&line) {
                 Some(d) => Some(sasl::challenge(&d, phase)?),

@@ -306,7 +306,7 @@ fn sasl_exchange(
     mechanism: &mut dyn Mechanism,
 ) -> Result<AuthOutcome> {
     let name = mechanism.name();
-    let first = sasl::base64_secret(mechanism.initial()?.as_bytes());
+    let first = sasl::initial_response(mechanism)?;
     let line = Secret::concat(&["AUTH ", name, " ", first.as_str()]);
     wire.send_secret_line(
         line.as_str(),
@@ -320,10 +320,7 @@ fn sasl_exchange(
             return Ok(AuthOutcome::of(mechanism, reply.text()));
         }
         if reply.code != 334 {
-            return Err(Error::AuthFailed {
-                mechanism: name,
-                reply: explain_challenge(&reply.text()),
-            });
+            return Err(sasl::rejected(mechanism, &reply.text()));
         }
         let payload = reply.lines.last().map_or("", String::as_str);
         match sasl::challenge(payload, deadline.phase()).and_then(|c| mechanism.answer(&c)) {
@@ -355,7 +352,7 @@ pub(crate) fn client_authenticate(
     if let Some(mut mechanism) = sasl::choose(&mechs, login) {
         return sasl_exchange(wire, &deadline, &mut *mechanism);
     }
-    if mechs.iter().any(|m| m == "LOGIN") {
+    if creds.allows_protocol_login() && mechs.iter().any(|m| m == "LOGIN") {
         wire.send_line("AUTH LOGIN", &deadline)?;
         let mut reply = read_reply(wire, &deadline)?;
         for (secret, shown) in [(creds.user(), "<user>"), (creds.password(), "<password>")] {

@@ -483,10 +483,10 @@ fn sasl_exchange(
                 .iter()
                 .find(|c| c.local != "text")
                 .map_or("failure", |c| c.local.as_str());
-            return Err(Error::AuthFailed {
-                mechanism: name,
-                reply: format!("<failure><{condition}/></failure>"),
-            });
+            return Err(sasl::rejected(
+                mechanism,
+                &format!("<failure><{condition}/></failure>"),
+            ));
         }
         if !is(&answer, NS_SASL, "challenge") {
             return Err(Error::violation_in(

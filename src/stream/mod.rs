@@ -17,7 +17,7 @@ use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::handshake;
-use crate::protocol::sasl::{AuthOutcome, ChannelBindings, Credentials, Login};
+use crate::protocol::sasl::{AuthOutcome, ChannelBindings, Credentials, Login, Proof};
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
 use crate::sys::Socket;
@@ -463,12 +463,22 @@ impl Connection {
         Ok(self.learned.capabilities.as_deref().unwrap_or_default())
     }
 
-    /// Logs in inside TLS with the protocol's own mechanism, chosen from the capabilities
-    /// fetched **inside** TLS (fetched now if needed): SMTP/LMTP `AUTH PLAIN` (or `LOGIN`),
-    /// IMAP `AUTHENTICATE PLAIN` (SASL-IR when offered) or `LOGIN`, POP3 `AUTH PLAIN` or
-    /// `USER`/`PASS`, ManageSieve `AUTHENTICATE "PLAIN"`, NNTP `AUTHINFO SASL PLAIN` or
-    /// `AUTHINFO USER`/`PASS`, XMPP SASL PLAIN (after the stream restart), LDAP simple bind,
-    /// FTP `USER`/`PASS`.
+    /// Logs in inside TLS with the strongest mechanism offered in the capabilities fetched
+    /// **inside** TLS (fetched now if needed), in the protocol's SASL exchange (SMTP/LMTP
+    /// `AUTH`, IMAP `AUTHENTICATE` with SASL-IR when offered, POP3 `AUTH`, ManageSieve
+    /// `AUTHENTICATE`, NNTP `AUTHINFO SASL`, XMPP SASL after the stream restart):
+    ///
+    /// - a password ([`Credentials::new`]): SCRAM-SHA-256-PLUS bound to this TLS connection
+    ///   (`tls-exporter` on TLS 1.3, else `tls-server-end-point`), SCRAM-SHA-256 (the server's
+    ///   signature is checked: a server that does not know the password fails), PLAIN; then the
+    ///   protocol's own: SMTP `AUTH LOGIN`, IMAP `LOGIN`, POP3 `USER`/`PASS`, NNTP
+    ///   `AUTHINFO USER`, LDAP simple bind, FTP `USER`/`PASS`. PostgreSQL: the StartupMessage,
+    ///   then SCRAM-SHA-256-PLUS, SCRAM-SHA-256, md5 or the password as the server asks, up to
+    ///   ReadyForQuery (the connection is then ready for queries);
+    /// - a bearer token ([`Credentials::bearer_token`]): OAUTHBEARER, else XOAUTH2, never
+    ///   anything else;
+    /// - the client certificate ([`Credentials::client_certificate`]): SASL EXTERNAL (LDAP: a
+    ///   SASL bind).
     ///
     /// Refuses ([`Error::NotEncrypted`]) on a connection that is not encrypted, whatever the
     /// policy, and ([`Error::InvalidArgument`]) on one whose certificate was not verified unless
@@ -505,6 +515,15 @@ impl Connection {
                 "no login step for {} in this library",
                 self.protocol
             )));
+        }
+        if credentials.proof() == Proof::ClientCertificate
+            && !config.inner.tls.client_auth_cert_resolver.has_certs()
+        {
+            return Err(Error::InvalidArgument(
+                "SASL EXTERNAL logs in with the TLS client certificate, and this config \
+                 presents none (client_certificate)"
+                    .into(),
+            ));
         }
         if dialog.login_needs_capabilities() && self.learned.capabilities.is_none() {
             self.fetch_capabilities()?;

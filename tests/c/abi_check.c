@@ -106,6 +106,9 @@ int main(void) {
     CHECK(starttls_conn_capabilities(NULL, buf, sizeof buf) == 0);
     CHECK(starttls_conn_fetch_capabilities(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_conn_authenticate(NULL, "u", "p", NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_authenticate_database(NULL, "u", "p", "db") == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_authenticate_token(NULL, "u", "t", NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_conn_authenticate_external(NULL, NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_conn_quit(NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_conn_fd(NULL) == -1);
     CHECK(!starttls_conn_is_encrypted(NULL));

@@ -14,6 +14,14 @@ use zeroize::Zeroizing;
 use crate::certinfo::CertInfo;
 use crate::report::{AuthReport, Report, ReportError, Target, print_report};
 
+/// What proves the identity for `--user` / `--sasl-external`.
+#[derive(Clone)]
+pub enum Login {
+    Password(Zeroizing<String>),
+    BearerToken(Zeroizing<String>),
+    ClientCertificate,
+}
+
 /// What `check` was asked to do. (No `Debug`: it holds the password.)
 #[derive(Clone, Default)]
 pub struct CheckOptions {
@@ -30,9 +38,10 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     pub json: bool,
     pub verbose: bool,
-    /// Log in after the upgrade (`--user`), with this password and authorization identity.
+    /// Log in after the upgrade (`--user`, `--sasl-external`), with this proof and authorization
+    /// identity.
     pub user: Option<String>,
-    pub password: Option<Zeroizing<String>>,
+    pub login: Option<Login>,
     pub authzid: Option<String>,
     /// PostgreSQL: the database to log in to.
     pub database: Option<String>,
@@ -307,8 +316,13 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
             }
         }
     }
-    if let (Some(user), Some(password)) = (&opts.user, &opts.password) {
-        let mut creds = starttls::Credentials::new(user.as_str(), password.as_str());
+    if let Some(login) = &opts.login {
+        let user = opts.user.as_deref().unwrap_or_default();
+        let mut creds = match login {
+            Login::Password(p) => starttls::Credentials::new(user, p.as_str()),
+            Login::BearerToken(t) => starttls::Credentials::bearer_token(user, t.as_str()),
+            Login::ClientCertificate => starttls::Credentials::client_certificate(),
+        };
         if let Some(a) = &opts.authzid {
             creds = creds.with_authzid(a.clone());
         }

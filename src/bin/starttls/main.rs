@@ -44,6 +44,9 @@ check options:
   --user NAME              log in after the upgrade, inside TLS only, with the strongest
                            mechanism offered: SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN, ...
   --password-file FILE     the password (first line); else $STARTTLS_PASSWORD
+  --oauth2-token-file FILE log in with this OAuth 2.0 bearer token (first line; chmod 600)
+                           instead of a password: OAUTHBEARER or XOAUTH2
+  --sasl-external          log in with the --client-cert certificate (SASL EXTERNAL)
   --authzid NAME           the authorization identity (SASL)
   --database NAME          PostgreSQL: the database to log in to (default: the user name)
 
@@ -148,6 +151,8 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
     };
     let user = a.value("--user")?;
     let password_file = a.value("--password-file")?;
+    let token_file = a.value("--oauth2-token-file")?;
+    let sasl_external = a.flag(&["--sasl-external"]);
     let authzid = a.value("--authzid")?;
     let database = a.value("--database")?;
     if database.is_some() && user.is_none() {
@@ -158,24 +163,45 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
         return Err("--password is not accepted (ps would show it): use --password-file or STARTTLS_PASSWORD".into());
     }
     let insecure = a.flag(&["--insecure"]);
-    if insecure && user.is_some() {
+    if insecure && (user.is_some() || sasl_external) {
         return Err(
             "--insecure cannot be combined with --user: the password would go to whoever \
              presented the unverified certificate; trust the server's CA with --ca-file instead"
                 .into(),
         );
     }
-    let password = match (&user, password_file) {
-        (None, Some(_)) => return Err("--password-file needs --user".into()),
-        (None, None) => None,
-        (Some(_), Some(file)) => Some(read_password_file(&file)?),
-        (Some(_), None) => Some(Zeroizing::new(std::env::var("STARTTLS_PASSWORD").map_err(
-            |_| "--user needs a password: --password-file FILE or STARTTLS_PASSWORD".to_owned(),
+    let login = match (&user, password_file, token_file, sasl_external) {
+        (_, Some(_), Some(_), _) => {
+            return Err("--password-file and --oauth2-token-file exclude each other".into());
+        }
+        (Some(_), _, _, true) => {
+            return Err("--sasl-external logs in with the certificate: no --user".into());
+        }
+        (None, _, _, true) => Some(check::Login::ClientCertificate),
+        (None, Some(_), _, _) => return Err("--password-file needs --user".into()),
+        (None, _, Some(_), _) => return Err("--oauth2-token-file needs --user".into()),
+        (None, None, None, false) => None,
+        (Some(_), Some(file), None, false) => Some(check::Login::Password(read_secret_file(
+            "--password-file",
+            &file,
         )?)),
+        (Some(_), None, Some(file), false) => Some(check::Login::BearerToken(read_secret_file(
+            "--oauth2-token-file",
+            &file,
+        )?)),
+        (Some(_), None, None, false) => Some(check::Login::Password(Zeroizing::new(
+            std::env::var("STARTTLS_PASSWORD").map_err(|_| {
+                "--user needs a password: --password-file FILE or STARTTLS_PASSWORD".to_owned()
+            })?,
+        ))),
     };
+    let client_cert = a.value("--client-cert")?;
+    if sasl_external && client_cert.is_none() {
+        return Err("--sasl-external needs --client-cert (and --client-key)".into());
+    }
     Ok(CheckOptions {
         user,
-        password,
+        login,
         authzid,
         database,
         url: String::new(),
@@ -183,7 +209,7 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
         ca_pem: None,
         servername: a.value("--servername")?,
         client_name: a.value("--client-name")?,
-        client_cert: a.value("--client-cert")?,
+        client_cert,
         client_key: a.value("--client-key")?,
         opportunistic: a.flag(&["--opportunistic"]),
         insecure,
@@ -196,25 +222,26 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
 
 /// The first line of a password file that only its owner can read (as ssh and fetchmail insist):
 /// a file readable by group or others is refused, naming its mode.
-fn read_password_file(file: &str) -> Result<Zeroizing<String>, String> {
+/// The first line of a file that holds a secret, refused when group or others may read it.
+fn read_secret_file(option: &str, file: &str) -> Result<Zeroizing<String>, String> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
-    let mut f = std::fs::File::open(file)
-        .map_err(|e| format!("cannot read --password-file {file}: {e}"))?;
+    let mut f =
+        std::fs::File::open(file).map_err(|e| format!("cannot read {option} {file}: {e}"))?;
     let mode = f
         .metadata()
-        .map_err(|e| format!("cannot read --password-file {file}: {e}"))?
+        .map_err(|e| format!("cannot read {option} {file}: {e}"))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
         return Err(format!(
-            "--password-file {file} is readable by group or others (mode {:03o}): chmod 600 it",
+            "{option} {file} is readable by group or others (mode {:03o}): chmod 600 it",
             mode & 0o777
         ));
     }
     let mut text = Zeroizing::new(String::new());
     f.read_to_string(&mut text)
-        .map_err(|e| format!("cannot read --password-file {file}: {e}"))?;
+        .map_err(|e| format!("cannot read {option} {file}: {e}"))?;
     Ok(Zeroizing::new(
         text.lines().next().unwrap_or_default().to_owned(),
     ))
