@@ -514,7 +514,7 @@ pub(crate) fn client_authenticate(
                 .map(str::to_owned)
         })
         .collect();
-    if let Some(mut mechanism) = sasl::choose(&offered, login) {
+    if let Some(mut mechanism) = super::mechanisms::choose(&offered, login) {
         return sasl_exchange(wire, ctx, caps, &mut *mechanism);
     }
     if creds.allows_protocol_login() && !has_capability(caps, "LOGINDISABLED") {

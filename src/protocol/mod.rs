@@ -17,6 +17,7 @@ pub(crate) mod ftp;
 pub(crate) mod http;
 pub(crate) mod imap;
 pub(crate) mod ldap;
+pub(crate) mod mechanisms;
 pub(crate) mod nntp;
 pub(crate) mod pop3;
 pub(crate) mod postgres;

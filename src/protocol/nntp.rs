@@ -213,7 +213,7 @@ pub(crate) fn client_authenticate(
             })
             .flatten()
             .collect();
-        if let Some(mut mechanism) = sasl::choose(&offered, login) {
+        if let Some(mut mechanism) = super::mechanisms::choose(&offered, login) {
             return sasl_exchange(wire, &deadline, &mut *mechanism);
         }
     }

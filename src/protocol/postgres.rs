@@ -318,8 +318,8 @@ pub(crate) fn client_authenticate(
                     .filter(|m| !m.is_empty())
                     .map(|m| String::from_utf8_lossy(m).into_owned())
                     .collect();
-                let Some(mut m) =
-                    sasl::choose(&offered, &pg_login).filter(|m| m.name().starts_with("SCRAM"))
+                let Some(mut m) = super::mechanisms::choose(&offered, &pg_login)
+                    .filter(|m| m.name().starts_with("SCRAM"))
                 else {
                     return Err(Error::NotOffered {
                         reply: Some(format!(

@@ -303,7 +303,7 @@ pub(crate) fn client_authenticate(
         })
         .flatten()
         .collect();
-    let Some(mut mechanism) = sasl::choose(&offered, login) else {
+    let Some(mut mechanism) = super::mechanisms::choose(&offered, login) else {
         return Err(super::no_mechanism(caps));
     };
     let deadline = ctx.deadline(Phase::Read);

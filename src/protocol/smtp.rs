@@ -349,7 +349,7 @@ pub(crate) fn client_authenticate(
     let creds = login.creds;
     let mechs = auth_mechanisms(caps);
     let deadline = ctx.deadline(Phase::Read);
-    if let Some(mut mechanism) = sasl::choose(&mechs, login) {
+    if let Some(mut mechanism) = super::mechanisms::choose(&mechs, login) {
         return sasl_exchange(wire, &deadline, &mut *mechanism);
     }
     if creds.allows_protocol_login() && mechs.iter().any(|m| m == "LOGIN") {

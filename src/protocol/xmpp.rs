@@ -422,7 +422,7 @@ pub(crate) fn client_authenticate(
         .filter_map(|c| c.strip_prefix("mechanisms "))
         .flat_map(|m| m.split_ascii_whitespace().map(str::to_owned))
         .collect();
-    let Some(mut mechanism) = sasl::choose(&offered, login) else {
+    let Some(mut mechanism) = super::mechanisms::choose(&offered, login) else {
         return Err(super::no_mechanism(caps));
     };
     let deadline = ctx.deadline(Phase::Read);
