@@ -601,24 +601,6 @@ fn assert_no_token(conn: &starttls::Connection, obs: &Observed, extra: &str) {
     }
 }
 
-fn base64(data: &[u8]) -> String {
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                B64[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 /// A server that asks for a client certificate (like Microsoft 365's certificate connectors).
 fn server_requiring_client_cert() -> Arc<rustls::ServerConfig> {
     let mut roots = rustls::RootCertStore::empty();

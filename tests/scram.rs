@@ -52,44 +52,6 @@ impl Crypto {
     }
 }
 
-const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn b64(data: &[u8]) -> String {
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                B64[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
-fn unb64(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.trim_end_matches('=').bytes() {
-        let v = B64
-            .iter()
-            .position(|&a| a == c)
-            .unwrap_or_else(|| panic!("not base64: {text:?}")) as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
 /// How the scripted server behaves.
 #[derive(Clone, Copy, PartialEq)]
 enum Server {
@@ -144,7 +106,7 @@ impl ScramServer {
         );
         let client_nonce = &self.first_bare[format!("n={USER},r=").len()..];
         self.nonce = format!("{client_nonce}SRVnonce");
-        self.server_first = format!("r={},s={},i={ITERATIONS}", self.nonce, b64(SALT));
+        self.server_first = format!("r={},s={},i={ITERATIONS}", self.nonce, base64(SALT));
         self.server_first.clone().into_bytes()
     }
 
@@ -170,14 +132,14 @@ impl ScramServer {
         if self.gs2.starts_with("p=") {
             cb.extend_from_slice(&self.binding);
         }
-        if !without_proof.starts_with(&format!("c={},r={}", b64(&cb), self.nonce)) {
+        if !without_proof.starts_with(&format!("c={},r={}", base64(&cb), self.nonce)) {
             return b"e=channel-bindings-dont-match".to_vec();
         }
         let auth = format!("{},{},{without_proof}", self.first_bare, self.server_first);
         let salted = Self::salted(PASSWORD);
         let client_key = c.hmac(&salted, b"Client Key");
         let signature = c.hmac(&c.h(&client_key), auth.as_bytes());
-        let recovered: Vec<u8> = unb64(proof)
+        let recovered: Vec<u8> = unbase64(proof)
             .iter()
             .zip(&signature)
             .map(|(p, s)| p ^ s)
@@ -191,7 +153,7 @@ impl ScramServer {
             salted
         };
         let server_key = c.hmac(&key_source, b"Server Key");
-        format!("v={}", b64(&c.hmac(&server_key, auth.as_bytes()))).into_bytes()
+        format!("v={}", base64(&c.hmac(&server_key, auth.as_bytes()))).into_bytes()
     }
 }
 
@@ -221,9 +183,9 @@ fn smtp_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
         t.send(format!("250-mx\r\n250 AUTH {offer}\r\n").as_bytes());
         let auth = t.line();
         let (mech, ir) = auth.strip_prefix("AUTH ").unwrap().split_once(' ').unwrap();
-        let first = scram.first(&unb64(ir));
-        t.send(format!("334 {}\r\n", b64(&first)).as_bytes());
-        let last = scram.last(&unb64(&t.line()));
+        let first = scram.first(&unbase64(ir));
+        t.send(format!("334 {}\r\n", base64(&first)).as_bytes());
+        let last = scram.last(&unbase64(&t.line()));
         if last.starts_with(b"e=") {
             t.send(b"535 5.7.8 Authentication credentials invalid\r\n");
             return format!("{mech} {}", String::from_utf8_lossy(&last));
@@ -232,7 +194,7 @@ fn smtp_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
             t.send(b"235 2.7.0 Authentication successful\r\n");
             return format!("{mech} skipped");
         }
-        t.send(format!("334 {}\r\n", b64(&last)).as_bytes());
+        t.send(format!("334 {}\r\n", base64(&last)).as_bytes());
         let answer = t.line();
         if answer == "*" {
             t.send(b"501 5.7.0 Authentication cancelled\r\n");
@@ -259,14 +221,14 @@ fn imap_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
         let auth = t.line();
         let rest = auth.strip_prefix("S3 AUTHENTICATE ").unwrap();
         let (mech, ir) = rest.split_once(' ').unwrap();
-        let first = scram.first(&unb64(ir));
-        t.send(format!("+ {}\r\n", b64(&first)).as_bytes());
-        let last = scram.last(&unb64(&t.line()));
+        let first = scram.first(&unbase64(ir));
+        t.send(format!("+ {}\r\n", base64(&first)).as_bytes());
+        let last = scram.last(&unbase64(&t.line()));
         if last.starts_with(b"e=") {
             t.send(b"S3 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
             return format!("{mech} {}", String::from_utf8_lossy(&last));
         }
-        t.send(format!("+ {}\r\n", b64(&last)).as_bytes());
+        t.send(format!("+ {}\r\n", base64(&last)).as_bytes());
         let answer = t.line();
         if answer == "*" {
             t.send(b"S3 BAD Authentication cancelled\r\n");
@@ -289,14 +251,14 @@ fn pop3_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
         t.send(format!("+OK\r\nSASL {offer}\r\nUSER\r\n.\r\n").as_bytes());
         let auth = t.line();
         let (mech, ir) = auth.strip_prefix("AUTH ").unwrap().split_once(' ').unwrap();
-        let first = scram.first(&unb64(ir));
-        t.send(format!("+ {}\r\n", b64(&first)).as_bytes());
-        let last = scram.last(&unb64(&t.line()));
+        let first = scram.first(&unbase64(ir));
+        t.send(format!("+ {}\r\n", base64(&first)).as_bytes());
+        let last = scram.last(&unbase64(&t.line()));
         if last.starts_with(b"e=") {
             t.send(b"-ERR [AUTH] Authentication failed\r\n");
             return format!("{mech} {}", String::from_utf8_lossy(&last));
         }
-        t.send(format!("+ {}\r\n", b64(&last)).as_bytes());
+        t.send(format!("+ {}\r\n", base64(&last)).as_bytes());
         if t.line() == "*" {
             t.send(b"-ERR cancelled\r\n");
             return format!("{mech} cancelled");
@@ -326,14 +288,14 @@ fn nntp_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
             .unwrap()
             .split_once(' ')
             .unwrap();
-        let first = scram.first(&unb64(ir));
-        t.send(format!("383 {}\r\n", b64(&first)).as_bytes());
-        let last = scram.last(&unb64(&t.line()));
+        let first = scram.first(&unbase64(ir));
+        t.send(format!("383 {}\r\n", base64(&first)).as_bytes());
+        let last = scram.last(&unbase64(&t.line()));
         if last.starts_with(b"e=") {
             t.send(b"481 Authentication failed\r\n");
             return format!("{mech} {}", String::from_utf8_lossy(&last));
         }
-        t.send(format!("283 {}\r\n", b64(&last)).as_bytes());
+        t.send(format!("283 {}\r\n", base64(&last)).as_bytes());
         format!("{mech} ok {}", scram.gs2)
     })
 }
@@ -352,14 +314,14 @@ fn sieve_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Jo
         let rest = auth.strip_prefix("AUTHENTICATE \"").unwrap();
         let (mech, ir) = rest.split_once("\" \"").unwrap();
         let mech = mech.to_owned();
-        let first = b64(&scram.first(&unb64(ir.trim_end_matches('"'))));
+        let first = base64(&scram.first(&unbase64(ir.trim_end_matches('"'))));
         t.send(format!("{{{}}}\r\n{first}\r\n", first.len()).as_bytes());
-        let last = scram.last(&unb64(t.line().trim_matches('"')));
+        let last = scram.last(&unbase64(t.line().trim_matches('"')));
         if last.starts_with(b"e=") {
             t.send(b"NO \"Authentication failed.\"\r\n");
             return format!("{mech} {}", String::from_utf8_lossy(&last));
         }
-        t.send(format!("OK (SASL \"{}\") \"Logged in.\"\r\n", b64(&last)).as_bytes());
+        t.send(format!("OK (SASL \"{}\") \"Logged in.\"\r\n", base64(&last)).as_bytes());
         format!("{mech} ok {}", scram.gs2)
     })
 }
@@ -416,14 +378,14 @@ fn xmpp_server(offer: &'static str, behaviour: Server) -> (u16, std::thread::Joi
             rest.truncate(rest.rfind('<').unwrap());
             rest
         };
-        let first = scram.first(&unb64(&ir));
-        t.send(format!("<challenge xmlns='{NS}'>{}</challenge>", b64(&first)).as_bytes());
-        let last = scram.last(&unb64(&element_text(&mut t.stream)));
+        let first = scram.first(&unbase64(&ir));
+        t.send(format!("<challenge xmlns='{NS}'>{}</challenge>", base64(&first)).as_bytes());
+        let last = scram.last(&unbase64(&element_text(&mut t.stream)));
         if last.starts_with(b"e=") {
             t.send(format!("<failure xmlns='{NS}'><not-authorized/></failure>").as_bytes());
             return format!("{mech} {}", String::from_utf8_lossy(&last));
         }
-        t.send(format!("<success xmlns='{NS}'>{}</success>", b64(&last)).as_bytes());
+        t.send(format!("<success xmlns='{NS}'>{}</success>", base64(&last)).as_bytes());
         format!("{mech} ok {}", scram.gs2)
     })
 }
@@ -541,7 +503,7 @@ fn the_channel_binding_data_is_this_connections_exporter() {
     s.first(format!("p=tls-exporter,,n={USER},r=abc").as_bytes());
     let wrong = format!(
         "c={},r=abcSRVnonce,p=AAAA",
-        b64(&[b"p=tls-exporter,,".as_slice(), &[2; 32]].concat())
+        base64(&[b"p=tls-exporter,,".as_slice(), &[2; 32]].concat())
     );
     assert_eq!(s.last(wrong.as_bytes()), b"e=channel-bindings-dont-match");
 }

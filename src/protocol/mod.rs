@@ -522,6 +522,22 @@ pub(crate) fn has_capability(caps: &[String], name: &str) -> bool {
     })
 }
 
+/// The words after `keyword` in the capability lines that start with it (any case): the SASL
+/// mechanisms of `SASL PLAIN SCRAM-SHA-256` (POP3, NNTP, ManageSieve) or of XMPP's
+/// `mechanisms PLAIN ...`.
+pub(crate) fn listed_after(caps: &[String], keyword: &str) -> Vec<String> {
+    caps.iter()
+        .filter_map(|c| {
+            let mut words = c.split_ascii_whitespace();
+            words
+                .next()
+                .filter(|w| w.eq_ignore_ascii_case(keyword))
+                .map(|_| words.map(str::to_owned).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;

@@ -6,7 +6,7 @@
 //! when not), which saves a round trip. After TLS the client re-issues CAPABILITIES.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{self, AuthOutcome, Login, Mechanism, Secret, explain_challenge};
+use crate::protocol::sasl::{self, AuthOutcome, Login, Secret, ServerSays, explain_challenge};
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
     goodbye_line, serve_commands, verb,
@@ -130,51 +130,6 @@ pub(crate) fn server_starttls(
 
 // --- authentication inside TLS ---
 
-/// A SASL exchange (RFC 4643 §2.4): `AUTHINFO SASL NAME initial-response`, each `383`
-/// challenge answered on a line of its own, until `281` (success), `283` (success with the
-/// server's last message) or a failure. A mechanism that refuses a challenge cancels with `*`.
-fn sasl_exchange(
-    wire: &mut Wire<'_>,
-    deadline: &Deadline,
-    mechanism: &mut dyn Mechanism,
-) -> Result<AuthOutcome> {
-    let name = mechanism.name();
-    let first = sasl::initial_response(mechanism)?;
-    let line = Secret::concat(&["AUTHINFO SASL ", name, " ", first.as_str()]);
-    let shown = format!("AUTHINFO SASL {name} <credentials>");
-    wire.send_secret_line(line.as_str(), &shown, deadline)?;
-    for _ in 0..sasl::MAX_CHALLENGES {
-        let (code, reply) = status(wire, deadline)?;
-        let payload = reply.get(4..).unwrap_or_default();
-        match code {
-            281 => {
-                mechanism.finish(None)?;
-                return Ok(AuthOutcome::of(mechanism, reply));
-            }
-            283 => {
-                let data = sasl::challenge(payload, deadline.phase())?;
-                mechanism.finish(Some(&data))?;
-                return Ok(AuthOutcome::of(mechanism, reply));
-            }
-            383 => match sasl::challenge(payload, deadline.phase())
-                .and_then(|c| mechanism.answer(&c))
-            {
-                Ok(answer) => {
-                    let answer = sasl::base64_secret(answer.as_bytes());
-                    wire.send_secret_line(answer.as_str(), "<response>", deadline)?;
-                }
-                Err(e) => {
-                    wire.send_line("*", deadline)?;
-                    status(wire, deadline)?;
-                    return Err(e);
-                }
-            },
-            _ => return Err(sasl::rejected(mechanism, &reply)),
-        }
-    }
-    Err(sasl::too_many_challenges(deadline.phase()))
-}
-
 /// The strongest SASL mechanism offered (SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN) when
 /// AUTHINFO lists SASL (RFC 4643), else `AUTHINFO USER`/`PASS`.
 pub(crate) fn client_authenticate(
@@ -203,18 +158,29 @@ pub(crate) fn client_authenticate(
         }
     };
     if authinfo("SASL") {
-        let offered: Vec<String> = caps
-            .iter()
-            .filter_map(|c| {
-                let mut w = c.split_ascii_whitespace();
-                w.next()
-                    .filter(|f| f.eq_ignore_ascii_case("SASL"))
-                    .map(|_| w.map(str::to_owned).collect::<Vec<_>>())
-            })
-            .flatten()
-            .collect();
+        let offered = super::listed_after(caps, "SASL");
         if let Some(mut mechanism) = super::mechanisms::choose(&offered, login) {
-            return sasl_exchange(wire, &deadline, &mut *mechanism);
+            // RFC 4643 §2.4: 281 on success, 283 with the server's last message, 383 with a
+            // challenge.
+            return sasl::line_exchange(
+                wire,
+                &deadline,
+                "AUTHINFO SASL",
+                &mut *mechanism,
+                |wire| {
+                    let (code, reply) = status(wire, &deadline)?;
+                    let payload = reply.get(4..).unwrap_or_default().to_owned();
+                    Ok(match code {
+                        281 => ServerSays::Success { reply, data: None },
+                        283 => ServerSays::Success {
+                            reply,
+                            data: Some(payload),
+                        },
+                        383 => ServerSays::Challenge(payload),
+                        _ => ServerSays::Failure(reply),
+                    })
+                },
+            );
         }
     }
     if creds.allows_protocol_login() && authinfo("USER") {

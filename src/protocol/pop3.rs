@@ -5,12 +5,12 @@
 //! trusted, and `STLS` itself tells whether TLS is available, which saves a round trip.
 
 use crate::error::{Error, Phase, Result};
-use crate::protocol::sasl::{self, AuthOutcome, Login, Mechanism, Secret, explain_challenge};
+use crate::protocol::sasl::{self, AuthOutcome, Login, Secret, ServerSays, explain_challenge};
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
     goodbye_line, serve_commands, verb,
 };
-use crate::wire::{Deadline, Wire, line_text, printable};
+use crate::wire::{Wire, line_text, printable};
 
 enum Status {
     Ok,
@@ -118,47 +118,6 @@ pub(crate) fn server_starttls(
 
 // --- authentication inside TLS ---
 
-/// A SASL exchange (RFC 5034): `AUTH NAME initial-response`, each `+ ` challenge answered on a
-/// line of its own, until `+OK` or `-ERR`. A mechanism that refuses a challenge cancels with `*`
-/// and fails with its own reason.
-fn sasl_exchange(
-    wire: &mut Wire<'_>,
-    deadline: &Deadline,
-    mechanism: &mut dyn Mechanism,
-) -> Result<AuthOutcome> {
-    let name = mechanism.name();
-    let first = sasl::initial_response(mechanism)?;
-    let line = Secret::concat(&["AUTH ", name, " ", first.as_str()]);
-    wire.send_secret_line(
-        line.as_str(),
-        &format!("AUTH {name} <credentials>"),
-        deadline,
-    )?;
-    for _ in 0..sasl::MAX_CHALLENGES {
-        let line = wire.read_line(deadline)?;
-        let text = line_text(&line);
-        if line.starts_with(b"+OK") {
-            mechanism.finish(None)?;
-            return Ok(AuthOutcome::of(mechanism, text));
-        }
-        let Some(payload) = text.strip_prefix('+') else {
-            return Err(sasl::rejected(mechanism, &text));
-        };
-        match sasl::challenge(payload, deadline.phase()).and_then(|c| mechanism.answer(&c)) {
-            Ok(answer) => {
-                let answer = sasl::base64_secret(answer.as_bytes());
-                wire.send_secret_line(answer.as_str(), "<response>", deadline)?;
-            }
-            Err(e) => {
-                wire.send_line("*", deadline)?;
-                wire.read_line(deadline)?;
-                return Err(e);
-            }
-        }
-    }
-    Err(sasl::too_many_challenges(deadline.phase()))
-}
-
 /// The strongest SASL mechanism CAPA lists (SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN), else
 /// `USER`/`PASS` when it lists USER.
 pub(crate) fn client_authenticate(
@@ -169,18 +128,23 @@ pub(crate) fn client_authenticate(
 ) -> Result<AuthOutcome> {
     let creds = login.creds;
     let deadline = ctx.deadline(Phase::Read);
-    let offered: Vec<String> = caps
-        .iter()
-        .filter_map(|c| {
-            let mut w = c.split_ascii_whitespace();
-            w.next()
-                .filter(|f| f.eq_ignore_ascii_case("SASL"))
-                .map(|_| w.map(str::to_owned).collect::<Vec<_>>())
-        })
-        .flatten()
-        .collect();
+    let offered = super::listed_after(caps, "SASL");
     if let Some(mut mechanism) = super::mechanisms::choose(&offered, login) {
-        return sasl_exchange(wire, &deadline, &mut *mechanism);
+        // RFC 5034: +OK on success, `+ ` with a challenge.
+        return sasl::line_exchange(wire, &deadline, "AUTH", &mut *mechanism, |wire| {
+            let line = wire.read_line(&deadline)?;
+            let text = line_text(&line);
+            Ok(if line.starts_with(b"+OK") {
+                ServerSays::Success {
+                    reply: text,
+                    data: None,
+                }
+            } else if let Some(payload) = text.strip_prefix('+') {
+                ServerSays::Challenge(payload.to_owned())
+            } else {
+                ServerSays::Failure(text)
+            })
+        });
     }
     let status_reply = |wire: &mut Wire<'_>| -> Result<(bool, String)> {
         let line = wire.read_line(&deadline)?;

@@ -8,6 +8,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::wire::{Deadline, Wire};
 
 /// What proves who the client is: a password, an OAuth 2.0 bearer token, or the TLS client
 /// certificate (SASL EXTERNAL).
@@ -501,6 +502,59 @@ impl Mechanism for Plain<'_> {
     fn finish(&mut self, _: Option<&[u8]>) -> Result<()> {
         Ok(())
     }
+}
+
+/// What one server reply in a line protocol's SASL exchange says.
+pub(crate) enum ServerSays {
+    /// Logged in; `data` is the server's last SASL message when it came with the success.
+    Success { reply: String, data: Option<String> },
+    /// A base64 challenge to answer.
+    Challenge(String),
+    /// Anything else: the login failed.
+    Failure(String),
+}
+
+/// The SASL exchange of the line protocols (SMTP/LMTP `AUTH`, POP3 `AUTH`, NNTP
+/// `AUTHINFO SASL`): `COMMAND NAME initial-response`, each challenge answered on a line of its
+/// own, until success or failure, as `read` classifies each reply. A mechanism that refuses a
+/// challenge cancels with `*` and fails with its own reason.
+pub(crate) fn line_exchange(
+    wire: &mut Wire<'_>,
+    deadline: &Deadline,
+    command: &str,
+    mechanism: &mut dyn Mechanism,
+    mut read: impl FnMut(&mut Wire<'_>) -> Result<ServerSays>,
+) -> Result<AuthOutcome> {
+    let name = mechanism.name();
+    let phase = deadline.phase();
+    let first = initial_response(mechanism)?;
+    let line = Secret::concat(&[command, " ", name, " ", first.as_str()]);
+    let shown = format!("{command} {name} <credentials>");
+    wire.send_secret_line(line.as_str(), &shown, deadline)?;
+    for _ in 0..MAX_CHALLENGES {
+        match read(wire)? {
+            ServerSays::Success { reply, data } => {
+                let data = data.map(|d| challenge(&d, phase)).transpose()?;
+                mechanism.finish(data.as_deref())?;
+                return Ok(AuthOutcome::of(mechanism, reply));
+            }
+            ServerSays::Failure(reply) => return Err(rejected(mechanism, &reply)),
+            ServerSays::Challenge(payload) => {
+                match challenge(&payload, phase).and_then(|c| mechanism.answer(&c)) {
+                    Ok(answer) => {
+                        let answer = base64_secret(answer.as_bytes());
+                        wire.send_secret_line(answer.as_str(), "<response>", deadline)?;
+                    }
+                    Err(e) => {
+                        wire.send_line("*", deadline)?;
+                        read(wire)?;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+    Err(too_many_challenges(phase))
 }
 
 /// Server challenges answered in one exchange, at most.

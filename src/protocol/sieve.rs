@@ -293,16 +293,7 @@ pub(crate) fn client_authenticate(
     caps: &[String],
     login: &Login<'_>,
 ) -> Result<AuthOutcome> {
-    let offered: Vec<String> = caps
-        .iter()
-        .filter_map(|c| {
-            let mut w = c.split_ascii_whitespace();
-            w.next()
-                .filter(|f| f.eq_ignore_ascii_case("SASL"))
-                .map(|_| w.map(str::to_owned).collect::<Vec<_>>())
-        })
-        .flatten()
-        .collect();
+    let offered = super::listed_after(caps, "SASL");
     let Some(mut mechanism) = super::mechanisms::choose(&offered, login) else {
         return Err(super::no_mechanism(caps));
     };

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Phase, Result};
 use crate::protocol::sasl::{
-    self, AuthOutcome, Login, Mechanism, Secret, base64_encode, explain_challenge,
+    self, AuthOutcome, Login, Secret, ServerSays, base64_encode, explain_challenge,
 };
 use crate::protocol::{
     Dialog, DialogContext, Greeting, PreTls, ServerContext, ServerPreTls, ServerStep, client_quit,
@@ -297,47 +297,6 @@ fn auth_result(mechanism: &'static str, reply: Reply) -> Result<AuthOutcome> {
     }
 }
 
-/// A SASL exchange (RFC 4954): `AUTH NAME initial-response`, each `334` challenge answered on
-/// a line of its own, until `235` or a failure. A mechanism that refuses a challenge cancels
-/// with `*` and fails with its own reason.
-fn sasl_exchange(
-    wire: &mut Wire<'_>,
-    deadline: &Deadline,
-    mechanism: &mut dyn Mechanism,
-) -> Result<AuthOutcome> {
-    let name = mechanism.name();
-    let first = sasl::initial_response(mechanism)?;
-    let line = Secret::concat(&["AUTH ", name, " ", first.as_str()]);
-    wire.send_secret_line(
-        line.as_str(),
-        &format!("AUTH {name} <credentials>"),
-        deadline,
-    )?;
-    for _ in 0..sasl::MAX_CHALLENGES {
-        let reply = read_reply(wire, deadline)?;
-        if reply.code == 235 {
-            mechanism.finish(None)?;
-            return Ok(AuthOutcome::of(mechanism, reply.text()));
-        }
-        if reply.code != 334 {
-            return Err(sasl::rejected(mechanism, &reply.text()));
-        }
-        let payload = reply.lines.last().map_or("", String::as_str);
-        match sasl::challenge(payload, deadline.phase()).and_then(|c| mechanism.answer(&c)) {
-            Ok(answer) => {
-                let answer = sasl::base64_secret(answer.as_bytes());
-                wire.send_secret_line(answer.as_str(), "<response>", deadline)?;
-            }
-            Err(e) => {
-                wire.send_line("*", deadline)?;
-                read_reply(wire, deadline)?;
-                return Err(e);
-            }
-        }
-    }
-    Err(sasl::too_many_challenges(deadline.phase()))
-}
-
 /// The strongest SASL mechanism offered (SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN), else
 /// `AUTH LOGIN` (RFC 4954).
 pub(crate) fn client_authenticate(
@@ -350,7 +309,18 @@ pub(crate) fn client_authenticate(
     let mechs = auth_mechanisms(caps);
     let deadline = ctx.deadline(Phase::Read);
     if let Some(mut mechanism) = super::mechanisms::choose(&mechs, login) {
-        return sasl_exchange(wire, &deadline, &mut *mechanism);
+        // RFC 4954: 235 on success, 334 with a challenge.
+        return sasl::line_exchange(wire, &deadline, "AUTH", &mut *mechanism, |wire| {
+            let reply = read_reply(wire, &deadline)?;
+            Ok(match reply.code {
+                235 => ServerSays::Success {
+                    reply: reply.text(),
+                    data: None,
+                },
+                334 => ServerSays::Challenge(reply.lines.last().cloned().unwrap_or_default()),
+                _ => ServerSays::Failure(reply.text()),
+            })
+        });
     }
     if creds.allows_protocol_login() && mechs.iter().any(|m| m == "LOGIN") {
         wire.send_line("AUTH LOGIN", &deadline)?;

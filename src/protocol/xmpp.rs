@@ -417,11 +417,7 @@ pub(crate) fn client_authenticate(
     login: &Login<'_>,
     kind: Kind,
 ) -> Result<AuthOutcome> {
-    let offered: Vec<String> = caps
-        .iter()
-        .filter_map(|c| c.strip_prefix("mechanisms "))
-        .flat_map(|m| m.split_ascii_whitespace().map(str::to_owned))
-        .collect();
+    let offered = super::listed_after(caps, "mechanisms");
     let Some(mut mechanism) = super::mechanisms::choose(&offered, login) else {
         return Err(super::no_mechanism(caps));
     };
