@@ -177,8 +177,9 @@ ssl = yes
 ssl_cert = <$W/server.pem
 ssl_key = <$W/server.key
 disable_plaintext_auth = yes
-# SCRAM-SHA-256 works from the static passdb's plaintext password (no -PLUS in 2.3).
-auth_mechanisms = plain login scram-sha-256
+# SCRAM-SHA-256 works from the static passdb's plaintext password (no -PLUS in 2.3); bearer
+# tokens are checked by a tokeninfo endpoint on loopback (start_tokeninfo).
+auth_mechanisms = plain login scram-sha-256 oauthbearer xoauth2
 first_valid_uid = 8
 mail_location = maildir:$d/mail/%u
 hostname = localhost
@@ -187,6 +188,12 @@ submission_relay_port = 10025
 passdb {
   driver = static
   args = password=secret
+  mechanisms = plain login scram-sha-256
+}
+passdb {
+  driver = oauth2
+  mechanisms = oauthbearer xoauth2
+  args = $d/oauth2.conf.ext
 }
 userdb {
   driver = static
@@ -233,8 +240,38 @@ service auth {
   }
 }
 EOF
+    cat > "$d/oauth2.conf.ext" <<EOF
+tokeninfo_url = http://127.0.0.1:18081/tokeninfo?access_token=
+introspection_mode = get
+introspection_url = http://127.0.0.1:18081/introspect?access_token=
+username_attribute = email
+EOF
+    start_tokeninfo
     start dovecot "$d/out.log" dovecot -F -c "$d/dovecot.conf"
     wait_port dovecot 10143 "$d/out.log"
+}
+
+# An OAuth 2.0 tokeninfo endpoint for Dovecot on loopback: `good-token` is alice's, anything
+# else gets the JSON error an authorization server sends.
+start_tokeninfo() {
+    cat > "$W/tokeninfo.py" <<'EOF'
+import http.server, json
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        token = self.path.split("access_token=", 1)[-1]
+        ok = token == "good-token"
+        body = json.dumps({"email": "alice"} if ok else {"error": "invalid_token"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", 18081), Handler).serve_forever()
+EOF
+    start tokeninfo "$W/tokeninfo.log" python3 "$W/tokeninfo.py"
+    wait_port tokeninfo 18081 "$W/tokeninfo.log"
 }
 
 start_slapd() {
@@ -538,6 +575,14 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     row "PostgreSQL, wrong password (expect exit 10)" "check --user" sh -c \
         'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user postgres postgres://localhost:15432; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
     row "ProFTPD ftp (USER/PASS)" "check --user" env STARTTLS_PASSWORD=secret123 "${CHECK[@]}" --user ftptest ftp://localhost:10021
+    printf 'good-token\n' > "$W/token"; printf 'bad-token\n' > "$W/bad-token"
+    chmod 600 "$W/token" "$W/bad-token"
+    authrow "Dovecot imap (OAuth 2.0 token, checked by tokeninfo)" OAUTHBEARER --user alice --oauth2-token-file "$W/token" imap://localhost:10143
+    authrow "Dovecot pop3 (OAuth 2.0 token)" OAUTHBEARER --user alice --oauth2-token-file "$W/token" pop3://localhost:10110
+    row "Dovecot imap, rejected token (expect exit 10, the JSON error, no token)" "check --user" sh -c \
+        'out=$("$0" check --ca-file "$1" --user alice --oauth2-token-file "$2" imap://localhost:10143); rc=$?
+         echo "$out"; [ $rc -eq 10 ] && case $out in *status=invalid_token*) ! echo "$out" | grep -q bad-token;; *) false;; esac' \
+        "$BIN" "$W/ca.pem" "$W/bad-token"
     row "Dovecot imap, wrong password (SCRAM; expect exit 10)" "check --user" sh -c \
         'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user alice imap://localhost:10143; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
     if [ -n "$IPV6" ]; then

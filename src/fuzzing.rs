@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::config::{Policy, Timeouts};
 use crate::error::Result;
+use crate::protocol::sasl::{ChannelBindings, Credentials, Login};
 use crate::protocol::{DialogContext, Outcome, Protocol, ServerContext};
 use crate::wire::{Limits, Transport, Wire};
 
@@ -107,6 +108,50 @@ pub fn client_dialog(protocol: Protocol, server_bytes: &[u8]) {
     let _ = dialog.client_greeting(&mut wire, &mut ctx);
     let _ = dialog.client_capabilities(&mut wire, &mut ctx);
     let _ = dialog.client_after_starttls(&mut wire, &mut ctx);
+    client_login(protocol, server_bytes);
+}
+
+/// The login inside TLS against `server_bytes`, with every mechanism offered in each
+/// protocol's spelling, for a password, a bearer token and a client certificate: the SASL
+/// exchanges, SCRAM's and the bearer tokens' parsers of server messages, PostgreSQL's backend
+/// messages.
+fn client_login(protocol: Protocol, server_bytes: &[u8]) {
+    let Some(dialog) = protocol.dialog() else {
+        return;
+    };
+    if !dialog.has_login() {
+        return;
+    }
+    let offered = "PLAIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS OAUTHBEARER XOAUTH2 EXTERNAL";
+    let caps: Vec<String> = [
+        format!("AUTH {offered}"),
+        format!("SASL {offered}"),
+        format!("mechanisms {offered}"),
+        "AUTHINFO USER SASL".into(),
+        "SASL-IR".into(),
+        "USER".into(),
+    ]
+    .into_iter()
+    .chain(offered.split(' ').map(|m| format!("AUTH={m}")))
+    .collect();
+    let bindings = ChannelBindings {
+        exporter: Some(zeroize::Zeroizing::new(vec![7; 32])),
+        server_end_point: Some(vec![9; 32]),
+    };
+    for creds in [
+        Credentials::new("fuzz", "password"),
+        Credentials::bearer_token("fuzz", "token"),
+        Credentials::client_certificate(),
+    ] {
+        let login = Login {
+            creds: &creds,
+            bindings: &bindings,
+        };
+        let mut peer = Replay::new(server_bytes);
+        let mut ctx = client_context(Policy::Require);
+        let mut wire = Wire::inside_tls(&mut peer, Limits::default());
+        let _ = dialog.client_authenticate(&mut wire, &mut ctx, &caps, &login);
+    }
 }
 
 /// The server side of `protocol`'s pre-TLS dialog against `client_bytes`.
@@ -137,9 +182,10 @@ mod tests {
 
     #[test]
     fn every_dialog_survives_garbage_and_truncation() {
-        let samples: [&[u8]; 6] = [
+        let samples: [&[u8]; 7] = [
             b"",
             b"\x00\xff\r\n\r\n{9999999}\r\n",
+            b"334 cj1hYmMscz1RUT09LGk9MQ==\r\n+ e30=\r\n383 x\r\n{3}\r\nabc\r\nR\0\0\0\x08\0\0\0\x0a",
             b"220-a\r\n220 b\r\n250-x\r\n250 STARTTLS\r\n220 go\r\nEXTRA",
             b"* OK [CAPABILITY STARTTLS] x\r\nS1 OK\r\n",
             b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features><proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
