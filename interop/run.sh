@@ -188,7 +188,8 @@ submission_relay_port = 10025
 passdb {
   driver = static
   args = password=secret
-  mechanisms = plain login scram-sha-256
+  # `none`: the lookups that authenticate nobody (LMTP delivery finds the user here).
+  mechanisms = plain login scram-sha-256 none
 }
 passdb {
   driver = oauth2
