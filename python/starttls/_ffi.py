@@ -32,16 +32,19 @@ def _candidates():
         return
     suffix = _shared_suffix()
     name = "starttls.dll" if suffix == ".dll" else "libstarttls" + suffix
-    # A copy installed beside the package (libstarttls.so, libstarttls.so.0, ...).
-    beside = sorted(glob.glob(os.path.join(_HERE, glob.escape(name) + "*")))
+    # The copy `pip install` built into the package (_libstarttls.cpython-*.so), or one installed
+    # beside it by hand (libstarttls.so, libstarttls.so.0, ...).
+    beside = sorted(glob.glob(os.path.join(_HERE, "_libstarttls*" + suffix)))
+    beside += sorted(glob.glob(os.path.join(_HERE, glob.escape(name) + "*")))
     if beside:
         for path in beside:
             yield "beside the package", path
     else:
         yield "beside the package", os.path.join(_HERE, name + "*")
-    # The Cargo build tree, when the package is used from a checkout (python/starttls/).
+    # The Cargo build tree, when the package is used from a checkout (python/starttls/): the
+    # optimised build first.
     root = os.path.normpath(os.path.join(_HERE, os.pardir, os.pardir))
-    for profile in ("debug", "release"):
+    for profile in ("release", "debug"):
         yield "build tree", os.path.join(root, "target", profile, name)
     found = ctypes.util.find_library("starttls")
     yield "ctypes.util.find_library", found
@@ -67,7 +70,8 @@ def _load():
     raise ImportError(
         "cannot load the starttls shared library; looked in:\n"
         + "\n".join(tried)
-        + "\nBuild it with `cargo build`, or set STARTTLS_LIBRARY to its path."
+        + "\nInstall the package with `pip install ./python` (it builds the library), build it"
+        " with `cargo build --release`, or set STARTTLS_LIBRARY to its path."
     )
 
 

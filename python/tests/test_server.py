@@ -19,9 +19,6 @@ import tempfile
 import threading
 import unittest
 
-_PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _PYTHON_DIR not in sys.path:
-    sys.path.insert(0, _PYTHON_DIR)
 
 import starttls  # noqa: E402
 

@@ -1,8 +1,10 @@
 """Tests of the ctypes wrapper against the real library and scripted servers on 127.0.0.1.
 
-Run from the repository root:
+Run from the repository root against the checkout's package and a library you built:
     STARTTLS_LIBRARY=target/debug/libstarttls.so \
         python3 -m unittest discover -s python/tests -t python -v
+or against the installed package (python/check-package.sh does this in a fresh venv):
+    cd /tmp && python3 -m unittest discover -s REPO/python/tests -t REPO/python/tests -v
 """
 
 import base64
@@ -20,11 +22,11 @@ import threading
 import time
 import unittest
 
-_PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _PYTHON_DIR not in sys.path:
-    sys.path.insert(0, _PYTHON_DIR)
 
 import starttls  # noqa: E402
+
+# The package under test: the checkout's (run from the repository) or the installed one.
+_PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(starttls.__file__)))
 
 try:
     from . import _servers  # noqa: E402
