@@ -453,6 +453,13 @@ const char *starttls_result_description(uint32_t code);
 size_t starttls_last_error(char *buf, size_t len);
 
 /*
+ The operating system's error number (`errno`) behind this thread's last failure: the
+ system error of a `STARTTLS_ERR_IO` (`ECONNREFUSED`, `ECONNRESET`, ...), `ETIMEDOUT` for a
+ `STARTTLS_ERR_TIMEOUT`; 0 for any other failure.
+ */
+int starttls_last_os_error(void);
+
+/*
  Whether this build supports a protocol (`STARTTLS_PROTO_*`).
  */
 bool starttls_supports_protocol(uint32_t protocol);
@@ -880,6 +887,16 @@ int starttls_conn_cipher_bits(const starttls_conn *conn);
  `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
  */
 size_t starttls_conn_error(const starttls_conn *conn, char *buf, size_t len);
+
+/*
+ The operating system's error number (`errno`) behind the last failure on this connection,
+ as `starttls_last_os_error` is for the thread: a system error's `errno` (`ECONNRESET`,
+ `EPIPE`, ...), `ETIMEDOUT` for a timeout, 0 for any other failure or none.
+
+ # Safety
+ `conn` is NULL or live.
+ */
+int starttls_conn_os_error(const starttls_conn *conn);
 
 /*
  The negotiated TLS version: `STARTTLS_TLS_1_2`, `STARTTLS_TLS_1_3`, or 0 when not encrypted.

@@ -22,6 +22,8 @@ import builtins
 import collections
 import ctypes
 import enum
+import errno
+import io
 import math
 import os
 import socket
@@ -52,6 +54,8 @@ VERSION_MINOR = 1
 VERSION_PATCH = 0
 
 FD_TAKE_OWNERSHIP = 1
+_WANT_READ = 1  # STARTTLS_WANT_READ: a non-blocking call must wait for the socket
+_WANT_WRITE = 2
 TLS_1_2 = 0x0303
 TLS_1_3 = 0x0304
 DIRECTION_SENT = 0
@@ -283,15 +287,20 @@ def error_class(code):
     return _ERRORS.get(code, Error)
 
 
-def _error(code, message):
+def _error(code, message, os_error=0):
     cls = error_class(code)
-    return cls(message, code=code, name=result_name(code))
+    err = cls(message, code=code, name=result_name(code))
+    if isinstance(err, OSError):
+        # The errno behind a system error or a timeout (ECONNREFUSED, ETIMEDOUT, ...).
+        err.errno = os_error or None
+        err.strerror = message
+    return err
 
 
 def _check(code):
     """Raises the thread's last error for a non-zero result code."""
     if code != 0:
-        raise _error(code, _ffi.last_error())
+        raise _error(code, _ffi.last_error(), _lib.starttls_last_os_error())
 
 
 # --------------------------------------------------------------------------------------------
@@ -710,6 +719,33 @@ class ServerConfig:
 # Connection
 
 
+class _ConnectionIO(io.RawIOBase):
+    """The raw stream under ``Connection.makefile``: reads and writes go to the connection."""
+
+    def __init__(self, conn, mode):
+        super().__init__()
+        self._conn = conn
+        self._reading = "r" in mode
+        self._writing = "w" in mode
+
+    def readable(self):
+        return self._reading
+
+    def writable(self):
+        return self._writing
+
+    def readinto(self, b):
+        self._checkClosed()
+        return self._conn.recv_into(b)
+
+    def write(self, b):
+        self._checkClosed()
+        return self._conn.send(bytes(b))
+
+    def fileno(self):
+        return self._conn.fileno()
+
+
 class Connection:
     """An upgraded connection: read and write decrypted bytes.
 
@@ -730,6 +766,7 @@ class Connection:
         self._callback = config._callback if config is not None else None
         self._lock = threading.RLock()
         self._rbuf = b""
+        self._timeout = None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -743,9 +780,16 @@ class Connection:
         with self._lock:
             ptr = self._handle()
             code = fn(ptr, *args)
+            if code in (_WANT_READ, _WANT_WRITE):
+                raise BlockingIOError(
+                    errno.EAGAIN,
+                    "the socket is not ready: wait for it to be "
+                    + ("readable" if code == _WANT_READ else "writable")
+                    + " (select/poll; pending() first) and call again",
+                )
             if code != 0:
                 message = _ffi.get_string(_lib.starttls_conn_error, ptr).decode("utf-8", "replace")
-                raise _error(code, message)
+                raise _error(code, message, _lib.starttls_conn_os_error(ptr))
 
     def _string(self, fn):
         with self._lock:
@@ -803,6 +847,102 @@ class Connection:
         while view:
             n = self.write(view[:1 << 20].tobytes())
             view = view[n:]
+
+    # -- the socket interface (so that the standard library's clients can use a Connection) -
+
+    def recv(self, bufsize, flags=0):
+        """As ``socket.recv``: up to ``bufsize`` decrypted bytes, ``b""`` at a clean close.
+        In non-blocking mode (``setblocking(False)``) raises ``BlockingIOError`` when nothing
+        can be read now."""
+        if flags:
+            raise ValueError("recv flags are not supported on a TLS connection")
+        return self.read(bufsize)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        """As ``socket.recv_into``: reads into a writable bytes-like object; returns the count."""
+        view = memoryview(buffer).cast("B")
+        n = nbytes or len(view)
+        if n < 0 or n > len(view):
+            raise ValueError("nbytes is negative or larger than the buffer")
+        data = self.recv(n, flags)
+        view[:len(data)] = data
+        return len(data)
+
+    def send(self, data, flags=0):
+        """As ``socket.send``: writes ``data``; returns how many bytes were taken."""
+        if flags:
+            raise ValueError("send flags are not supported on a TLS connection")
+        return self.write(data)
+
+    def settimeout(self, value):
+        """As ``socket.settimeout``: ``None`` blocks without a limit, ``0`` is non-blocking,
+        a number of seconds bounds every read and write (``starttls.TimeoutError``, a
+        ``TimeoutError``, when it runs out)."""
+        if value is None:
+            self.set_io_timeout(0)
+            self.setblocking(True)
+            self._timeout = None
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"timeout must be None or a number >= 0, not {value!r}")
+        if value == 0:
+            self.setblocking(False)
+        else:
+            self.set_io_timeout(value)
+            self.setblocking(True)
+        self._timeout = float(value)
+
+    def gettimeout(self):
+        """As ``socket.gettimeout``: seconds, ``0.0`` when non-blocking, ``None`` without a
+        limit set here (the config's I/O timeout then applies)."""
+        return self._timeout
+
+    def setblocking(self, flag):
+        """As ``socket.setblocking``: switches the socket's ``O_NONBLOCK``; non-blocking reads
+        and writes raise ``BlockingIOError`` instead of waiting."""
+        os.set_blocking(self.fileno(), bool(flag))
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self):
+        """As ``socket.getblocking``."""
+        return os.get_blocking(self.fileno())
+
+    def shutdown(self, how):
+        """As ``socket.shutdown``: ``SHUT_WR``/``SHUT_RDWR`` send close_notify (reading may
+        go on); ``SHUT_RD`` does nothing (TLS has no half-close for reading)."""
+        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+            raise ValueError(f"unknown shutdown mode {how!r}")
+        if how != socket.SHUT_RD:
+            self.close()
+
+    def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
+        """As ``socket.makefile``: a file object over the decrypted stream (``"rb"`` for
+        smtplib, imaplib and poplib). Closing it leaves the connection open."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b)")
+        reading, writing, binary = "r" in mode, "w" in mode, "b" in mode
+        if not reading and not writing:
+            reading = True
+        raw = _ConnectionIO(self, ("r" if reading else "") + ("w" if writing else ""))
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buffered = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffered = io.BufferedReader(raw, buffering)
+        else:
+            buffered = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buffered
+        text = io.TextIOWrapper(buffered, encoding, errors, newline)
+        text.mode = mode
+        return text
 
     def close(self):
         """Sends close_notify (and, for a socket the library owns, shuts its write side).

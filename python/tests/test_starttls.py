@@ -8,6 +8,8 @@ or against the installed package (python/check-package.sh does this in a fresh v
 """
 
 import base64
+import errno
+import io
 import hashlib
 import hmac
 import builtins
@@ -235,6 +237,60 @@ class BadInputTests(unittest.TestCase):
             starttls.connect("smtp", "127.0.0.1", port, config=config())
         self.assertIsInstance(cm.exception, starttls.ConnectionIOError)
         self.assertIsInstance(cm.exception, OSError)
+        self.assertEqual(cm.exception.errno, errno.ECONNREFUSED)
+
+
+class SocketInterfaceTests(unittest.TestCase):
+    """A Connection used as a socket: what smtplib, imaplib and poplib call."""
+
+    def test_recv_send_makefile_timeouts_and_shutdown(self):
+        script = SMTP_UPGRADE + [
+            ("expect", b"EHLO"), ("send", b"250-mx.test\r\n250 PIPELINING\r\n"),
+            ("expect", b"NOOP"), ("send", b"250 2.0.0 one\r\n"),
+            ("expect", b"NOOP"), ("send", b"250 2.0.0 two\r\n"),
+            ("expect", b"QUIT"), ("send", b"221 2.0.0 Bye\r\n"), ("shutdown",),
+        ]
+        with ScriptedServer(script, context()) as srv:
+            with starttls.connect("smtp", "localhost", srv.port, config=config()) as c:
+                self.assertEqual(c.send(b"EHLO client\r\n"), 13)
+                f = c.makefile("rb")
+                self.assertEqual(f.readline(), b"250-mx.test\r\n")
+                self.assertEqual(f.readline(), b"250 PIPELINING\r\n")
+                c.sendall(b"NOOP\r\n")
+                buf = bytearray(64)
+                n = c.recv_into(buf)
+                self.assertEqual(bytes(buf[:n]), b"250 2.0.0 one\r\n")
+                # Non-blocking: nothing to read now is BlockingIOError, not a hang.
+                c.settimeout(0)
+                self.assertEqual(c.gettimeout(), 0.0)
+                self.assertFalse(c.getblocking())
+                with self.assertRaises(BlockingIOError):
+                    c.recv(100)
+                c.settimeout(5)
+                self.assertTrue(c.getblocking())
+                self.assertEqual(c.gettimeout(), 5.0)
+                text = c.makefile("rw", encoding="ascii", newline="")
+                text.write("NOOP\r\n")
+                text.flush()
+                self.assertEqual(text.readline(), "250 2.0.0 two\r\n")
+                c.sendall(b"QUIT\r\n")
+                self.assertEqual(c.recv(100), b"221 2.0.0 Bye\r\n")
+                with self.assertRaises(ValueError):
+                    c.recv(10, socket.MSG_PEEK)
+                c.shutdown(socket.SHUT_RDWR)
+                c.settimeout(None)
+                self.assertIsNone(c.gettimeout())
+        self.assertIsNone(srv.error)
+
+    def test_a_timeout_is_a_timeout_error_with_its_errno(self):
+        script = SMTP_UPGRADE + [("hold",)]
+        with ScriptedServer(script, context(), timeout=3) as srv:
+            with starttls.connect("smtp", "localhost", srv.port, config=config()) as c:
+                c.settimeout(0.2)
+                with self.assertRaises(TimeoutError) as cm:
+                    c.recv(10)
+                self.assertEqual(cm.exception.errno, errno.ETIMEDOUT)
+                c.free()
 
 
 class SmtpTests(unittest.TestCase):

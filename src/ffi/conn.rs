@@ -24,6 +24,8 @@ pub struct starttls_conn {
     closing: bool,
     /// How the last successful login went.
     pub(super) auth: Option<crate::AuthOutcome>,
+    /// The OS error number behind the last failure on this connection (0: none).
+    pub(super) os_error: i32,
 }
 
 pub(super) fn protocol_in(code: u32) -> Result<Protocol, Error> {
@@ -54,6 +56,7 @@ pub(super) unsafe fn hand_out(
         error: String::new(),
         closing: false,
         auth: None,
+        os_error: 0,
     });
     // SAFETY: checked non-NULL by every caller before any work.
     unsafe { *conn_out = Box::into_raw(boxed) };
@@ -87,10 +90,12 @@ pub(super) unsafe fn with_conn(
     let Some(c) = (unsafe { conn.as_mut() }) else {
         return fail(&null("conn").into());
     };
-    let mut message = None;
-    let code = boundary(|| f(c).inspect_err(|e| message = Some(e.to_string())));
-    if code != STARTTLS_OK {
-        c.error = message.unwrap_or_else(|| Failure::Panic.to_string());
+    let mut failure = None;
+    let code = boundary(|| f(c).inspect_err(|e| failure = Some((e.to_string(), e.os_error()))));
+    if code != STARTTLS_OK && code != STARTTLS_WANT_READ && code != STARTTLS_WANT_WRITE {
+        let (message, os_error) = failure.unwrap_or_else(|| (Failure::Panic.to_string(), 0));
+        c.error = message;
+        c.os_error = os_error;
     }
     code
 }

@@ -33,6 +33,17 @@ pub unsafe extern "C" fn starttls_conn_error(
     })
 }
 
+/// The operating system's error number (`errno`) behind the last failure on this connection,
+/// as `starttls_last_os_error` is for the thread: a system error's `errno` (`ECONNRESET`,
+/// `EPIPE`, ...), `ETIMEDOUT` for a timeout, 0 for any other failure or none.
+///
+/// # Safety
+/// `conn` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_os_error(conn: *const starttls_conn) -> c_int {
+    boundary_value(0, || unsafe { conn_ref(conn) }.map_or(0, |c| c.os_error))
+}
+
 /// The negotiated TLS version: `STARTTLS_TLS_1_2`, `STARTTLS_TLS_1_3`, or 0 when not encrypted.
 ///
 /// # Safety

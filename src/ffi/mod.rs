@@ -9,7 +9,7 @@
 #![allow(non_camel_case_types)]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
@@ -26,6 +26,7 @@ pub mod server;
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_OS_ERROR: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
 /// What an export can fail with: a library error, or one of the failures only the C boundary
@@ -60,6 +61,18 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The operating system's error number behind the failure: the `errno` of a system error,
+    /// `ETIMEDOUT` for a timeout; 0 for the rest.
+    pub(crate) fn os_error(&self) -> i32 {
+        match self {
+            Failure::Lib(Error::Io { source, .. }) => source.raw_os_error().unwrap_or(0),
+            Failure::Lib(Error::Timeout { .. }) => rustix::io::Errno::TIMEDOUT.raw_os_error(),
+            _ => 0,
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -84,6 +97,7 @@ fn fail(e: &Failure) -> u32 {
     }
     let msg = e.to_string();
     LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    LAST_OS_ERROR.with(|l| l.set(e.os_error()));
     e.code()
 }
 
@@ -364,6 +378,14 @@ pub unsafe extern "C" fn starttls_last_error(buf: *mut c_char, len: usize) -> us
             unsafe { str_out(&l.borrow(), buf, len) }
         })
     })
+}
+
+/// The operating system's error number (`errno`) behind this thread's last failure: the
+/// system error of a `STARTTLS_ERR_IO` (`ECONNREFUSED`, `ECONNRESET`, ...), `ETIMEDOUT` for a
+/// `STARTTLS_ERR_TIMEOUT`; 0 for any other failure.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_last_os_error() -> c_int {
+    boundary_value(0, || LAST_OS_ERROR.with(std::cell::Cell::get))
 }
 
 /// Whether this build supports a protocol (`STARTTLS_PROTO_*`).
