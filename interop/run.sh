@@ -538,6 +538,29 @@ with starttls.connect('ldap', 'localhost', 10389, config=starttls.Config(ca_file
     row "INN nntp" "starttls check" "${CHECK[@]}" nntp://localhost:10119
     row "INN nntps" "starttls check" "${CHECK[@]}" nntps://localhost:10563
     row "PostgreSQL (SSLRequest)" "starttls check" "${CHECK[@]}" postgres://localhost:15432
+    pyrow "Postfix submission: starttls.stdlib.SMTP login + send_message" "
+import sys, starttls, starttls.stdlib
+from email.message import EmailMessage
+msg = EmailMessage()
+msg['From'], msg['To'], msg['Subject'] = 'alice@example.org', 'bob@example.org', 'stdlib'
+msg.set_content('sent by smtplib through starttls.stdlib')
+with starttls.stdlib.SMTP('localhost', 10587, config=starttls.Config(ca_file=sys.argv[1])) as s:
+    assert s.login('alice@example.org', 'secret')[0] == 235
+    assert s.send_message(msg) == {}"
+    pyrow "Dovecot imap: starttls.stdlib.IMAP4 login + SELECT" "
+import sys, starttls, starttls.stdlib
+m = starttls.stdlib.IMAP4('localhost', 10143, config=starttls.Config(ca_file=sys.argv[1]))
+assert m.login('alice', 'secret')[0] == 'OK'
+typ, data = m.select('INBOX')
+assert typ == 'OK', (typ, data)
+m.logout()"
+    pyrow "Dovecot pop3: starttls.stdlib.POP3 login + STAT" "
+import sys, starttls, starttls.stdlib
+p = starttls.stdlib.POP3('localhost', 10110, config=starttls.Config(ca_file=sys.argv[1]))
+p.user('alice'); p.pass_('secret')
+count, size = p.stat()
+assert count >= 0 and size >= 0
+p.quit()"
     pyrow "PostgreSQL (SCRAM login, then a query inside TLS)" "
 import struct, sys, starttls
 with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_file=sys.argv[1])) as c:
