@@ -28,6 +28,10 @@ PYEOF
 tail -n 3 "$W/tests.log"
 grep -Eq '^Ran [1-9][0-9]* tests?' "$W/tests.log" || { echo "no Python tests ran" >&2; exit 1; }
 
+# The type hints: mypy --strict on the package (py.typed ships with it).
+"$PY" -m pip install -q mypy
+(cd "$ROOT/python" && "$PY" -m mypy --strict --cache-dir "$W/mypy-cache" starttls)
+
 "$PY" -m pip wheel -q --no-deps "$ROOT/python" -w "$W/wheel"
 "$PY" - "$W/wheel" <<'PYEOF'
 import glob, sys, zipfile

@@ -18,6 +18,8 @@ Blocking calls release the GIL. A :class:`Config` or :class:`ServerConfig` may b
 :class:`Connection` serialises its own calls with a lock.
 """
 
+from __future__ import annotations
+
 import builtins
 import collections
 import ctypes
@@ -28,9 +30,44 @@ import math
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union, cast, overload
 
 from . import _ffi
 from ._ffi import lib as _lib
+
+if TYPE_CHECKING:
+    from ctypes import _CFunctionType
+    from typing import Literal, NamedTuple, TypedDict
+
+    from _typeshed import ReadableBuffer, WriteableBuffer
+    from typing_extensions import Self
+
+    # What the public functions accept.
+    _ProtocolArg = Union["Protocol", int, str]
+    _StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+    _AnyBytes = Union[str, ReadableBuffer]  # str is encoded as UTF-8
+    # A PEM or ALPN value given alone (anything else is taken as an iterable of them).
+    _OneBytes = Union[str, bytes, bytearray, memoryview]
+    _ManyBytes = Union[_OneBytes, Iterable[_AnyBytes]]
+    _LogFn = Callable[[str, bool, str], object]
+
+    class _AuthOutcomeBase(NamedTuple):
+        mechanism: str
+        channel_binding: Optional[str]
+
+    class _CertificateFacts(TypedDict):
+        not_before: int
+        not_after: int
+        subject: str
+        issuer: str
+        names: list[str]
+        sha256: str
+        spki_sha256: str
+
+    _BinaryMode = Literal["b", "rb", "br", "wb", "bw", "rwb", "rbw", "wrb", "wbr", "brw",
+                          "bwr"]
+else:
+    _AuthOutcomeBase = collections.namedtuple("AuthOutcome", ["mechanism", "channel_binding"])
 
 __version__ = "0.1.0"
 
@@ -148,7 +185,7 @@ _VERIFICATION = {0: Verification.VERIFIED, 1: Verification.SKIPPED, 2: Verificat
 _TIMEOUT_PHASES = {"connect": 1, "reply": 2, "handshake": 3, "io": 4}
 
 
-class AuthOutcome(collections.namedtuple("AuthOutcome", ["mechanism", "channel_binding"])):
+class AuthOutcome(_AuthOutcomeBase):
     """How a login went: the ``mechanism`` used (``"SCRAM-SHA-256-PLUS"``, ``"PLAIN"``, ...)
     and the ``channel_binding`` it was bound to (``"tls-exporter"``,
     ``"tls-server-end-point"``), or None when the server did not prove it saw this very TLS
@@ -168,9 +205,10 @@ class Error(Exception):
     ``message`` the detailed message (with the server's reply line where there is one).
     """
 
-    code = None
+    code: int | None = None
 
-    def __init__(self, message="", code=None, name=None):
+    def __init__(self, message: str = "", code: int | None = None,
+                 name: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
@@ -179,7 +217,7 @@ class Error(Exception):
         )
         self.message = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.name:
             return f"[{self.name}] {self.message}" if self.message else self.name
         return self.message
@@ -270,7 +308,7 @@ class CertificateError(Error):
     code = 401
 
 
-_ERRORS = {
+_ERRORS: dict[int | None, type[Error]] = {
     cls.code: cls
     for cls in (
         InvalidArgumentError, ConfigError, PanicError, BufferTooSmallError, ConnectionIOError,
@@ -281,13 +319,13 @@ _ERRORS = {
 }
 
 
-def error_class(code):
+def error_class(code: int) -> type[Error]:
     """The exception class for a result code: a subclass of :class:`Error`, or ``Error``
     itself for a code this wrapper does not know."""
     return _ERRORS.get(code, Error)
 
 
-def _error(code, message, os_error=0):
+def _error(code: int, message: str, os_error: int = 0) -> Error:
     cls = error_class(code)
     err = cls(message, code=code, name=result_name(code))
     if isinstance(err, OSError):
@@ -297,7 +335,7 @@ def _error(code, message, os_error=0):
     return err
 
 
-def _check(code):
+def _check(code: int) -> None:
     """Raises the thread's last error for a non-zero result code."""
     if code != 0:
         raise _error(code, _ffi.last_error(), _lib.starttls_last_os_error())
@@ -307,31 +345,31 @@ def _check(code):
 # Library information
 
 
-def _static(ptr):
+def _static(ptr: bytes | None) -> str | None:
     return ptr.decode("utf-8", "replace") if ptr is not None else None
 
 
-def version():
+def version() -> str | None:
     """The library's version string, e.g. ``"starttls 0.1.0 (rustls 0.23)"``."""
     return _static(_lib.starttls_version())
 
 
-def crypto_provider():
+def crypto_provider() -> str | None:
     """The crypto provider rustls was built with: ``"aws-lc-rs"`` or ``"ring"``."""
     return _static(_lib.starttls_crypto_provider())
 
 
-def result_name(code):
+def result_name(code: int) -> str | None:
     """The symbolic name of a result code, ``"STARTTLS_ERR_UNKNOWN"`` for a non-code."""
     return _static(_lib.starttls_result_name(_u32(code)))
 
 
-def result_description(code):
+def result_description(code: int) -> str | None:
     """A one-line description of a result code."""
     return _static(_lib.starttls_result_description(_u32(code)))
 
 
-def supports_protocol(protocol):
+def supports_protocol(protocol: _ProtocolArg) -> bool:
     """Whether this build of the library supports ``protocol``."""
     try:
         p = _protocol(protocol)
@@ -340,25 +378,25 @@ def supports_protocol(protocol):
     return bool(_lib.starttls_supports_protocol(p))
 
 
-def protocol_name(protocol):
+def protocol_name(protocol: int) -> str | None:
     """The URL scheme of a protocol (``"smtp"``, ``"imaps"``, ...), or ``None``."""
     return _static(_lib.starttls_protocol_name(_u32(int(protocol))))
 
 
-def default_port(protocol):
+def default_port(protocol: _ProtocolArg) -> int | None:
     """The well-known port of a protocol, or ``None`` (``Protocol.TLS`` has none)."""
-    port = _lib.starttls_protocol_default_port(_u32(int(_protocol(protocol))))
+    port: int = _lib.starttls_protocol_default_port(_u32(int(_protocol(protocol))))
     return port or None
 
 
-def _u32(value):
+def _u32(value: int) -> int:
     value = int(value)
     if not 0 <= value <= 0xFFFFFFFF:
         raise ValueError(f"{value} does not fit in a uint32_t")
     return value
 
 
-def _protocol(protocol):
+def _protocol(protocol: object) -> Protocol | int:
     """A Protocol (or, for an unknown number, the int itself, which the library rejects)."""
     if isinstance(protocol, str):
         try:
@@ -374,7 +412,7 @@ def _protocol(protocol):
         return _u32(protocol)
 
 
-def _cstr(value, what):
+def _cstr(value: object, what: str) -> bytes | None:
     """A str or path-like as NUL-terminated bytes (None stays None)."""
     if value is None:
         return None
@@ -387,30 +425,30 @@ def _cstr(value, what):
     return b
 
 
-def _bytes(value, what):
+def _bytes(value: object, what: str) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     try:
-        return bytes(memoryview(value))
+        return bytes(memoryview(cast("ReadableBuffer", value)))  # checked at run time
     except TypeError:
         raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}") from None
 
 
-def _tls_version(value):
-    versions = {"1.2": TLS_1_2, "1.3": TLS_1_3, "TLSv1.2": TLS_1_2, "TLSv1.3": TLS_1_3,
-                TLS_1_2: TLS_1_2, TLS_1_3: TLS_1_3}
+def _tls_version(value: str | int) -> int:
+    versions: dict[str | int, int] = {"1.2": TLS_1_2, "1.3": TLS_1_3, "TLSv1.2": TLS_1_2,
+                                      "TLSv1.3": TLS_1_3, TLS_1_2: TLS_1_2, TLS_1_3: TLS_1_3}
     if isinstance(value, bool) or value not in versions:
         raise ValueError(f"min_tls_version must be '1.2' or '1.3', not {value!r}")
     return versions[value]
 
 
-def _alpn_list(alpn):
+def _alpn_list(alpn: _ManyBytes) -> list[bytes]:
     if isinstance(alpn, (str, bytes, bytearray, memoryview)):
         alpn = (alpn,)
     return [_bytes(proto, "alpn") for proto in alpn]
 
 
-def _ms(seconds, what):
+def _ms(seconds: float, what: str) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"{what} must be a number of seconds")
     if not seconds > 0 or math.isinf(seconds):
@@ -450,13 +488,21 @@ class Config:
     already made from it stay usable.
     """
 
-    def __init__(self, ca_file=None, ca_pem=None, system_roots=False, client_cert=None,
-                 client_key=None, client_name=None, alpn=(), min_tls_version=None,
-                 policy=Policy.REQUIRE, timeout=None, fetch_capabilities=False,
-                 dangerous_accept_any_certificate=False,
-                 dangerous_allow_login_without_verification=False, log=None):
-        self._ptr = None
-        self._callback = None  # keeps the C callback alive while the config or its conns live
+    def __init__(self, ca_file: _StrPath | None = None, ca_pem: _ManyBytes | None = None,
+                 system_roots: bool = False,
+                 client_cert: _StrPath | bytearray | memoryview | None = None,
+                 client_key: _StrPath | bytearray | memoryview | None = None,
+                 client_name: str | None = None, alpn: _ManyBytes = (),
+                 min_tls_version: str | int | None = None,
+                 policy: Policy | int | str = Policy.REQUIRE,
+                 timeout: float | dict[str, float] | None = None,
+                 fetch_capabilities: bool = False,
+                 dangerous_accept_any_certificate: bool = False,
+                 dangerous_allow_login_without_verification: bool = False,
+                 log: _LogFn | None = None) -> None:
+        self._ptr: int | None = None
+        # Keeps the C callback alive while the config or its conns live.
+        self._callback: _CFunctionType | None = None
         if isinstance(policy, str):
             try:
                 policy = Policy[policy.upper()]
@@ -466,7 +512,7 @@ class Config:
         self._lock = threading.Lock()
 
         # Validate everything in Python first, so that a TypeError leaks no builder.
-        steps = []
+        steps: list[tuple[Any, ...]] = []
         if ca_file is not None:
             steps.append((_lib.starttls_config_builder_set_ca_file, _cstr(ca_file, "ca_file")))
         if ca_pem is not None:
@@ -532,47 +578,48 @@ class Config:
         _check(_lib.starttls_config_builder_build(builder, ctypes.byref(out)))
         self._ptr = out.value
 
-    def _handle(self):
+    def _handle(self) -> int:
         if self._ptr is None:
             raise ValueError("the config is closed")
         return self._ptr
 
-    def close(self):
+    def close(self) -> None:
         """Frees the C config. Connections made from it stay usable."""
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr is not None:
             _lib.starttls_config_free(ptr)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # Bound at class creation so that __del__ still works while the interpreter shuts down.
     _free = staticmethod(_lib.starttls_config_free)
 
-    def __del__(self):
+    def __del__(self) -> None:
         ptr = getattr(self, "_ptr", None)
         if ptr is not None:
             self._ptr = None
             self._free(ptr)
 
 
-def _make_log_callback(log):
-    def trampoline(_userdata, direction, encrypted, line):
+def _make_log_callback(log: _LogFn) -> _CFunctionType:
+    def trampoline(_userdata: int | None, direction: int, encrypted: bool,
+                   line: bytes | None) -> None:
         text = line.decode("utf-8", "replace") if line is not None else ""
         log("sent" if direction == DIRECTION_SENT else "received", bool(encrypted), text)
     # An exception raised by `log` is reported through sys.unraisablehook by ctypes.
     return _ffi.LOG_CALLBACK(trampoline)
 
 
-_default_config = None
+_default_config: Config | None = None
 _default_lock = threading.Lock()
 
 
-def _config(config):
+def _config(config: Config | None) -> Config:
     global _default_config
     if config is not None:
         return config
@@ -614,16 +661,23 @@ class ServerConfig:
     usable.
     """
 
-    def __init__(self, cert_file=None, key_file=None, cert_pem=None, key_pem=None,
-                 sni_certs=(), client_ca_file=None, client_auth="optional", alpn=(),
-                 min_tls_version=None, session_tickets=False, hostname=None, greeting=None,
-                 timeout=None, log=None):
-        self._ptr = None
-        self._callback = None  # keeps the C callback alive while the config or its conns live
+    def __init__(self, cert_file: _StrPath | None = None, key_file: _StrPath | None = None,
+                 cert_pem: _AnyBytes | None = None, key_pem: _AnyBytes | None = None,
+                 sni_certs: Iterable[tuple[str, _AnyBytes, _AnyBytes]] = (),
+                 client_ca_file: _StrPath | None = None, client_auth: str | int = "optional",
+                 alpn: _ManyBytes = (), min_tls_version: str | int | None = None,
+                 session_tickets: bool = False, hostname: str | None = None,
+                 greeting: str | None = None, timeout: float | None = None,
+                 log: _LogFn | None = None) -> None:
+        self._ptr: int | None = None
+        # Keeps the C callback alive while the config or its conns live.
+        self._callback: _CFunctionType | None = None
         self._lock = threading.Lock()
 
         # Validate everything in Python first, so that a TypeError leaks no builder.
-        steps = []
+        steps: list[tuple[Any, ...]] = []
+        chain: _AnyBytes
+        key: _AnyBytes
         if (cert_file is None) != (key_file is None):
             raise ValueError("cert_file and key_file go together")
         if (cert_pem is None) != (key_pem is None):
@@ -688,27 +742,27 @@ class ServerConfig:
         _check(_lib.starttls_server_config_builder_build(builder, ctypes.byref(out)))
         self._ptr = out.value
 
-    def _handle(self):
+    def _handle(self) -> int:
         if self._ptr is None:
             raise ValueError("the server config is closed")
         return self._ptr
 
-    def close(self):
+    def close(self) -> None:
         """Frees the C config. Connections made from it stay usable."""
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr is not None:
             _lib.starttls_server_config_free(ptr)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     _free = staticmethod(_lib.starttls_server_config_free)
 
-    def __del__(self):
+    def __del__(self) -> None:
         ptr = getattr(self, "_ptr", None)
         if ptr is not None:
             self._ptr = None
@@ -722,27 +776,27 @@ class ServerConfig:
 class _ConnectionIO(io.RawIOBase):
     """The raw stream under ``Connection.makefile``: reads and writes go to the connection."""
 
-    def __init__(self, conn, mode):
+    def __init__(self, conn: Connection, mode: str) -> None:
         super().__init__()
         self._conn = conn
         self._reading = "r" in mode
         self._writing = "w" in mode
 
-    def readable(self):
+    def readable(self) -> bool:
         return self._reading
 
-    def writable(self):
+    def writable(self) -> bool:
         return self._writing
 
-    def readinto(self, b):
+    def readinto(self, b: WriteableBuffer) -> int:
         self._checkClosed()
         return self._conn.recv_into(b)
 
-    def write(self, b):
+    def write(self, b: ReadableBuffer) -> int:
         self._checkClosed()
         return self._conn.send(bytes(b))
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self._conn.fileno()
 
 
@@ -759,23 +813,24 @@ class Connection:
     call from a second thread waits for the first (a read waits at most the I/O timeout).
     """
 
-    def __init__(self, ptr, *, sock=None, config=None):
+    def __init__(self, ptr: int | None, *, sock: socket.socket | None = None,
+                 config: Config | ServerConfig | None = None) -> None:
         self._ptr = ptr
         self._sock = sock  # a borrowed socket is kept open as long as the connection lives
         self._config = config  # keeps a log callback alive
         self._callback = config._callback if config is not None else None
         self._lock = threading.RLock()
         self._rbuf = b""
-        self._timeout = None
+        self._timeout: float | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _handle(self):
+    def _handle(self) -> int:
         if self._ptr is None:
             raise ValueError("I/O operation on a freed connection")
         return self._ptr
 
-    def _call(self, fn, *args):
+    def _call(self, fn: Callable[..., int], *args: Any) -> None:
         """Calls ``fn(conn, *args)`` and raises the connection's error on failure."""
         with self._lock:
             ptr = self._handle()
@@ -791,17 +846,17 @@ class Connection:
                 message = _ffi.get_string(_lib.starttls_conn_error, ptr).decode("utf-8", "replace")
                 raise _error(code, message, _lib.starttls_conn_os_error(ptr))
 
-    def _string(self, fn):
+    def _string(self, fn: Callable[..., int]) -> str:
         with self._lock:
             return _ffi.get_string(fn, self._handle()).decode("utf-8", "replace")
 
-    def _value(self, fn, *args):
+    def _value(self, fn: Callable[..., Any], *args: Any) -> Any:
         with self._lock:
             return fn(self._handle(), *args)
 
     # -- I/O ---------------------------------------------------------------------------------
 
-    def read(self, n=16384):
+    def read(self, n: int = 16384) -> bytes:
         """Reads up to ``n`` decrypted bytes, blocking within the I/O timeout. Returns ``b""``
         when the peer closed cleanly (close_notify); a close without it raises ClosedError."""
         if n < 0:
@@ -817,7 +872,7 @@ class Connection:
             self._call(_lib.starttls_read, buf, n, ctypes.byref(out))
             return buf.raw[:out.value]
 
-    def readline(self, limit=65536):
+    def readline(self, limit: int = 65536) -> bytes:
         """Reads up to and including ``b"\\n"`` (or ``limit`` bytes, or to the end)."""
         with self._lock:
             while b"\n" not in self._rbuf and len(self._rbuf) < limit:
@@ -833,14 +888,14 @@ class Connection:
             line, self._rbuf = self._rbuf[:end], self._rbuf[end:]
             return line
 
-    def write(self, data):
+    def write(self, data: _AnyBytes) -> int:
         """Writes ``data`` (bytes-like) and flushes it; returns the number of bytes taken."""
         data = _bytes(data, "data") if not isinstance(data, bytes) else data
         out = ctypes.c_size_t()
         self._call(_lib.starttls_write, data, len(data), ctypes.byref(out))
         return out.value
 
-    def sendall(self, data):
+    def sendall(self, data: _AnyBytes) -> None:
         """Writes all of ``data``."""
         data = _bytes(data, "data") if not isinstance(data, bytes) else data
         view = memoryview(data)
@@ -850,7 +905,7 @@ class Connection:
 
     # -- the socket interface (so that the standard library's clients can use a Connection) -
 
-    def recv(self, bufsize, flags=0):
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As ``socket.recv``: up to ``bufsize`` decrypted bytes, ``b""`` at a clean close.
         In non-blocking mode (``setblocking(False)``) raises ``BlockingIOError`` when nothing
         can be read now."""
@@ -858,7 +913,7 @@ class Connection:
             raise ValueError("recv flags are not supported on a TLS connection")
         return self.read(bufsize)
 
-    def recv_into(self, buffer, nbytes=0, flags=0):
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
         """As ``socket.recv_into``: reads into a writable bytes-like object; returns the count."""
         view = memoryview(buffer).cast("B")
         n = nbytes or len(view)
@@ -868,13 +923,13 @@ class Connection:
         view[:len(data)] = data
         return len(data)
 
-    def send(self, data, flags=0):
+    def send(self, data: _AnyBytes, flags: int = 0) -> int:
         """As ``socket.send``: writes ``data``; returns how many bytes were taken."""
         if flags:
             raise ValueError("send flags are not supported on a TLS connection")
         return self.write(data)
 
-    def settimeout(self, value):
+    def settimeout(self, value: float | None) -> None:
         """As ``socket.settimeout``: ``None`` blocks without a limit, ``0`` is non-blocking,
         a number of seconds bounds every read and write (``starttls.TimeoutError``, a
         ``TimeoutError``, when it runs out)."""
@@ -892,22 +947,22 @@ class Connection:
             self.setblocking(True)
         self._timeout = float(value)
 
-    def gettimeout(self):
+    def gettimeout(self) -> float | None:
         """As ``socket.gettimeout``: seconds, ``0.0`` when non-blocking, ``None`` without a
         limit set here (the config's I/O timeout then applies)."""
         return self._timeout
 
-    def setblocking(self, flag):
+    def setblocking(self, flag: bool) -> None:
         """As ``socket.setblocking``: switches the socket's ``O_NONBLOCK``; non-blocking reads
         and writes raise ``BlockingIOError`` instead of waiting."""
         os.set_blocking(self.fileno(), bool(flag))
         self._timeout = None if flag else 0.0
 
-    def getblocking(self):
+    def getblocking(self) -> bool:
         """As ``socket.getblocking``."""
         return os.get_blocking(self.fileno())
 
-    def shutdown(self, how):
+    def shutdown(self, how: int) -> None:
         """As ``socket.shutdown``: ``SHUT_WR``/``SHUT_RDWR`` send close_notify (reading may
         go on); ``SHUT_RD`` does nothing (TLS has no half-close for reading)."""
         if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
@@ -915,7 +970,38 @@ class Connection:
         if how != socket.SHUT_RD:
             self.close()
 
-    def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
+    @overload
+    def makefile(self, mode: _BinaryMode, buffering: Literal[0], *, encoding: str | None = None,
+                 errors: str | None = None, newline: str | None = None) -> _ConnectionIO: ...
+
+    @overload
+    def makefile(self, mode: Literal["rwb", "rbw", "wrb", "wbr", "brw", "bwr"],
+                 buffering: Literal[-1, 1] | None = None, *, encoding: str | None = None,
+                 errors: str | None = None, newline: str | None = None) -> io.BufferedRWPair: ...
+
+    @overload
+    def makefile(self, mode: Literal["b", "rb", "br"], buffering: Literal[-1, 1] | None = None,
+                 *, encoding: str | None = None, errors: str | None = None,
+                 newline: str | None = None) -> io.BufferedReader: ...
+
+    @overload
+    def makefile(self, mode: Literal["wb", "bw"], buffering: Literal[-1, 1] | None = None, *,
+                 encoding: str | None = None, errors: str | None = None,
+                 newline: str | None = None) -> io.BufferedWriter: ...
+
+    @overload
+    def makefile(self, mode: Literal["r", "w", "rw", "wr"] = "r", buffering: int | None = None,
+                 *, encoding: str | None = None, errors: str | None = None,
+                 newline: str | None = None) -> io.TextIOWrapper: ...
+
+    @overload
+    def makefile(self, mode: str = "r", buffering: int | None = None, *,
+                 encoding: str | None = None, errors: str | None = None,
+                 newline: str | None = None) -> io.IOBase: ...
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, *,
+                 encoding: str | None = None, errors: str | None = None,
+                 newline: str | None = None) -> io.IOBase:
         """As ``socket.makefile``: a file object over the decrypted stream (``"rb"`` for
         smtplib, imaplib and poplib). Closing it leaves the connection open."""
         if not set(mode) <= {"r", "w", "b"}:
@@ -932,6 +1018,7 @@ class Connection:
             if not binary:
                 raise ValueError("unbuffered streams must be binary")
             return raw
+        buffered: io.BufferedIOBase
         if reading and writing:
             buffered = io.BufferedRWPair(raw, raw, buffering)
         elif reading:
@@ -940,11 +1027,13 @@ class Connection:
             buffered = io.BufferedWriter(raw, buffering)
         if binary:
             return buffered
-        text = io.TextIOWrapper(buffered, encoding, errors, newline)
-        text.mode = mode
+        # Any: typeshed's BufferedRWPair lacks the .name TextIOWrapper's stub asks for, and its
+        # TextIOWrapper.mode is read-only (it is writable at run time).
+        text = io.TextIOWrapper(cast(Any, buffered), encoding, errors, newline)
+        cast(Any, text).mode = mode
         return text
 
-    def close(self):
+    def close(self) -> None:
         """Sends close_notify (and, for a socket the library owns, shuts its write side).
         Does not free: reading may go on until the peer closes. Idempotent after free."""
         with self._lock:
@@ -952,7 +1041,7 @@ class Connection:
                 return
             self._call(_lib.starttls_close)
 
-    def free(self):
+    def free(self) -> None:
         """Releases the connection without close_notify. Closes the socket only if the
         library owns it; a borrowed socket stays open and is the caller's again."""
         with self._lock:
@@ -962,14 +1051,14 @@ class Connection:
             _lib.starttls_conn_free(ptr)
 
     @property
-    def freed(self):
+    def freed(self) -> bool:
         """True after :meth:`free`."""
         return self._ptr is None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         try:
             if self._ptr is not None:
                 self.close()
@@ -980,18 +1069,19 @@ class Connection:
 
     _free = staticmethod(_lib.starttls_conn_free)
 
-    def __del__(self):
+    def __del__(self) -> None:
         ptr = getattr(self, "_ptr", None)
         if ptr is not None:
             self._ptr = None
             self._free(ptr)
 
-    def fileno(self):
+    def fileno(self) -> int:
         """The socket's fd (the library's for connect(): do not close it)."""
-        return self._value(_lib.starttls_conn_fd)
+        fd: int = self._value(_lib.starttls_conn_fd)
+        return fd
 
     @property
-    def certificate_facts(self):
+    def certificate_facts(self) -> _CertificateFacts | None:
         """What the peer's leaf certificate says about itself, or ``None`` without one: a dict
         with ``not_before`` and ``not_after`` (Unix times), ``subject``, ``issuer``, ``names``
         (``["DNS:mx.example.org", ...]``), ``sha256`` and ``spki_sha256`` (hex)."""
@@ -1001,7 +1091,7 @@ class Connection:
             if _lib.starttls_conn_peer_cert_validity(ptr, ctypes.byref(before),
                                                      ctypes.byref(after)) != 0:
                 return None
-            digests = []
+            digests: list[str] = []
             for spki in (False, True):
                 out = ctypes.create_string_buffer(32)
                 _check(_lib.starttls_conn_peer_cert_sha256(ptr, spki, out))
@@ -1017,16 +1107,20 @@ class Connection:
             "spki_sha256": digests[1],
         }
 
-    def pending(self):
-        """Decrypted bytes that ``read`` can return now without touching the socket: drain
-        them before waiting in ``select``/``poll``, which does not see them."""
-        return self._value(_lib.starttls_conn_pending)
+    def pending(self) -> int:
+        """Decrypted bytes that ``read`` can return now without touching the socket (the
+        library's and this wrapper's buffers, after a ``readline``): drain them before waiting in
+        ``select``/``poll``, which does not see them."""
+        with self._lock:
+            n: int = self._value(_lib.starttls_conn_pending)
+            return n + len(self._rbuf)
 
-    def cipher_bits(self):
+    def cipher_bits(self) -> int:
         """The negotiated cipher's strength in bits (128, 256), 0 without TLS."""
-        return self._value(_lib.starttls_conn_cipher_bits)
+        bits: int = self._value(_lib.starttls_conn_cipher_bits)
+        return bits
 
-    def set_io_timeout(self, seconds):
+    def set_io_timeout(self, seconds: float) -> None:
         """This connection's read/write timeout in seconds (``0``: none), instead of the
         config's I/O timeout (an IMAP IDLE may wait longer than other reads)."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
@@ -1036,23 +1130,24 @@ class Connection:
     # -- details -----------------------------------------------------------------------------
 
     @property
-    def tls_version(self):
+    def tls_version(self) -> str | None:
         """``"TLSv1.2"``, ``"TLSv1.3"``, or ``None`` when not encrypted."""
-        v = self._value(_lib.starttls_conn_tls_version)
+        v: int = self._value(_lib.starttls_conn_tls_version)
         return {0: None, TLS_1_2: "TLSv1.2", TLS_1_3: "TLSv1.3"}.get(v, f"0x{v:04x}")
 
     @property
-    def cipher(self):
+    def cipher(self) -> str | None:
         """The IANA name of the cipher suite, or ``None`` when not encrypted."""
         return self._string(_lib.starttls_conn_cipher_suite) or None
 
     @property
-    def cipher_id(self):
+    def cipher_id(self) -> int:
         """The IANA number of the cipher suite, 0 when not encrypted."""
-        return self._value(_lib.starttls_conn_cipher_suite_id)
+        suite: int = self._value(_lib.starttls_conn_cipher_suite_id)
+        return suite
 
     @property
-    def alpn(self):
+    def alpn(self) -> bytes | None:
         """The negotiated ALPN protocol (bytes), or ``None``."""
         buf = ctypes.create_string_buffer(256)  # ALPN names are at most 255 bytes
         out = ctypes.c_size_t()
@@ -1060,13 +1155,13 @@ class Connection:
         return buf.raw[:out.value] or None
 
     @property
-    def peer_certificates(self):
+    def peer_certificates(self) -> list[bytes]:
         """The server's chain as a list of DER ``bytes``, leaf first (empty in plaintext)."""
-        certs = []
+        certs: list[bytes] = []
         with self._lock:
-            count = _lib.starttls_conn_peer_cert_count(self._handle())
+            count: int = _lib.starttls_conn_peer_cert_count(self._handle())
             for i in range(count):
-                size = _lib.starttls_conn_peer_cert_len(self._ptr, i)
+                size: int = _lib.starttls_conn_peer_cert_len(self._ptr, i)
                 buf = ctypes.create_string_buffer(max(size, 1))
                 out = ctypes.c_size_t()
                 self._call(_lib.starttls_conn_peer_cert, i, buf, size, ctypes.byref(out))
@@ -1074,31 +1169,32 @@ class Connection:
         return certs
 
     @property
-    def greeting(self):
+    def greeting(self) -> str | None:
         """The server's greeting (lines joined by ``\\n``), or ``None``. For STARTTLS it came
         in plaintext: show it, do not act on it."""
         return self._string(_lib.starttls_conn_greeting) or None
 
     @property
-    def capabilities_before_tls(self):
+    def capabilities_before_tls(self) -> list[str]:
         """Capabilities seen in plaintext (a list of str). UNTRUSTED: informational only."""
         text = self._string(_lib.starttls_conn_capabilities_before_tls)
         return text.split("\n") if text else []
 
     @property
-    def capabilities(self):
+    def capabilities(self) -> list[str] | None:
         """Capabilities learned inside TLS (a list of str), or ``None`` if none are known."""
         if not self._value(_lib.starttls_conn_has_capabilities):
             return None
         text = self._string(_lib.starttls_conn_capabilities)
         return text.split("\n") if text else []
 
-    def quit(self):
+    def quit(self) -> None:
         """Ends the session politely: the protocol's goodbye inside TLS (QUIT, LOGOUT, ...),
         its reply, then close_notify."""
         self._call(_lib.starttls_conn_quit)
 
-    def authenticate(self, user, password, authzid=None, database=None):
+    def authenticate(self, user: str | bytes, password: str | bytes, authzid: str | None = None,
+                     database: str | None = None) -> AuthOutcome:
         """Logs in inside TLS with the strongest mechanism the server offers there:
         SCRAM-SHA-256-PLUS (bound to this TLS connection), SCRAM-SHA-256, PLAIN, then the
         protocol's own (SMTP AUTH LOGIN, IMAP LOGIN, POP3 USER/PASS, NNTP AUTHINFO USER, LDAP
@@ -1132,7 +1228,8 @@ class Connection:
             )
         return self._auth_outcome()
 
-    def authenticate_token(self, user, token, mechanism=None):
+    def authenticate_token(self, user: str | bytes, token: str | bytes,
+                           mechanism: str | None = None) -> AuthOutcome:
         """Logs in inside TLS with an OAuth 2.0 bearer token you obtained (the library fetches
         none): OAUTHBEARER (RFC 7628) where offered, else XOAUTH2, or only ``mechanism``. The
         token is never sent as a password. Returns an ``AuthOutcome``; a rejection raises
@@ -1146,71 +1243,71 @@ class Connection:
         )
         return self._auth_outcome()
 
-    def authenticate_external(self, authzid=None):
+    def authenticate_external(self, authzid: str | None = None) -> AuthOutcome:
         """Logs in inside TLS with SASL EXTERNAL: the client certificate the config presented
         (``Config(client_cert=..., client_key=...)``) is the identity, ``authzid`` the identity
         to act as. Returns an ``AuthOutcome``."""
         self._call(_lib.starttls_conn_authenticate_external, _cstr(authzid, "authzid"))
         return self._auth_outcome()
 
-    def _auth_outcome(self):
+    def _auth_outcome(self) -> AuthOutcome:
         return AuthOutcome(
             self._string(_lib.starttls_conn_auth_mechanism),
             self._string(_lib.starttls_conn_auth_channel_binding) or None,
         )
 
-    def fetch_capabilities(self):
+    def fetch_capabilities(self) -> list[str]:
         """Asks the server for its capabilities again, inside TLS, and returns them."""
         self._call(_lib.starttls_conn_fetch_capabilities)
         return self.capabilities or []
 
     @property
-    def encrypted(self):
+    def encrypted(self) -> bool:
         """True when the connection is encrypted (always, under Policy.REQUIRE)."""
         return bool(self._value(_lib.starttls_conn_is_encrypted))
 
     @property
-    def plaintext_reason(self):
+    def plaintext_reason(self) -> type[Error] | None:
         """Why the connection is not encrypted: an Error subclass (e.g. NotOfferedError), or
         ``None`` when it is encrypted."""
-        code = self._value(_lib.starttls_conn_plaintext_reason)
+        code: int = self._value(_lib.starttls_conn_plaintext_reason)
         return None if code == 0 else error_class(code)
 
     @property
-    def starttls_offered(self):
+    def starttls_offered(self) -> bool | None:
         """True/False: whether STARTTLS was advertised in plaintext; None when not asked."""
-        v = self._value(_lib.starttls_conn_starttls_offered)
+        v: int = self._value(_lib.starttls_conn_starttls_offered)
         return None if v < 0 else bool(v)
 
     @property
-    def resumed(self):
+    def resumed(self) -> bool:
         """True when this connection resumed an earlier TLS session of the same config."""
         return bool(self._value(_lib.starttls_conn_is_resumed))
 
     @property
-    def is_server(self):
+    def is_server(self) -> bool:
         """True for a connection made by :func:`accept_socket` / :func:`accept_tls_socket`."""
         return bool(self._value(_lib.starttls_conn_is_server))
 
     @property
-    def peer_name(self):
+    def peer_name(self) -> str | None:
         """Server side: the name the client gave before TLS (EHLO/LHLO argument, XMPP ``to``,
         HTTP ``Host``), or ``None``. UNTRUSTED: it came in plaintext."""
         return self._string(_lib.starttls_conn_peer_name) or None
 
     @property
-    def verification(self):
+    def verification(self) -> str:
         """``"verified"``, ``"skipped"`` (dangerous mode), ``"not-encrypted"``, or on the
         server side ``"no-peer-certificate"`` when the client presented none."""
-        v = self._value(_lib.starttls_conn_verification)
+        v: int = self._value(_lib.starttls_conn_verification)
         return _VERIFICATION.get(v, Verification.NOT_ENCRYPTED).value
 
     @property
-    def verification_problem(self):
+    def verification_problem(self) -> str | None:
         """In dangerous mode, what verification would have rejected; otherwise ``None``."""
         return self._string(_lib.starttls_conn_verification_problem) or None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._ptr is None:
             return "<starttls.Connection freed>"
         return (f"<starttls.Connection fd={self.fileno()} {self.tls_version or 'plaintext'} "
@@ -1221,13 +1318,14 @@ class Connection:
 # Entry points
 
 
-def _new_conn(fn, *args):
+def _new_conn(fn: Callable[..., int], *args: Any) -> int | None:
     out = ctypes.c_void_p()
     _check(fn(*args, ctypes.byref(out)))
     return out.value
 
 
-def connect(protocol, host, port=None, *, config=None, server_name=None):
+def connect(protocol: _ProtocolArg, host: str, port: int | None = None, *,
+            config: Config | None = None, server_name: str | None = None) -> Connection:
     """Connects to ``host:port``, runs ``protocol``'s upgrade and the TLS handshake, and
     verifies the certificate for ``server_name`` (default: ``host``).
 
@@ -1248,7 +1346,8 @@ def connect(protocol, host, port=None, *, config=None, server_name=None):
     return Connection(ptr, config=cfg)
 
 
-def _fd_upgrade(sock, config, take_ownership, call):
+def _fd_upgrade(sock: socket.socket, config: Config | None, take_ownership: bool,
+                call: Callable[[int, int, int, Any], int]) -> Connection:
     if not hasattr(sock, "fileno"):
         raise TypeError("sock must be a socket object")
     cfg = _config(config)
@@ -1257,7 +1356,7 @@ def _fd_upgrade(sock, config, take_ownership, call):
     if take_ownership:
         # The library owns the fd from here on, even if the call fails.
         fd = sock.detach()
-        keep = None
+        keep: socket.socket | None = None
     else:
         fd = sock.fileno()
         keep = sock
@@ -1267,7 +1366,8 @@ def _fd_upgrade(sock, config, take_ownership, call):
     return Connection(ptr, sock=keep, config=cfg)
 
 
-def upgrade_socket(sock, protocol, server_name, *, config=None, take_ownership=False):
+def upgrade_socket(sock: socket.socket, protocol: _ProtocolArg, server_name: str, *,
+                   config: Config | None = None, take_ownership: bool = False) -> Connection:
     """Runs ``protocol``'s upgrade and the handshake on ``sock``, a socket you connected and
     have not read from, verifying the certificate for ``server_name``.
 
@@ -1284,7 +1384,8 @@ def upgrade_socket(sock, protocol, server_name, *, config=None, take_ownership=F
                            cfg, int(p), fd, name, flags, out))
 
 
-def handshake_socket(sock, server_name, *, config=None, take_ownership=False):
+def handshake_socket(sock: socket.socket, server_name: str, *, config: Config | None = None,
+                     take_ownership: bool = False) -> Connection:
     """TLS only, for a caller that ran the dialog itself and read the go-ahead (and nothing
     after it). Socket ownership as for :func:`upgrade_socket`."""
     name = _cstr(server_name, "server_name")
@@ -1293,7 +1394,8 @@ def handshake_socket(sock, server_name, *, config=None, take_ownership=False):
                            cfg, fd, name, flags, out))
 
 
-def _fd_accept(sock, config, take_ownership, call):
+def _fd_accept(sock: socket.socket, config: ServerConfig, take_ownership: bool,
+               call: Callable[[int, int, int, Any], int]) -> Connection:
     if not isinstance(config, ServerConfig):
         raise TypeError(f"config must be a ServerConfig, not {type(config).__name__}")
     if not hasattr(sock, "fileno"):
@@ -1305,7 +1407,7 @@ def _fd_accept(sock, config, take_ownership, call):
     if take_ownership:
         # The library owns the fd from here on, even if the call fails.
         fd = sock.detach()
-        keep = None
+        keep: socket.socket | None = None
     else:
         fd = sock.fileno()
         keep = sock
@@ -1313,7 +1415,8 @@ def _fd_accept(sock, config, take_ownership, call):
     return Connection(ptr, sock=keep, config=config)
 
 
-def accept_socket(sock, protocol, config, *, take_ownership=False):
+def accept_socket(sock: socket.socket, protocol: _ProtocolArg, config: ServerConfig, *,
+                  take_ownership: bool = False) -> Connection:
     """Plays the server side of ``protocol`` on ``sock``, a socket you accepted and have not
     read from: greeting, capabilities advertising STARTTLS, "TLS first" answers to other
     commands, credentials refused, the go-ahead, then the TLS handshake with ``config`` (a
@@ -1334,7 +1437,9 @@ def accept_socket(sock, protocol, config, *, take_ownership=False):
                           cfg, int(p), fd, flags, out))
 
 
-def accept_tls_socket(sock, config, buffered=b"", *, take_ownership=False):
+def accept_tls_socket(sock: socket.socket, config: ServerConfig,
+                      buffered: _AnyBytes | None = b"", *,
+                      take_ownership: bool = False) -> Connection:
     """TLS only, for a server that ran its own dialog on ``sock`` and just sent its go-ahead.
 
     ``buffered`` is whatever you had already read from the client after its STARTTLS command.

@@ -5,18 +5,21 @@ ctypes.CDLL releases the GIL for the duration of every call, so a blocking conne
 write in one thread does not stop other Python threads.
 """
 
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import glob
 import os
 import sys
+from typing import Any, Callable, Iterator
 
 __all__ = ["lib", "library_path", "LOG_CALLBACK"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _shared_suffix():
+def _shared_suffix() -> str:
     if sys.platform == "darwin":
         return ".dylib"
     if sys.platform == "win32":
@@ -24,7 +27,7 @@ def _shared_suffix():
     return ".so"
 
 
-def _candidates():
+def _candidates() -> Iterator[tuple[str, str | None]]:
     """Yields (description, path) pairs in the documented search order."""
     env = os.environ.get("STARTTLS_LIBRARY")
     if env:
@@ -50,8 +53,8 @@ def _candidates():
     yield "ctypes.util.find_library", found
 
 
-def _load():
-    tried = []
+def _load() -> tuple[Any, str]:
+    tried: list[str] = []
     for where, path in _candidates():
         if path is None:
             tried.append(f"  {where}: nothing found")
@@ -75,6 +78,9 @@ def _load():
     )
 
 
+# Functions loaded from the CDLL are untyped: `lib` is the typed boundary (Any).
+lib: Any
+library_path: str
 lib, library_path = _load()
 
 # Short names for the C types.
@@ -93,7 +99,7 @@ _handlep = ctypes.POINTER(ctypes.c_void_p)
 # void (*)(void *userdata, uint32_t direction, bool encrypted, const char *line)
 LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, _u32, _bool, ctypes.c_char_p)
 
-_SIGNATURES = {
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     # library
     "starttls_version": (ctypes.c_char_p, []),
     "starttls_crypto_provider": (ctypes.c_char_p, []),
@@ -204,7 +210,7 @@ for _name, (_restype, _argtypes) in _SIGNATURES.items():
 del _name, _restype, _argtypes, _fn
 
 
-def get_string(fn, *args, initial=256):
+def get_string(fn: Callable[..., int], *args: Any, initial: int = 256) -> bytes:
     """Calls an snprintf-style getter ``fn(*args, buf, len) -> full length`` and returns the
     whole string as ``bytes``, growing the buffer once the length is known."""
     size = initial
@@ -216,6 +222,6 @@ def get_string(fn, *args, initial=256):
         size = n + 1
 
 
-def last_error():
+def last_error() -> str:
     """This thread's last failure message from the library (``str``)."""
     return get_string(lib.starttls_last_error).decode("utf-8", "replace")
