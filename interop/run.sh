@@ -575,6 +575,19 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
         kinds += t
         rows += body if t == b'D' else b''
     assert b'42' in rows, (kinds, rows)"
+    log "monitoring and TLS versions (starttls check)"
+    row "Postfix submission, --warn-days past the certificate's life (expect exit 11)" \
+        "check --warn-days" sh -c '"$@" --warn-days 100000 submission://localhost:10587; [ $? -eq 11 ]' \
+        sh "${CHECK[@]}"
+    row "Dovecot imap --nagios (expect STARTTLS OK, exit 0)" "check --nagios" sh -c \
+        'out=$("$@" --nagios imap://localhost:10143) || exit 1; echo "$out"
+         case $out in "STARTTLS OK - "*"| time="*days_left=*) ;; *) exit 1;; esac' sh "${CHECK[@]}"
+    row "Dovecot imap --nagios inside --warn-days (expect WARNING, exit 1)" "check --nagios" sh -c \
+        'out=$("$@" --nagios --warn-days 100000 imap://localhost:10143); rc=$?; echo "$out"
+         [ $rc -eq 1 ] && case $out in "STARTTLS WARNING - "*) ;; *) false;; esac' sh "${CHECK[@]}"
+    row "Postfix smtp --tls-max 1.2 (expect TLSv1.2)" "check --tls-max 1.2" sh -c \
+        'out=$("$@" --json --tls-max 1.2 smtp://localhost:10025) || exit 1
+         case $out in *"\"tls_version\":\"TLSv1.2\""*) ;; *) echo "$out"; exit 1;; esac' sh "${CHECK[@]}"
     log "authentication inside TLS (starttls check --user)"
     local auth=(env STARTTLS_PASSWORD=secret "${CHECK[@]}")
     # authrow ENDPOINT MECHANISM ARGS...: check --user logs in, with exactly that mechanism.

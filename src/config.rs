@@ -30,13 +30,13 @@ pub enum Policy {
     Opportunistic,
 }
 
-/// Lowest TLS version accepted.
+/// A TLS version bound (lowest accepted, highest offered).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TlsVersion {
-    /// TLS 1.2 and 1.3 (the default).
+    /// TLS 1.2 (as the lowest: 1.2 and 1.3, the default; as the highest: 1.2 only).
     #[default]
     Tls12,
-    /// TLS 1.3 only.
+    /// TLS 1.3 (as the lowest: 1.3 only).
     Tls13,
 }
 
@@ -101,6 +101,8 @@ pub struct ClientConfigBuilder {
     client_name: Option<String>,
     alpn: Vec<Vec<u8>>,
     min_version: TlsVersion,
+    /// `None`: TLS 1.3.
+    max_version: Option<TlsVersion>,
     policy: Policy,
     timeouts: Timeouts,
     dangerous_no_verify: bool,
@@ -189,6 +191,13 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// The highest TLS version to offer (1.3 by default): 1.2 to test a server's TLS 1.2.
+    /// Above the lowest one is a configuration error at `build`.
+    pub fn max_tls_version(mut self, v: TlsVersion) -> Self {
+        self.max_version = Some(v);
+        self
+    }
+
     /// Require (default) or opportunistic.
     pub fn policy(mut self, p: Policy) -> Self {
         self.policy = p;
@@ -258,9 +267,20 @@ impl ClientConfigBuilder {
                 .map_err(|e| {
                     Error::Config(format!("cannot build the certificate verifier: {e}"))
                 })?;
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match self.min_version {
-            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        let versions: &[&'static rustls::SupportedProtocolVersion] = match (
+            self.min_version,
+            self.max_version.unwrap_or(TlsVersion::Tls13),
+        ) {
+            (TlsVersion::Tls12, TlsVersion::Tls13) => {
+                &[&rustls::version::TLS13, &rustls::version::TLS12]
+            }
+            (TlsVersion::Tls12, TlsVersion::Tls12) => &[&rustls::version::TLS12],
+            (TlsVersion::Tls13, TlsVersion::Tls13) => &[&rustls::version::TLS13],
+            (TlsVersion::Tls13, TlsVersion::Tls12) => {
+                return Err(Error::Config(
+                    "the highest TLS version (1.2) is below the lowest (1.3)".into(),
+                ));
+            }
         };
         let client_auth = match &self.client_auth {
             None => None,
@@ -702,6 +722,28 @@ mod tests {
         let direct = c.tls_for(ProtocolAlpn::Require(b"postgresql"), KeyShare::P256First);
         assert_eq!(first(&direct), rustls::NamedGroup::secp256r1);
         assert_eq!(direct.alpn_protocols, [b"postgresql".to_vec()]);
+    }
+
+    #[test]
+    fn tls_version_bounds_build_and_a_max_below_the_min_is_refused() {
+        // What each bound negotiates is checked against servers (tests/cli.rs: --tls-max 1.2).
+        for (min, max) in [
+            (TlsVersion::Tls12, TlsVersion::Tls12),
+            (TlsVersion::Tls13, TlsVersion::Tls13),
+        ] {
+            ClientConfig::builder()
+                .min_tls_version(min)
+                .max_tls_version(max)
+                .build()
+                .unwrap();
+        }
+        let e = ClientConfig::builder()
+            .min_tls_version(TlsVersion::Tls13)
+            .max_tls_version(TlsVersion::Tls12)
+            .build()
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::Config, "{e}");
     }
 
     #[test]

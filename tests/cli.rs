@@ -642,3 +642,121 @@ fn check_logs_in_with_a_token_file_and_refuses_loose_files_and_bad_combinations(
     }
     let _ = std::fs::remove_file(&file);
 }
+
+/// The test certificate is valid until 4096: about 756,000 days.
+#[test]
+fn warn_and_crit_days_exit_11_and_nagios_speaks_the_monitoring_plugins_form() {
+    let ca = ca_file();
+    let run = |args: &[&str]| {
+        let port = good_smtp();
+        let mut all = vec!["--ca-file", ca.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let url = format!("smtp://localhost:{port}");
+        all.push(&url);
+        let o = check(&all);
+        (o.status.code(), stdout(&o))
+    };
+    // Within the window: exit 11, kind expiring, days_left reported.
+    let (code, out) = run(&["--json", "--warn-days", "1000000"]);
+    assert_eq!(code, Some(11), "{out}");
+    assert_valid_json(&out);
+    assert!(out.contains(r#""kind":"expiring""#), "{out}");
+    assert!(out.contains(r#""days_left":7"#), "{out}");
+    // Outside it: a normal pass, days_left still there.
+    let (code, out) = run(&["--json", "--warn-days", "30", "--crit-days", "7"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(r#""days_left":"#), "{out}");
+    let (code, out) = run(&["--warn-days", "1000000"]);
+    assert_eq!(code, Some(11), "{out}");
+    assert!(
+        out.contains("days left") && out.contains("--warn-days 1000000"),
+        "{out}"
+    );
+
+    // --nagios: one line first, exit 0 / 1 / 2.
+    for (args, expected_code, state) in [
+        (&["--nagios"][..], 0, "STARTTLS OK - "),
+        (
+            &["--nagios", "--warn-days", "1000000"],
+            1,
+            "STARTTLS WARNING - ",
+        ),
+        (
+            &[
+                "--nagios",
+                "--warn-days",
+                "1000000",
+                "--crit-days",
+                "1000000",
+            ],
+            2,
+            "STARTTLS CRITICAL - ",
+        ),
+    ] {
+        let (code, out) = run(args);
+        assert_eq!(code, Some(expected_code), "{args:?}: {out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.starts_with(state), "{out}");
+        assert!(
+            out.contains(" | time=") && out.contains("s days_left="),
+            "{out}"
+        );
+    }
+    // A failed check is CRITICAL; a usage error UNKNOWN.
+    let refused = serve(|mut p| {
+        p.send(b"220 mx.test ESMTP\r\n");
+        p.line();
+        p.send(b"250 mx.test\r\n");
+    })
+    .0;
+    let o = check(&["--nagios", &format!("smtp://localhost:{refused}")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).starts_with("STARTTLS CRITICAL - "),
+        "{}",
+        stdout(&o)
+    );
+    for bad in [
+        &["--nagios", "--warn-days", "soon", "smtp://x"][..],
+        &["--nagios", "--json", "smtp://x"],
+        &[
+            "--nagios",
+            "--warn-days",
+            "5",
+            "--crit-days",
+            "9",
+            "smtp://x",
+        ],
+    ] {
+        let o = check(bad);
+        assert_eq!(o.status.code(), Some(3), "{bad:?}");
+        assert!(
+            stdout(&o).starts_with("STARTTLS UNKNOWN - "),
+            "{}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn tls_max_12_negotiates_tls_12() {
+    let ca = ca_file();
+    let port = good_smtp();
+    let o = check(&[
+        "--json",
+        "--tls-max",
+        "1.2",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        &format!("smtp://localhost:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains(r#""tls_version":"TLSv1.2""#), "{out}");
+    for bad in [
+        &["--tls-max", "1.1", "smtp://x"][..],
+        &["--tls-max", "1.2", "--tls-min", "1.3", "smtp://x"],
+    ] {
+        assert_eq!(check(bad).status.code(), Some(2), "{bad:?}");
+    }
+}

@@ -14,6 +14,8 @@ pub struct CertInfo {
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<String>,
     pub sha256: String,
+    /// The end of validity, Unix time.
+    pub not_after_unix: i64,
 }
 
 impl CertInfo {
@@ -40,7 +42,16 @@ impl CertInfo {
             dns_names,
             ip_addresses,
             sha256: sha256_hex(der.as_ref()),
+            not_after_unix: cert.validity().not_after.timestamp(),
         })
+    }
+
+    /// Whole days of validity left from now (negative once expired).
+    pub fn days_left(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        (self.not_after_unix - now).div_euclid(86_400)
     }
 
     pub fn json(&self) -> Json {
@@ -52,6 +63,7 @@ impl CertInfo {
             ("dns_names", Json::strings(&self.dns_names)),
             ("ip_addresses", Json::strings(&self.ip_addresses)),
             ("sha256", Json::str(&self.sha256)),
+            ("days_left", Json::Int(self.days_left())),
         ])
     }
 }

@@ -35,6 +35,14 @@ pub struct CheckOptions {
     pub opportunistic: bool,
     pub insecure: bool,
     pub tls13: bool,
+    /// `--tls-max 1.2`: offer TLS 1.2 only.
+    pub tls12_max: bool,
+    /// `--warn-days` / `--crit-days`: a certificate with at most this many days left fails
+    /// with kind `expiring` (exit 11).
+    pub warn_days: Option<u32>,
+    pub crit_days: Option<u32>,
+    /// `--nagios`: the monitoring-plugins line and exit codes.
+    pub nagios: bool,
     pub timeout: Option<Duration>,
     pub json: bool,
     pub verbose: bool,
@@ -154,6 +162,9 @@ pub fn client_config(opts: &CheckOptions) -> Result<(ClientConfig, Capture), Err
     }
     if opts.insecure {
         b = b.dangerous_accept_any_certificate(true);
+    }
+    if opts.tls12_max {
+        b = b.max_tls_version(TlsVersion::Tls12);
     }
     if opts.tls13 {
         b = b.min_tls_version(TlsVersion::Tls13);
@@ -370,8 +381,42 @@ pub fn run(opts: &CheckOptions) -> i32 {
             r
         }
     };
+    let report = judge_expiry(report, opts);
+    if opts.nagios {
+        let (line, code) = report.nagios();
+        println!("{line}");
+        return code;
+    }
     print_report(&report, opts.json);
     report.exit_code()
+}
+
+/// With `--warn-days`/`--crit-days`, a check that otherwise passed fails as `expiring` (exit 11)
+/// when the certificate has at most that many days left.
+fn judge_expiry(mut report: Report, opts: &CheckOptions) -> Report {
+    if report.error.is_some() || !report.ok() {
+        return report;
+    }
+    let Some(days) = report.certificate.as_ref().map(CertInfo::days_left) else {
+        return report;
+    };
+    let critical = opts.crit_days.is_some_and(|c| days <= i64::from(c));
+    let warning = opts.warn_days.is_some_and(|w| days <= i64::from(w));
+    if critical || warning {
+        let (limit, name) = if critical {
+            (opts.crit_days, "--crit-days")
+        } else {
+            (opts.warn_days, "--warn-days")
+        };
+        report.error = Some(ReportError::expiring(
+            format!(
+                "the certificate expires in {days} day(s) ({name} {})",
+                limit.unwrap_or_default()
+            ),
+            critical,
+        ));
+    }
+    report
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ pub enum Json {
     Null,
     Bool(bool),
     Num(u64),
+    /// A signed number (days left, negative once expired).
+    Int(i64),
     Str(String),
     Arr(Vec<Json>),
     Obj(Vec<(&'static str, Json)>),
@@ -36,6 +38,9 @@ impl Json {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Json::Num(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Json::Int(n) => {
                 let _ = write!(out, "{n}");
             }
             Json::Str(s) => write_string(s, out),

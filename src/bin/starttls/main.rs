@@ -38,6 +38,11 @@ check options:
   --opportunistic          report a server without STARTTLS instead of failing
   --insecure               accept any certificate, but still report what was wrong
   --tls-min 1.2|1.3        the lowest TLS version (default 1.2)
+  --tls-max 1.2|1.3        the highest TLS version offered (default 1.3)
+  --warn-days N            fail as `expiring` (exit 11) when the certificate has N days or
+                           fewer left; --crit-days N the same, CRITICAL for --nagios
+  --nagios                 one monitoring-plugins line (STARTTLS OK - ... | time=..s
+                           days_left=..), exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
   --timeout SECS           per-step timeout (default 10)
   --json                   one JSON object on stdout
   -v, --verbose            print the dialog, before TLS and after
@@ -102,7 +107,8 @@ fn usage_error(message: &str) -> i32 {
 
 fn check_command(mut a: Args) -> i32 {
     let json = a.flag(&["--json"]);
-    let parsed = parse_check(&mut a, json).and_then(|mut opts| {
+    let nagios = a.flag(&["--nagios"]);
+    let parsed = parse_check(&mut a, json, nagios).and_then(|mut opts| {
         let positionals = a.positionals()?;
         match positionals.as_slice() {
             [url] => {
@@ -115,6 +121,11 @@ fn check_command(mut a: Args) -> i32 {
     });
     match parsed {
         Ok(opts) => check::run(&opts),
+        // The monitoring-plugins form of a usage error: UNKNOWN.
+        Err(message) if nagios => {
+            println!("STARTTLS UNKNOWN - usage: {}", message.replace('|', " "));
+            3
+        }
         Err(message) if json => {
             let mut report = Report::usage_failure(message);
             report.url = String::new();
@@ -125,7 +136,7 @@ fn check_command(mut a: Args) -> i32 {
     }
 }
 
-fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
+fn parse_check(a: &mut Args, json: bool, nagios: bool) -> Result<CheckOptions, String> {
     if a.flag(&["--help", "-h"]) {
         println!("{USAGE}");
         std::process::exit(0);
@@ -149,6 +160,32 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
         Some("1.3") => true,
         Some(other) => return Err(format!("--tls-min {other:?}: use 1.2 or 1.3")),
     };
+    let tls12_max = match a.value("--tls-max")?.as_deref() {
+        None | Some("1.3") => false,
+        Some("1.2") => true,
+        Some(other) => return Err(format!("--tls-max {other:?}: use 1.2 or 1.3")),
+    };
+    if tls12_max && tls13 {
+        return Err("--tls-max 1.2 is below --tls-min 1.3".into());
+    }
+    let days = |name: &str, a: &mut Args| -> Result<Option<u32>, String> {
+        a.value(name)?
+            .map(|d| {
+                d.parse::<u32>()
+                    .map_err(|_| format!("{name} {d:?}: a whole number of days"))
+            })
+            .transpose()
+    };
+    let warn_days = days("--warn-days", a)?;
+    let crit_days = days("--crit-days", a)?;
+    if let (Some(w), Some(c)) = (warn_days, crit_days) {
+        if c > w {
+            return Err(format!("--crit-days {c} is above --warn-days {w}"));
+        }
+    }
+    if nagios && json {
+        return Err("--nagios and --json exclude each other".into());
+    }
     let user = a.value("--user")?;
     let password_file = a.value("--password-file")?;
     let token_file = a.value("--oauth2-token-file")?;
@@ -214,6 +251,10 @@ fn parse_check(a: &mut Args, json: bool) -> Result<CheckOptions, String> {
         opportunistic: a.flag(&["--opportunistic"]),
         insecure,
         tls13,
+        tls12_max,
+        warn_days,
+        crit_days,
+        nagios,
         timeout,
         json,
         verbose: a.flag(&["-v", "--verbose"]),

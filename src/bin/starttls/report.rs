@@ -59,6 +59,8 @@ pub struct ReportError {
     pub message: String,
     pub server_reply: Option<String>,
     pub exit: i32,
+    /// For `--nagios`: a failure that is CRITICAL (2) rather than WARNING (1) there.
+    pub critical: bool,
 }
 
 impl ReportError {
@@ -69,6 +71,20 @@ impl ReportError {
             message,
             server_reply: None,
             exit: 2,
+            critical: true,
+        }
+    }
+
+    /// The certificate is inside `--warn-days` (or `--crit-days`, `critical`): kind `expiring`,
+    /// exit 11, whatever else went well.
+    pub fn expiring(message: String, critical: bool) -> ReportError {
+        ReportError {
+            code: "STARTTLS_CERT_EXPIRING",
+            kind: "expiring",
+            message,
+            server_reply: None,
+            exit: 11,
+            critical,
         }
     }
 
@@ -85,6 +101,7 @@ impl ReportError {
                 message: e.to_string(),
                 server_reply: e.reply().map(str::to_owned),
                 exit: 10,
+                critical: true,
             },
         }
     }
@@ -111,6 +128,7 @@ impl ReportError {
             message: e.to_string(),
             server_reply: e.reply().map(str::to_owned),
             exit,
+            critical: true,
         }
     }
 }
@@ -158,6 +176,35 @@ impl Report {
             None if self.ok() => 0,
             None => 5,
         }
+    }
+
+    /// The monitoring-plugins form (Nagios, Icinga, ...): one line `STARTTLS STATE - summary |
+    /// perfdata` and its exit code: 0 OK, 1 WARNING (expiring inside `--warn-days`), 2
+    /// CRITICAL (inside `--crit-days`, or the check failed), 3 UNKNOWN (usage, internal).
+    pub fn nagios(&self) -> (String, i32) {
+        let (state, code) = match &self.error {
+            None if self.ok() => ("OK", 0),
+            None => ("CRITICAL", 2),
+            Some(e) if e.exit == 1 || e.exit == 2 => ("UNKNOWN", 3),
+            Some(e) if e.kind == "expiring" && !e.critical => ("WARNING", 1),
+            Some(_) => ("CRITICAL", 2),
+        };
+        let summary = match &self.error {
+            Some(e) => format!("{}: {}", self.url, e.message),
+            None => {
+                let expiry = self.certificate.as_ref().map_or(String::new(), |c| {
+                    format!(", certificate expires in {} day(s)", c.days_left())
+                });
+                format!("{}: {}{expiry}", self.url, self.verdict())
+            }
+        };
+        let mut perf = format!("time={:.3}s", self.timings.total.as_secs_f64());
+        if let Some(c) = &self.certificate {
+            perf.push_str(&format!(" days_left={}", c.days_left()));
+        }
+        // One line: anything the peer said is already escaped; `|` would split the perfdata.
+        let summary = summary.replace(['\n', '|'], " ");
+        (format!("STARTTLS {state} - {summary} | {perf}"), code)
     }
 
     pub fn verdict(&self) -> String {
@@ -303,7 +350,15 @@ impl Report {
         if let Some(c) = &self.certificate {
             line("certificate subject", c.subject.clone());
             line("certificate issuer", c.issuer.clone());
-            line("valid", format!("{} to {}", c.not_before, c.not_after));
+            line(
+                "valid",
+                format!(
+                    "{} to {} ({} days left)",
+                    c.not_before,
+                    c.not_after,
+                    c.days_left()
+                ),
+            );
             let names: Vec<String> = c
                 .dns_names
                 .iter()
