@@ -213,6 +213,12 @@ pub enum Error {
         /// The server's capability reply, for the message.
         reply: Option<String>,
     },
+    /// Logging in: nothing the library can log in with is offered inside TLS (kind
+    /// [`ErrorKind::NotOffered`], as for STARTTLS itself).
+    NoLoginMechanism {
+        /// What the server offers, or why nothing fits.
+        reply: String,
+    },
     /// The server answered negatively: to STARTTLS (`454`, `NO`, `-ERR`), or to the connection
     /// itself (`554` greeting, `* BYE`).
     Refused {
@@ -270,7 +276,7 @@ impl Error {
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Closed { .. } => ErrorKind::Closed,
             Error::Resolve { .. } => ErrorKind::Resolve,
-            Error::NotOffered { .. } => ErrorKind::NotOffered,
+            Error::NotOffered { .. } | Error::NoLoginMechanism { .. } => ErrorKind::NotOffered,
             Error::Refused { .. } => ErrorKind::Refused,
             Error::Downgrade { .. } => ErrorKind::Downgrade,
             Error::ProtocolViolation { .. } => ErrorKind::ProtocolViolation,
@@ -294,6 +300,7 @@ impl Error {
                 reply.as_deref()
             }
             Error::Refused { reply, .. }
+            | Error::NoLoginMechanism { reply }
             | Error::Downgrade { reply }
             | Error::AuthFailed { reply, .. } => Some(reply),
             _ => None,
@@ -312,7 +319,9 @@ impl Error {
             Error::NotOffered { .. } => Some(Phase::Capabilities),
             Error::Downgrade { .. } => Some(Phase::Greeting),
             Error::Injection { .. } => Some(Phase::StartTls),
-            Error::NotEncrypted | Error::AuthFailed { .. } => Some(Phase::Read),
+            Error::NotEncrypted | Error::AuthFailed { .. } | Error::NoLoginMechanism { .. } => {
+                Some(Phase::Read)
+            }
             Error::Tls(_) | Error::Certificate(_) => Some(Phase::Handshake),
             Error::InvalidArgument(_) | Error::Config(_) => None,
         }
@@ -385,6 +394,11 @@ impl fmt::Display for Error {
                 ),
                 None => f.write_str("the server does not offer STARTTLS"),
             },
+            Error::NoLoginMechanism { reply } => write!(
+                f,
+                "no login mechanism this library can use is offered inside TLS: {}",
+                esc(reply)
+            ),
             Error::Refused { phase, reply } => {
                 write!(f, "refused by the server during {phase}: {}", esc(reply))
             }

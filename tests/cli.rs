@@ -760,3 +760,25 @@ fn tls_max_12_negotiates_tls_12() {
         assert_eq!(check(bad).status.code(), Some(2), "{bad:?}");
     }
 }
+
+#[test]
+fn a_login_on_a_protocol_without_one_is_a_usage_error_before_connecting() {
+    // Nothing listens on port 9 here: a usage error must come before any connect.
+    for url in [
+        "https://localhost:9",
+        "tls://localhost:9",
+        "http://localhost:9",
+    ] {
+        let o = bin()
+            .args(["check", "--json", "--user", "alice", url])
+            .env("STARTTLS_PASSWORD", "secret")
+            .output()
+            .unwrap();
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(2), "{url}: {out}");
+        assert!(
+            out.contains(r#""kind":"usage""#) && out.contains("no login step"),
+            "{out}"
+        );
+    }
+}

@@ -281,8 +281,8 @@ pub(crate) fn client_authenticate(
 ) -> Result<AuthOutcome> {
     let creds = login.creds;
     if !creds.allows_protocol_login() {
-        return Err(Error::NotOffered {
-            reply: Some("FTP logs in with USER and PASS only: a password is needed".into()),
+        return Err(Error::NoLoginMechanism {
+            reply: "FTP logs in with USER and PASS only: a password is needed".into(),
         });
     }
     let deadline = ctx.deadline(Phase::Read);

@@ -270,12 +270,10 @@ pub(crate) fn client_authenticate(
             ("EXTERNAL", "", Secret::from_vec(tlv(TAG_SASL_AUTH, &sasl)))
         }
         _ => {
-            return Err(Error::NotOffered {
-                reply: Some(
-                    "LDAP logins here are a simple bind with a password or SASL EXTERNAL with \
+            return Err(Error::NoLoginMechanism {
+                reply: "LDAP logins here are a simple bind with a password or SASL EXTERNAL with \
                      a client certificate"
-                        .into(),
-                ),
+                    .into(),
             });
         }
     };

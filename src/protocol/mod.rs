@@ -251,6 +251,12 @@ impl Protocol {
         self.info().implicit
     }
 
+    /// Whether [`Connection::authenticate`](crate::Connection::authenticate) has a login step
+    /// for this protocol (not for `tls`, HTTP, or the server-to-server XMPP namespace).
+    pub fn has_login(self) -> bool {
+        self.dialog().is_some_and(|d| d.has_login())
+    }
+
     /// The ALPN this protocol asks for (PostgreSQL and XMPP direct TLS have their own).
     pub(crate) fn alpn(self) -> ProtocolAlpn {
         self.info().alpn
@@ -505,11 +511,8 @@ pub(crate) fn read_dot_terminated(wire: &mut Wire<'_>, deadline: &Deadline) -> R
 
 /// No mechanism the library can use was offered inside TLS.
 pub(crate) fn no_mechanism(offered: &[String]) -> Error {
-    Error::NotOffered {
-        reply: Some(format!(
-            "no supported login mechanism offered inside TLS (capabilities: {})",
-            offered.join(", ")
-        )),
+    Error::NoLoginMechanism {
+        reply: format!("the capabilities are: {}", offered.join(", ")),
     }
 }
 

@@ -209,12 +209,10 @@ pub(crate) fn client_authenticate(
 ) -> Result<AuthOutcome> {
     let creds = login.creds;
     if creds.proof() != Proof::Password {
-        return Err(Error::NotOffered {
-            reply: Some(
-                "PostgreSQL logins here take a password (SCRAM, md5 or cleartext); \
-                 certificate logins happen in the TLS handshake alone"
-                    .into(),
-            ),
+        return Err(Error::NoLoginMechanism {
+            reply: "PostgreSQL logins here take a password (SCRAM, md5 or cleartext); \
+                    certificate logins happen in the TLS handshake alone"
+                .into(),
         });
     }
     let deadline = ctx.deadline(Phase::Read);
@@ -293,11 +291,11 @@ pub(crate) fn client_authenticate(
                 return ready_for_query(wire, &deadline, name, mechanism.as_deref());
             }
             3 | 5 if !creds.allows_protocol_login() => {
-                return Err(Error::NotOffered {
-                    reply: Some(format!(
+                return Err(Error::NoLoginMechanism {
+                    reply: format!(
                         "the server asks for a {} password, not a SASL mechanism",
                         if code == 3 { "cleartext" } else { "md5" }
-                    )),
+                    ),
                 });
             }
             3 => {
@@ -321,11 +319,11 @@ pub(crate) fn client_authenticate(
                 let Some(mut m) = super::mechanisms::choose(&offered, &pg_login)
                     .filter(|m| m.name().starts_with("SCRAM"))
                 else {
-                    return Err(Error::NotOffered {
-                        reply: Some(format!(
+                    return Err(Error::NoLoginMechanism {
+                        reply: format!(
                             "no SASL mechanism this library has (the server offers: {})",
                             printable(offered.join(" ").as_bytes())
-                        )),
+                        ),
                     });
                 };
                 name = m.name();
@@ -365,11 +363,11 @@ pub(crate) fn client_authenticate(
                     9 => "SSPI",
                     _ => "an unknown method",
                 };
-                return Err(Error::NotOffered {
-                    reply: Some(format!(
+                return Err(Error::NoLoginMechanism {
+                    reply: format!(
                         "the server asks for {what} (authentication request {other}), which this \
                          library does not do"
-                    )),
+                    ),
                 });
             }
         }

@@ -372,6 +372,19 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
 
 /// `starttls check`: returns the exit status.
 pub fn run(opts: &CheckOptions) -> i32 {
+    // A login asked of a protocol without one is a usage error, before anything is sent.
+    if let (Some(_), Ok(target)) = (&opts.login, parse_url(&opts.url)) {
+        if !target.protocol.has_login() {
+            let mut r = Report::new(&opts.url, opts.insecure, opts.opportunistic);
+            r.target = Some(target.clone());
+            r.error = Some(ReportError::usage(format!(
+                "{} has no login step: --user, --oauth2-token-file and --sasl-external \
+                 are for mail, LDAP, XMPP, FTP, NNTP, ManageSieve and PostgreSQL",
+                target.protocol
+            )));
+            return finish(r, opts);
+        }
+    }
     let report = match client_config(opts) {
         Ok((config, capture)) => check_with(&config, &capture, &opts.url, opts),
         Err(e) => {
@@ -381,7 +394,11 @@ pub fn run(opts: &CheckOptions) -> i32 {
             r
         }
     };
-    let report = judge_expiry(report, opts);
+    finish(judge_expiry(report, opts), opts)
+}
+
+/// Prints the report in the form asked for; the exit status.
+fn finish(report: Report, opts: &CheckOptions) -> i32 {
     if opts.nagios {
         let (line, code) = report.nagios();
         println!("{line}");

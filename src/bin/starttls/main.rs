@@ -48,6 +48,7 @@ check options:
   -v, --verbose            print the dialog, before TLS and after
   --user NAME              log in after the upgrade, inside TLS only, with the strongest
                            mechanism offered: SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN, ...
+                           (LDAP: NAME is the bind DN, e.g. cn=admin,dc=example,dc=org)
   --password-file FILE     the password (first line); else $STARTTLS_PASSWORD
   --oauth2-token-file FILE log in with this OAuth 2.0 bearer token (first line; chmod 600)
                            instead of a password: OAUTHBEARER or XOAUTH2
