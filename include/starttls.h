@@ -614,6 +614,16 @@ uint32_t starttls_config_builder_set_phase_timeout_ms(starttls_config_builder *b
 uint32_t starttls_config_builder_set_fetch_capabilities(starttls_config_builder *b, bool yes);
 
 /*
+ Non-zero: write every connection's TLS secrets to the file named by the `SSLKEYLOGFILE`
+ environment variable, when it is set (NSS key log format: Wireshark decrypts a capture with
+ it). Off by default; whoever reads that file reads the traffic.
+
+ # Safety
+ `b` is NULL or a live builder.
+ */
+uint32_t starttls_config_builder_set_key_log_from_env(starttls_config_builder *b, bool yes);
+
+/*
  DANGEROUS: accept any certificate (signatures in the handshake are still checked). For tests
  and diagnosis only; `starttls_conn_verification` then says `STARTTLS_VERIFY_SKIPPED`, and
  `starttls_conn_verification_problem` what verification would have rejected.

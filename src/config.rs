@@ -109,6 +109,7 @@ pub struct ClientConfigBuilder {
     dangerous_login_unverified: bool,
     fetch_capabilities: bool,
     no_resumption: bool,
+    key_log: bool,
 }
 
 impl ClientConfigBuilder {
@@ -229,6 +230,14 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Writes the TLS secrets of every connection to the file named by the `SSLKEYLOGFILE`
+    /// environment variable (NSS key log format, which Wireshark reads to decrypt a capture),
+    /// when it is set. Off by default: anyone who reads that file reads the traffic.
+    pub fn key_log_from_env(mut self, yes: bool) -> Self {
+        self.key_log = yes;
+        self
+    }
+
     /// Calls `observer` with every dialog line as it is sent or received, on the connecting
     /// thread (logs, `-v` output). Lines are printable: control characters are escaped.
     pub fn on_dialog_line(
@@ -306,6 +315,9 @@ impl ClientConfigBuilder {
                     .map_err(|e| Error::Config(format!("client certificate: {e}")))?,
             };
             tls.alpn_protocols = self.alpn.clone();
+            if self.key_log {
+                tls.key_log = Arc::new(rustls::KeyLogFile::new());
+            }
             Ok(tls)
         };
         let mut tls = make(provider.clone())?;

@@ -782,3 +782,37 @@ fn a_login_on_a_protocol_without_one_is_a_usage_error_before_connecting() {
         );
     }
 }
+
+#[test]
+fn sslkeylogfile_gets_the_session_keys_and_nothing_without_it() {
+    let ca = ca_file();
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-keylog-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let port = good_smtp();
+    let o = bin()
+        .args(["check", "--ca-file", ca.to_str().unwrap()])
+        .arg(format!("smtp://localhost:{port}"))
+        .env("SSLKEYLOGFILE", &file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let log = std::fs::read_to_string(&file).expect("the key log was written");
+    // NSS key log format, TLS 1.3: label, client random, secret, per line.
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("CLIENT_TRAFFIC_SECRET_0 ")),
+        "{log}"
+    );
+    assert!(log.lines().all(|l| l.split(' ').count() == 3), "{log}");
+    let _ = std::fs::remove_file(&file);
+    let port = good_smtp();
+    let o = bin()
+        .args(["check", "--ca-file", ca.to_str().unwrap()])
+        .arg(format!("smtp://localhost:{port}"))
+        .env_remove("SSLKEYLOGFILE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!file.exists());
+}

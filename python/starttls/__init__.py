@@ -479,6 +479,8 @@ class Config:
     - ``timeout``: seconds for every phase, or a dict with some of ``"connect"``, ``"reply"``,
       ``"handshake"``, ``"io"``.
     - ``fetch_capabilities``: ask again for the capabilities inside TLS on every connection.
+    - ``key_log``: write the TLS secrets to the file ``$SSLKEYLOGFILE`` names, when it is set
+      (NSS key log format, for Wireshark). Off by default: that file decrypts the traffic.
     - ``dangerous_allow_login_without_verification``: let ``authenticate`` send credentials
       over a connection whose certificate was not verified (refused otherwise).
     - ``log``: ``callable(direction, encrypted, line)`` called for every dialog line, with
@@ -499,7 +501,7 @@ class Config:
                  fetch_capabilities: bool = False,
                  dangerous_accept_any_certificate: bool = False,
                  dangerous_allow_login_without_verification: bool = False,
-                 log: _LogFn | None = None) -> None:
+                 log: _LogFn | None = None, key_log: bool = False) -> None:
         self._ptr: int | None = None
         # Keeps the C callback alive while the config or its conns live.
         self._callback: _CFunctionType | None = None
@@ -552,6 +554,8 @@ class Config:
             steps.append((_lib.starttls_config_builder_set_timeout_ms, _ms(timeout, "timeout")))
         if fetch_capabilities:
             steps.append((_lib.starttls_config_builder_set_fetch_capabilities, True))
+        if key_log:
+            steps.append((_lib.starttls_config_builder_set_key_log_from_env, True))
         if dangerous_accept_any_certificate:
             steps.append((_lib.starttls_config_builder_dangerous_accept_any_certificate, True))
         if dangerous_allow_login_without_verification:

@@ -126,6 +126,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "starttls_config_builder_set_timeout_ms": (_u32, [_handle, _u32]),
     "starttls_config_builder_set_phase_timeout_ms": (_u32, [_handle, _u32, _u32]),
     "starttls_config_builder_set_fetch_capabilities": (_u32, [_handle, _bool]),
+    "starttls_config_builder_set_key_log_from_env": (_u32, [_handle, _bool]),
     "starttls_config_builder_dangerous_accept_any_certificate": (_u32, [_handle, _bool]),
     "starttls_config_builder_dangerous_allow_login_without_verification": (_u32, [_handle, _bool]),
     # The callback is passed as a plain pointer so that NULL (None) removes it.

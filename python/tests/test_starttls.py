@@ -442,6 +442,25 @@ class SmtpTests(unittest.TestCase):
         sent = base64.b64decode(srv.lines(encrypted=True)[1].split(" ")[2])
         self.assertEqual(sent, b"n,a=alice,\x01auth=Bearer " + token.encode() + b"\x01\x01")
 
+    def test_key_log_only_when_asked_for(self):
+        path = os.path.join(_TMP, "keys.log")
+        old = os.environ.get("SSLKEYLOGFILE")
+        os.environ["SSLKEYLOGFILE"] = path
+        try:
+            for asked in (False, True):
+                with ScriptedServer(SMTP_UPGRADE + SMTP_QUIT, context()) as srv:
+                    with starttls.connect("smtp", "localhost", srv.port,
+                                          config=config(key_log=asked)) as c:
+                        c.quit()
+                self.assertEqual(os.path.exists(path), asked)
+            with open(path) as f:
+                self.assertIn("CLIENT_TRAFFIC_SECRET_0 ", f.read())
+        finally:
+            if old is None:
+                del os.environ["SSLKEYLOGFILE"]
+            else:
+                os.environ["SSLKEYLOGFILE"] = old
+
     def test_capabilities_fetched_by_config_and_client_name(self):
         script = SMTP_UPGRADE + [("expect", b"EHLO client.test"),
                                  ("send", b"250-mx.test\r\n250 AUTH PLAIN\r\n")] + SMTP_QUIT

@@ -333,6 +333,20 @@ pub unsafe extern "C" fn starttls_config_builder_set_fetch_capabilities(
     unsafe { with_builder(b, |inner| Ok(inner.fetch_capabilities_after_tls(yes))) }
 }
 
+/// Non-zero: write every connection's TLS secrets to the file named by the `SSLKEYLOGFILE`
+/// environment variable, when it is set (NSS key log format: Wireshark decrypts a capture with
+/// it). Off by default; whoever reads that file reads the traffic.
+///
+/// # Safety
+/// `b` is NULL or a live builder.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_config_builder_set_key_log_from_env(
+    b: *mut starttls_config_builder,
+    yes: bool,
+) -> u32 {
+    unsafe { with_builder(b, |inner| Ok(inner.key_log_from_env(yes))) }
+}
+
 /// DANGEROUS: accept any certificate (signatures in the handshake are still checked). For tests
 /// and diagnosis only; `starttls_conn_verification` then says `STARTTLS_VERIFY_SKIPPED`, and
 /// `starttls_conn_verification_problem` what verification would have rejected.

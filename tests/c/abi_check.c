@@ -70,6 +70,7 @@ int main(void) {
     CHECK(starttls_config_builder_set_timeout_ms(NULL, 100) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_phase_timeout_ms(NULL, STARTTLS_TIMEOUT_IO, 100) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_fetch_capabilities(NULL, true) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_key_log_from_env(NULL, true) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_dangerous_accept_any_certificate(NULL, true) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_log_callback(NULL, NULL, NULL) == STARTTLS_ERR_INVALID_ARGUMENT);
     const starttls_config *config = NULL;

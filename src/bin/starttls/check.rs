@@ -166,6 +166,10 @@ pub fn client_config(opts: &CheckOptions) -> Result<(ClientConfig, Capture), Err
     if opts.tls12_max {
         b = b.max_tls_version(TlsVersion::Tls12);
     }
+    // The operator's own choice, as with curl and Firefox: set SSLKEYLOGFILE to get the keys.
+    if std::env::var_os("SSLKEYLOGFILE").is_some_and(|f| !f.is_empty()) {
+        b = b.key_log_from_env(true);
+    }
     if opts.tls13 {
         b = b.min_tls_version(TlsVersion::Tls13);
     }
