@@ -45,7 +45,7 @@ fn good_smtp() -> u16 {
     .0
 }
 
-const JSON_KEYS: [&str; 23] = [
+const JSON_KEYS: [&str; 24] = [
     "ok",
     "url",
     "protocol",
@@ -58,6 +58,7 @@ const JSON_KEYS: [&str; 23] = [
     "verified",
     "tls_version",
     "cipher_suite",
+    "key_exchange",
     "alpn",
     "certificate",
     "chain_length",
@@ -662,10 +663,16 @@ fn warn_and_crit_days_exit_11_and_nagios_speaks_the_monitoring_plugins_form() {
     assert_valid_json(&out);
     assert!(out.contains(r#""kind":"expiring""#), "{out}");
     assert!(out.contains(r#""days_left":7"#), "{out}");
-    // Outside it: a normal pass, days_left still there.
+    // Outside it: a normal pass, days_left still there, and the crypto details.
     let (code, out) = run(&["--json", "--warn-days", "30", "--crit-days", "7"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(r#""days_left":"#), "{out}");
+    assert!(out.contains(r#""public_key":"ECDSA P-256""#), "{out}");
+    assert!(
+        out.contains(r#""signature_algorithm":"ecdsa-with-SHA256""#),
+        "{out}"
+    );
+    assert!(out.contains(r#""key_exchange":"X25519"#), "{out}");
     let (code, out) = run(&["--warn-days", "1000000"]);
     assert_eq!(code, Some(11), "{out}");
     assert!(

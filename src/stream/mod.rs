@@ -407,6 +407,13 @@ impl Connection {
         self.cipher_suite().map(iana_cipher_suite_name)
     }
 
+    /// The key exchange group the handshake used, by its registered name: `X25519MLKEM768`,
+    /// `X25519`, `secp256r1`, ... (`None` for a resumed TLS 1.2 session or without TLS).
+    pub fn key_exchange_group(&self) -> Option<String> {
+        let group = self.tls()?.negotiated_key_exchange_group()?.name();
+        Some(format!("{group:?}"))
+    }
+
     /// The negotiated ALPN protocol.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.tls()?.alpn_protocol()

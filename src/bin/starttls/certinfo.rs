@@ -1,8 +1,11 @@
-//! What the report says about a certificate: subject, issuer, validity, names, fingerprint.
+//! What the report says about a certificate: subject, issuer, validity, names, fingerprint,
+//! its public key and signature algorithm.
 
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
+use x509_parser::objects::{oid_registry, oid2sn};
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::PublicKey;
 
 use crate::json::Json;
 
@@ -16,6 +19,10 @@ pub struct CertInfo {
     pub sha256: String,
     /// The end of validity, Unix time.
     pub not_after_unix: i64,
+    /// `ECDSA P-256`, `RSA 2048`, `Ed25519`, ...
+    pub public_key: String,
+    /// `ecdsa-with-SHA256`, `sha256WithRSAEncryption`, ... (the issuer's signature).
+    pub signature_algorithm: String,
 }
 
 impl CertInfo {
@@ -43,6 +50,8 @@ impl CertInfo {
             ip_addresses,
             sha256: sha256_hex(der.as_ref()),
             not_after_unix: cert.validity().not_after.timestamp(),
+            public_key: public_key(&cert),
+            signature_algorithm: oid_name(&cert.signature_algorithm.algorithm),
         })
     }
 
@@ -64,8 +73,42 @@ impl CertInfo {
             ("ip_addresses", Json::strings(&self.ip_addresses)),
             ("sha256", Json::str(&self.sha256)),
             ("days_left", Json::Int(self.days_left())),
+            ("public_key", Json::str(&self.public_key)),
+            ("signature_algorithm", Json::str(&self.signature_algorithm)),
         ])
     }
+}
+
+/// The key's algorithm and size as people name them: `ECDSA P-256`, `RSA 2048`, `Ed25519`.
+fn public_key(cert: &X509Certificate<'_>) -> String {
+    let spki = cert.public_key();
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| match oid.to_id_string().as_str() {
+            "1.2.840.10045.3.1.7" => "P-256".to_owned(),
+            "1.3.132.0.34" => "P-384".to_owned(),
+            "1.3.132.0.35" => "P-521".to_owned(),
+            _ => oid_name(&oid),
+        });
+    match (
+        spki.algorithm.algorithm.to_id_string().as_str(),
+        spki.parsed(),
+    ) {
+        ("1.3.101.112", _) => "Ed25519".to_owned(),
+        ("1.3.101.113", _) => "Ed448".to_owned(),
+        (_, Ok(PublicKey::RSA(rsa))) => format!("RSA {}", rsa.key_size()),
+        (_, Ok(PublicKey::EC(_))) => format!("ECDSA {}", curve.unwrap_or_default()),
+        (_, Ok(key)) => format!("{} {}", oid_name(&spki.algorithm.algorithm), key.key_size()),
+        (_, Err(_)) => oid_name(&spki.algorithm.algorithm),
+    }
+}
+
+/// The registered short name of an OID, else its dotted form.
+fn oid_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
+    oid2sn(oid, oid_registry()).map_or_else(|_| oid.to_id_string(), str::to_owned)
 }
 
 /// Certificate text comes from the peer: control characters are escaped.

@@ -302,6 +302,7 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
     }
     report.tls_version = conn.tls_version().map(tls_version_name);
     report.cipher_suite = conn.cipher_suite_name();
+    report.key_exchange = conn.key_exchange_group();
     report.alpn = conn
         .alpn_protocol()
         .map(|a| String::from_utf8_lossy(a).into_owned());

@@ -29,6 +29,8 @@ pub struct Report {
     pub verification_problem: Option<String>,
     pub tls_version: Option<String>,
     pub cipher_suite: Option<String>,
+    /// The key exchange group (`X25519MLKEM768`, `X25519`, `secp256r1`).
+    pub key_exchange: Option<String>,
     pub alpn: Option<String>,
     pub certificate: Option<CertInfo>,
     pub chain_length: usize,
@@ -147,6 +149,7 @@ impl Report {
             verification_problem: None,
             tls_version: None,
             cipher_suite: None,
+            key_exchange: None,
             alpn: None,
             certificate: None,
             chain_length: 0,
@@ -264,6 +267,7 @@ impl Report {
             ),
             ("tls_version", Json::opt_str(self.tls_version.clone())),
             ("cipher_suite", Json::opt_str(self.cipher_suite.clone())),
+            ("key_exchange", Json::opt_str(self.key_exchange.clone())),
             ("alpn", Json::opt_str(self.alpn.clone())),
             (
                 "certificate",
@@ -340,9 +344,10 @@ impl Report {
             line(
                 "TLS",
                 format!(
-                    "{}, {}, ALPN {}",
+                    "{}, {}, key exchange {}, ALPN {}",
                     self.tls_version.as_deref().unwrap_or("?"),
                     self.cipher_suite.as_deref().unwrap_or("?"),
+                    self.key_exchange.as_deref().unwrap_or("?"),
                     self.alpn.as_deref().unwrap_or("none")
                 ),
             );
@@ -350,6 +355,10 @@ impl Report {
         if let Some(c) = &self.certificate {
             line("certificate subject", c.subject.clone());
             line("certificate issuer", c.issuer.clone());
+            line(
+                "certificate key",
+                format!("{}, signed {}", c.public_key, c.signature_algorithm),
+            );
             line(
                 "valid",
                 format!(
