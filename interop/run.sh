@@ -612,6 +612,11 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     row "PostgreSQL, wrong password (expect exit 10)" "check --user" sh -c \
         'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user postgres postgres://localhost:15432; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
     row "ProFTPD ftp (USER/PASS)" "check --user" env STARTTLS_PASSWORD=secret123 "${CHECK[@]}" --user ftptest ftp://localhost:10021
+    row "Postfix submission: AUTH, then a test message (--mail-from/--rcpt-to)" "check --mail-from" sh -c \
+        'out=$("$@") || { echo "$out"; exit 1; }
+         case $out in *"\"mail\":{\"queued\":true"*) ;; *) echo "$out"; exit 1;; esac' \
+        sh "${auth[@]}" --json --user alice@example.org --mail-from alice@example.org \
+        --rcpt-to bob@example.org submission://localhost:10587
     printf 'good-token\n' > "$W/token"; printf 'bad-token\n' > "$W/bad-token"
     chmod 600 "$W/token" "$W/bad-token"
     authrow "Dovecot imap (OAuth 2.0 token, checked by tokeninfo)" OAUTHBEARER --user alice --oauth2-token-file "$W/token" imap://localhost:10143

@@ -823,3 +823,115 @@ fn sslkeylogfile_gets_the_session_keys_and_nothing_without_it() {
     assert_eq!(o.status.code(), Some(0));
     assert!(!file.exists());
 }
+
+/// An SMTP server that takes a message after the upgrade: returns what it received in DATA,
+/// or refuses the second recipient when `refuse` is set.
+fn smtp_taking_mail(refuse: bool) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    serve(move |mut p| {
+        p.send(b"220 mx.test ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx.test\r\n250 STARTTLS\r\n");
+        p.line();
+        p.send(b"220 go\r\n");
+        let mut t = p.tls(server_config(&pki().server));
+        let mut seen = vec![t.line()];
+        t.send(b"250 mx.test\r\n");
+        for reply in [&b"250 2.1.0 ok\r\n"[..], b"250 2.1.5 ok\r\n"] {
+            seen.push(t.line());
+            t.send(reply);
+        }
+        seen.push(t.line());
+        if refuse {
+            t.send(b"550 5.1.1 <nobody@example.org>: no such user\r\n");
+            seen.push(t.line()); // RSET
+            t.send(b"250 2.0.0 ok\r\n");
+        } else {
+            t.send(b"250 2.1.5 ok\r\n");
+            seen.push(t.line());
+            t.send(b"354 go ahead\r\n");
+            loop {
+                let line = t.line();
+                seen.push(line.clone());
+                if line == "." || line.is_empty() && seen.len() > 40 {
+                    break;
+                }
+            }
+            t.send(b"250 2.0.0 Ok: queued as 4ABC\r\n");
+        }
+        seen.push(t.line());
+        t.send(b"221 bye\r\n");
+        seen
+    })
+}
+
+#[test]
+fn a_test_message_after_the_upgrade_is_queued_or_its_refusal_reported() {
+    let ca = ca_file();
+    let args = |port: u16| {
+        vec![
+            "--json".to_owned(),
+            "--ca-file".into(),
+            ca.to_str().unwrap().into(),
+            "--mail-from".into(),
+            "alice@example.org".into(),
+            "--rcpt-to".into(),
+            "bob@example.org".into(),
+            "--rcpt-to".into(),
+            "nobody@example.org".into(),
+            format!("smtp://localhost:{port}"),
+        ]
+    };
+    let (port, server) = smtp_taking_mail(false);
+    let o = bin().arg("check").args(args(port)).output().unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(r#""mail":{"queued":true,"server_reply":"250 2.0.0 Ok: queued as 4ABC"}"#),
+        "{out}"
+    );
+    let seen = server.join().unwrap();
+    assert_eq!(seen[1], "MAIL FROM:<alice@example.org>");
+    assert_eq!(seen[2], "RCPT TO:<bob@example.org>");
+    assert_eq!(seen[3], "RCPT TO:<nobody@example.org>");
+    assert_eq!(seen[4], "DATA");
+    assert!(seen.iter().any(|l| l.starts_with("Date: ")), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l == "To: <bob@example.org>, <nobody@example.org>")
+    );
+    assert_eq!(seen[seen.len() - 2], ".");
+
+    // A refused recipient: exit 4, kind refused, the reply; the envelope is reset.
+    let (port, server) = smtp_taking_mail(true);
+    let o = bin().arg("check").args(args(port)).output().unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains(r#""kind":"refused""#) && out.contains("550 5.1.1"),
+        "{out}"
+    );
+    assert!(out.contains(r#""queued":false"#), "{out}");
+    assert_eq!(server.join().unwrap()[4], "RSET");
+
+    // Usage: not an SMTP protocol, half an envelope, a forged address.
+    for bad in [
+        &[
+            "--mail-from",
+            "a@x",
+            "--rcpt-to",
+            "b@y",
+            "imap://localhost:9",
+        ][..],
+        &["--mail-from", "a@x", "smtp://localhost:9"],
+        &["--rcpt-to", "b@y", "smtp://localhost:9"],
+        &[
+            "--mail-from",
+            "a@x>\r\nRCPT TO:<evil@x",
+            "--rcpt-to",
+            "b@y",
+            "smtp://localhost:9",
+        ],
+    ] {
+        assert_eq!(check(bad).status.code(), Some(2), "{bad:?}");
+    }
+}

@@ -43,6 +43,9 @@ pub struct CheckOptions {
     pub crit_days: Option<u32>,
     /// `--nagios`: the monitoring-plugins line and exit codes.
     pub nagios: bool,
+    /// `--mail-from` / `--rcpt-to`: a test message after the upgrade and the login.
+    pub mail_from: Option<String>,
+    pub rcpt_to: Vec<String>,
     pub timeout: Option<Duration>,
     pub json: bool,
     pub verbose: bool,
@@ -371,13 +374,44 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
             }
         }
     }
+    if let Some(from) = &opts.mail_from {
+        let tls = report.tls_version.clone().unwrap_or_else(|| "TLS".into());
+        let protocol = conn.protocol();
+        match crate::mail::send_test_message(conn, protocol, from, &opts.rcpt_to, &tls) {
+            Ok(mail) => {
+                if !mail.queued {
+                    report.error = Some(ReportError::refused(
+                        "the test message was refused".into(),
+                        mail.server_reply.clone(),
+                    ));
+                }
+                report.mail = Some(mail);
+            }
+            Err(problem) => {
+                report.error = Some(ReportError::mail_failed(problem));
+                return;
+            }
+        }
+    }
     // A failed goodbye does not make the upgrade fail: it is over by then.
     let _ = conn.quit();
 }
 
 /// `starttls check`: returns the exit status.
 pub fn run(opts: &CheckOptions) -> i32 {
-    // A login asked of a protocol without one is a usage error, before anything is sent.
+    // A test message to a protocol that cannot carry one is a usage error, as is a login asked
+    // of a protocol without one: before anything is sent.
+    if let (Some(_), Ok(target)) = (&opts.mail_from, parse_url(&opts.url)) {
+        if !crate::mail::speaks_smtp(target.protocol) {
+            let mut r = Report::new(&opts.url, opts.insecure, opts.opportunistic);
+            r.target = Some(target.clone());
+            r.error = Some(ReportError::usage(format!(
+                "--mail-from and --rcpt-to need smtp, submission, smtps or lmtp, not {}",
+                target.protocol
+            )));
+            return finish(r, opts);
+        }
+    }
     if let (Some(_), Ok(target)) = (&opts.login, parse_url(&opts.url)) {
         if !target.protocol.has_login() {
             let mut r = Report::new(&opts.url, opts.insecure, opts.opportunistic);

@@ -9,6 +9,7 @@ mod certinfo;
 mod check;
 mod demo;
 mod json;
+mod mail;
 mod pki;
 mod report;
 mod serve;
@@ -55,6 +56,8 @@ check options:
   --sasl-external          log in with the --client-cert certificate (SASL EXTERNAL)
   --authzid NAME           the authorization identity (SASL)
   --database NAME          PostgreSQL: the database to log in to (default: the user name)
+  --mail-from ADDR         smtp/submission/smtps/lmtp: after the upgrade (and the login),
+  --rcpt-to ADDR           send a short dated test message inside TLS; --rcpt-to repeats
 
 serve options:
   --protocol P             any scheme check accepts: smtp, imap, imaps, ldap, xmpp, ...
@@ -184,6 +187,19 @@ fn parse_check(a: &mut Args, json: bool, nagios: bool) -> Result<CheckOptions, S
             return Err(format!("--crit-days {c} is above --warn-days {w}"));
         }
     }
+    let mail_from = a.value("--mail-from")?;
+    let mut rcpt_to = Vec::new();
+    while let Some(r) = a.value("--rcpt-to")? {
+        rcpt_to.push(r);
+    }
+    if mail_from.is_some() == rcpt_to.is_empty() {
+        return Err("--mail-from and --rcpt-to go together".into());
+    }
+    for address in mail_from.iter().chain(&rcpt_to) {
+        if let Some(problem) = mail::address_problem(address) {
+            return Err(problem);
+        }
+    }
     if nagios && json {
         return Err("--nagios and --json exclude each other".into());
     }
@@ -253,6 +269,8 @@ fn parse_check(a: &mut Args, json: bool, nagios: bool) -> Result<CheckOptions, S
         insecure,
         tls13,
         tls12_max,
+        mail_from,
+        rcpt_to,
         warn_days,
         crit_days,
         nagios,

@@ -40,6 +40,8 @@ pub struct Report {
     pub timings: starttls::Timings,
     pub plaintext_reason: Option<String>,
     pub auth: Option<AuthReport>,
+    /// `--mail-from`: how the test message went.
+    pub mail: Option<crate::mail::MailReport>,
     pub error: Option<ReportError>,
     pub insecure: bool,
     pub opportunistic: bool,
@@ -73,6 +75,30 @@ impl ReportError {
             message,
             server_reply: None,
             exit: 2,
+            critical: true,
+        }
+    }
+
+    /// The server refused the test message: kind `refused`, exit 4, with its reply.
+    pub fn refused(message: String, reply: String) -> ReportError {
+        ReportError {
+            code: ErrorKind::Refused.name(),
+            kind: "refused",
+            message: format!("{message}: {reply}"),
+            server_reply: Some(reply),
+            exit: 4,
+            critical: true,
+        }
+    }
+
+    /// The test message could not be sent (the connection broke, a reply was not SMTP).
+    pub fn mail_failed(problem: String) -> ReportError {
+        ReportError {
+            code: ErrorKind::ProtocolViolation.name(),
+            kind: "protocol",
+            message: format!("sending the test message: {problem}"),
+            server_reply: None,
+            exit: 6,
             critical: true,
         }
     }
@@ -159,6 +185,7 @@ impl Report {
             timings: starttls::Timings::default(),
             plaintext_reason: None,
             auth: None,
+            mail: None,
             error: None,
             insecure,
             opportunistic,
@@ -306,6 +333,15 @@ impl Report {
                     ])
                 }),
             ),
+            (
+                "mail",
+                self.mail.as_ref().map_or(Json::Null, |m| {
+                    Json::Obj(vec![
+                        ("queued", Json::Bool(m.queued)),
+                        ("server_reply", Json::str(&m.server_reply)),
+                    ])
+                }),
+            ),
             ("error", error),
         ])
     }
@@ -410,6 +446,16 @@ impl Report {
                         .as_deref()
                         .map(|r| format!(": {}", r.replace('\n', " | ")))
                         .unwrap_or_default()
+                ),
+            );
+        }
+        if let Some(m) = &self.mail {
+            line(
+                "test message",
+                format!(
+                    "{}: {}",
+                    if m.queued { "queued" } else { "REFUSED" },
+                    m.server_reply.replace('\n', " | ")
                 ),
             );
         }
