@@ -460,6 +460,28 @@ size_t starttls_last_error(char *buf, size_t len);
 int starttls_last_os_error(void);
 
 /*
+ After this thread's last failure was `STARTTLS_ERR_CERTIFICATE`: how many certificates the
+ server presented (leaf first), so that the rejected one can still be shown; 0 otherwise.
+ */
+size_t starttls_last_peer_cert_count(void);
+
+/*
+ The length (DER) of certificate `index` of that chain, 0 when there is none.
+ */
+size_t starttls_last_peer_cert_len(size_t index);
+
+/*
+ Copies certificate `index` (DER, 0 = leaf) of the chain counted by
+ `starttls_last_peer_cert_count` into `buf`; `*out_n` its length.
+ `STARTTLS_ERR_BUFFER_TOO_SMALL` when it does not fit (`starttls_last_peer_cert_len` tells the
+ size), `STARTTLS_ERR_INVALID_ARGUMENT` for an index out of range. Neither replaces the chain.
+
+ # Safety
+ `buf` points to `len` writable bytes; `out_n` is NULL or writable.
+ */
+uint32_t starttls_last_peer_cert(size_t index, uint8_t *buf, size_t len, size_t *out_n);
+
+/*
  Whether this build supports a protocol (`STARTTLS_PROTO_*`).
  */
 bool starttls_supports_protocol(uint32_t protocol);

@@ -306,7 +306,9 @@ impl ClientConfigBuilder {
                         provider: provider.clone(),
                     }))
             } else {
-                builder.with_webpki_verifier(verifier.clone())
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(RecordingVerifier(verifier.clone())))
             };
             let mut tls = match &client_auth {
                 None => builder.with_no_client_auth(),
@@ -657,6 +659,56 @@ impl fmt::Debug for ClientConfig {
                 &self.inner.dangerous_login_unverified,
             )
             .finish_non_exhaustive()
+    }
+}
+
+/// The webpki verifier, which first notes the chain the server presented: a rejected
+/// certificate can then still be shown ([`Error::presented_chain`]). Nothing else differs.
+#[derive(Debug)]
+struct RecordingVerifier(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        crate::error::record_presented_chain(chain);
+        self.0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.0.root_hint_subjects()
     }
 }
 

@@ -263,7 +263,30 @@ pub enum Error {
     /// The TLS handshake or a later TLS record failed.
     Tls(rustls::Error),
     /// The server's certificate was rejected.
-    Certificate(rustls::Error),
+    Certificate {
+        /// Why.
+        source: rustls::Error,
+        /// The chain the server presented, leaf first (empty when it presented none), so that
+        /// the rejected certificate can still be shown: subject, names, expiry.
+        presented: Vec<rustls::pki_types::CertificateDer<'static>>,
+    },
+}
+
+thread_local! {
+    /// The chain the server presented in this thread's handshake under way (the verifier
+    /// records it; a certificate error takes it).
+    static PRESENTED: std::cell::RefCell<Vec<rustls::pki_types::CertificateDer<'static>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records the chain a server presented for verification (called by the config's verifier).
+pub(crate) fn record_presented_chain(chain: Vec<rustls::pki_types::CertificateDer<'static>>) {
+    PRESENTED.with(|p| *p.borrow_mut() = chain);
+}
+
+/// Forgets a recorded chain (before a handshake starts, so none is left from an earlier one).
+pub(crate) fn clear_presented_chain() {
+    PRESENTED.with(|p| p.borrow_mut().clear());
 }
 
 impl Error {
@@ -284,13 +307,22 @@ impl Error {
             Error::NotEncrypted => ErrorKind::NotEncrypted,
             Error::AuthFailed { .. } => ErrorKind::AuthFailed,
             Error::Tls(_) => ErrorKind::Tls,
-            Error::Certificate(_) => ErrorKind::Certificate,
+            Error::Certificate { .. } => ErrorKind::Certificate,
         }
     }
 
     /// The frozen numeric code of this error (see [`ErrorKind`]).
     pub fn code(&self) -> u32 {
         self.kind().code()
+    }
+
+    /// For a rejected certificate, the chain the server presented (leaf first): what was
+    /// rejected can still be shown. `None` for any other error.
+    pub fn presented_chain(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        match self {
+            Error::Certificate { presented, .. } => Some(presented),
+            _ => None,
+        }
     }
 
     /// The server's reply that caused the error, when there is one.
@@ -322,7 +354,7 @@ impl Error {
             Error::NotEncrypted | Error::AuthFailed { .. } | Error::NoLoginMechanism { .. } => {
                 Some(Phase::Read)
             }
-            Error::Tls(_) | Error::Certificate(_) => Some(Phase::Handshake),
+            Error::Tls(_) | Error::Certificate { .. } => Some(Phase::Handshake),
             Error::InvalidArgument(_) | Error::Config(_) => None,
         }
     }
@@ -362,7 +394,10 @@ impl Error {
     /// Classifies a rustls error: certificate problems get their own kind.
     pub(crate) fn from_tls(e: rustls::Error) -> Error {
         match e {
-            rustls::Error::InvalidCertificate(_) => Error::Certificate(e),
+            rustls::Error::InvalidCertificate(_) => Error::Certificate {
+                source: e,
+                presented: PRESENTED.with(|p| std::mem::take(&mut *p.borrow_mut())),
+            },
             other => Error::Tls(other),
         }
     }
@@ -433,7 +468,9 @@ impl fmt::Display for Error {
                 write!(f, "authentication failed ({mechanism}): {}", esc(reply))
             }
             Error::Tls(e) => write!(f, "TLS error: {}", esc(&e.to_string())),
-            Error::Certificate(e) => write!(f, "certificate rejected: {}", esc(&e.to_string())),
+            Error::Certificate { source, .. } => {
+                write!(f, "certificate rejected: {}", esc(&source.to_string()))
+            }
         }
     }
 }
@@ -445,7 +482,7 @@ impl std::error::Error for Error {
             Error::Resolve {
                 source: Some(e), ..
             } => Some(e),
-            Error::Tls(e) | Error::Certificate(e) => Some(e),
+            Error::Tls(e) | Error::Certificate { source: e, .. } => Some(e),
             _ => None,
         }
     }

@@ -26,7 +26,10 @@ pub(crate) fn client(
     let mut tls =
         ClientConnection::new(config.tls_for(alpn, key_share), name).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
-    let tcp = drive(&mut tls, tcp, deadline, after_go_ahead)?;
+    crate::error::clear_presented_chain();
+    let tcp = drive(&mut tls, tcp, deadline, after_go_ahead);
+    crate::error::clear_presented_chain();
+    let tcp = tcp?;
     // rustls lets a server ignore ALPN; a protocol that needs it must not talk to a server that
     // did not agree.
     if !alpn.accepts(tls.alpn_protocol()) {

@@ -189,8 +189,17 @@ fn certificate_problems_are_certificate_errors() {
         });
         let e = connect_err(Protocol::Tls, port);
         assert_eq!(e.kind(), ErrorKind::Certificate, "{what}: {e}");
+        // What was rejected can still be shown: the chain exactly as the server presented it.
+        assert_eq!(e.presented_chain(), Some(&leaf.chain[..]), "{what}");
         server.join().unwrap();
     }
+    // Another kind of error carries no chain, and a later handshake's error never shows an
+    // earlier server's chain.
+    let (port, server) = serve(|mut p| p.send(b"not TLS at all\r\n"));
+    let e = connect_err(Protocol::Tls, port);
+    assert_ne!(e.kind(), ErrorKind::Certificate);
+    assert_eq!(e.presented_chain(), None);
+    server.join().unwrap();
 }
 
 #[test]

@@ -172,6 +172,8 @@ fn exit_codes_and_error_kinds() {
                 p.send(b"250-mx\r\n250 STARTTLS\r\n");
                 p.line();
                 p.send(b"220 go\r\n250 forged\r\n");
+                // Held open: a close racing the client's ClientHello would be a reset instead.
+                p.rest();
             },
             &[],
             6,
@@ -236,6 +238,15 @@ fn wrong_name_is_a_certificate_failure_and_insecure_still_reports_it() {
     ]);
     assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
     assert!(stdout(&o).contains("STARTTLS_ERR_CERTIFICATE"));
+    // The rejected certificate is still reported, with why it was rejected.
+    for shown in [
+        "certificate subject",
+        "days left)",
+        "DNS:localhost",
+        "chain length",
+    ] {
+        assert!(stdout(&o).contains(shown), "{shown}: {}", stdout(&o));
+    }
 
     let port = good_smtp();
     let url = format!("smtp://127.0.0.1:{port}");

@@ -304,8 +304,11 @@ class TLSError(Error):
 
 
 class CertificateError(Error):
-    """The server's certificate was rejected (401)."""
+    """The server's certificate was rejected (401). ``peer_certificates`` holds the chain the
+    server presented (DER, leaf first) when the rejection came from a connect, so that what was
+    rejected can still be inspected."""
     code = 401
+    peer_certificates: list[bytes] = []
 
 
 _ERRORS: dict[int | None, type[Error]] = {
@@ -338,7 +341,22 @@ def _error(code: int, message: str, os_error: int = 0) -> Error:
 def _check(code: int) -> None:
     """Raises the thread's last error for a non-zero result code."""
     if code != 0:
-        raise _error(code, _ffi.last_error(), _lib.starttls_last_os_error())
+        err = _error(code, _ffi.last_error(), _lib.starttls_last_os_error())
+        if isinstance(err, CertificateError):
+            err.peer_certificates = _last_presented_chain()
+        raise err
+
+
+def _last_presented_chain() -> list[bytes]:
+    """The chain the server presented in this thread's last rejected handshake."""
+    chain = []
+    for i in range(_lib.starttls_last_peer_cert_count()):
+        n = _lib.starttls_last_peer_cert_len(i)
+        buf = ctypes.create_string_buffer(n)
+        out = ctypes.c_size_t()
+        if _lib.starttls_last_peer_cert(i, buf, n, ctypes.byref(out)) == 0:
+            chain.append(buf.raw[:out.value])
+    return chain
 
 
 # --------------------------------------------------------------------------------------------

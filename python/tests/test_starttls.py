@@ -545,6 +545,8 @@ class SmtpTests(unittest.TestCase):
                                  config=config(ca_file=CERTS.other_ca))
         self.assertEqual(cm.exception.code, 401)
         self.assertIsInstance(srv.error, ssl.SSLError)  # the client sent an alert
+        # The rejected certificate can still be inspected: the chain as presented.
+        self.assertEqual(cm.exception.peer_certificates[:1], [CERTS.server_der])
 
     def test_wrong_name_raises_certificate_error(self):
         with ScriptedServer(SMTP_UPGRADE, context()) as srv:

@@ -27,6 +27,8 @@ pub mod server;
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
     static LAST_OS_ERROR: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+    static LAST_PRESENTED: RefCell<Vec<rustls::pki_types::CertificateDer<'static>>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 /// What an export can fail with: a library error, or one of the failures only the C boundary
@@ -98,6 +100,11 @@ fn fail(e: &Failure) -> u32 {
     let msg = e.to_string();
     LAST_ERROR.with(|l| *l.borrow_mut() = msg);
     LAST_OS_ERROR.with(|l| l.set(e.os_error()));
+    let presented = match e {
+        Failure::Lib(err) => err.presented_chain().map(<[_]>::to_vec).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    LAST_PRESENTED.with(|l| *l.borrow_mut() = presented);
     e.code()
 }
 
@@ -386,6 +393,55 @@ pub unsafe extern "C" fn starttls_last_error(buf: *mut c_char, len: usize) -> us
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_last_os_error() -> c_int {
     boundary_value(0, || LAST_OS_ERROR.with(std::cell::Cell::get))
+}
+
+/// After this thread's last failure was `STARTTLS_ERR_CERTIFICATE`: how many certificates the
+/// server presented (leaf first), so that the rejected one can still be shown; 0 otherwise.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_last_peer_cert_count() -> usize {
+    boundary_value(0, || LAST_PRESENTED.with(|l| l.borrow().len()))
+}
+
+/// The length (DER) of certificate `index` of that chain, 0 when there is none.
+#[unsafe(no_mangle)]
+pub extern "C" fn starttls_last_peer_cert_len(index: usize) -> usize {
+    boundary_value(0, || {
+        LAST_PRESENTED.with(|l| l.borrow().get(index).map_or(0, |c| c.as_ref().len()))
+    })
+}
+
+/// Copies certificate `index` (DER, 0 = leaf) of the chain counted by
+/// `starttls_last_peer_cert_count` into `buf`; `*out_n` its length.
+/// `STARTTLS_ERR_BUFFER_TOO_SMALL` when it does not fit (`starttls_last_peer_cert_len` tells the
+/// size), `STARTTLS_ERR_INVALID_ARGUMENT` for an index out of range. Neither replaces the chain.
+///
+/// # Safety
+/// `buf` points to `len` writable bytes; `out_n` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_last_peer_cert(
+    index: usize,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> u32 {
+    // Not through `boundary`: a failure here must not replace the chain being read.
+    match catch_unwind(AssertUnwindSafe(|| {
+        LAST_PRESENTED.with(|l| {
+            let chain = l.borrow();
+            let Some(cert) = chain.get(index) else {
+                return Err(Failure::Lib(Error::InvalidArgument(format!(
+                    "no certificate {index}: the last rejected chain has {}",
+                    chain.len()
+                ))));
+            };
+            // SAFETY: forwarded caller contract.
+            unsafe { bytes_out(cert.as_ref(), buf, len, out_n) }
+        })
+    })) {
+        Ok(Ok(())) => codes::STARTTLS_OK,
+        Ok(Err(e)) => e.code(),
+        Err(_) => codes::STARTTLS_ERR_PANIC,
+    }
 }
 
 /// Whether this build supports a protocol (`STARTTLS_PROTO_*`).

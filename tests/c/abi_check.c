@@ -98,6 +98,8 @@ int main(void) {
     CHECK(starttls_conn_cipher_suite(NULL, buf, sizeof buf) == 0);
     CHECK(starttls_conn_auth_mechanism(NULL, buf, sizeof buf) == 0 && buf[0] == '\0');
     CHECK(starttls_conn_auth_channel_binding(NULL, buf, sizeof buf) == 0);
+    CHECK(starttls_last_peer_cert_len(99) == 0);
+    CHECK(starttls_last_peer_cert(99, &byte, 1, &n) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_conn_alpn(NULL, &byte, 1, &n) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_conn_peer_cert_count(NULL) == 0);
     CHECK(starttls_conn_peer_cert(NULL, 0, &byte, 1, &n) == STARTTLS_ERR_INVALID_ARGUMENT);

@@ -283,7 +283,14 @@ fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report 
     );
     match result {
         Ok(mut conn) => fill(&mut report, &mut conn, opts),
-        Err(e) => report.error = Some(ReportError::from_error(&e)),
+        Err(e) => {
+            // A rejected certificate is still reported: what it says, and why it was refused.
+            if let Some(chain) = e.presented_chain() {
+                report.chain_length = chain.len();
+                report.certificate = chain.first().and_then(CertInfo::parse);
+            }
+            report.error = Some(ReportError::from_error(&e));
+        }
     }
     report
 }
