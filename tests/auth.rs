@@ -604,32 +604,12 @@ fn assert_no_token(conn: &starttls::Connection, obs: &Observed, extra: &str) {
     }
 }
 
-/// A server that asks for a client certificate (like Microsoft 365's certificate connectors).
-fn server_requiring_client_cert() -> Arc<rustls::ServerConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(pki().ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .unwrap();
-    Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(pki().server.chain.clone(), pki().server.key())
-            .unwrap(),
-    )
-}
-
 #[test]
 fn sasl_external_logs_in_with_the_client_certificate() {
     // SMTP: `AUTH EXTERNAL =` (an empty initial response is `=`, RFC 4954).
     let (port, srv) = serve(|mut p| {
         smtp_pre(&mut p);
-        let mut t = p.tls(server_requiring_client_cert());
+        let mut t = p.tls(server_config_requiring_client_cert(&pki().server));
         let presented = t.stream.conn.peer_certificates().map(<[_]>::len);
         t.line();
         t.send(b"250-mx\r\n250 AUTH PLAIN EXTERNAL\r\n");
@@ -667,7 +647,7 @@ fn sasl_external_logs_in_with_the_client_certificate() {
         p.send(&[
             0x30, 0x0c, 0x02, 0x01, 0x01, 0x78, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
         ]);
-        let mut t = p.tls(server_requiring_client_cert());
+        let mut t = p.tls(server_config_requiring_client_cert(&pki().server));
         let mut head = vec![0u8; 2];
         t.stream.read_exact(&mut head).unwrap();
         let mut body = vec![0u8; head[1] as usize];

@@ -279,26 +279,7 @@ fn sessions_resume_across_connections_from_one_config() {
 
 #[test]
 fn client_certificate_is_presented() {
-    let server_cfg = {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(pki().ca_pem.as_bytes()) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            std::sync::Arc::new(roots),
-            provider(),
-        )
-        .build()
-        .unwrap();
-        std::sync::Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_client_cert_verifier(verifier)
-                .with_single_cert(pki().server.chain.clone(), pki().server.key())
-                .unwrap(),
-        )
-    };
+    let server_cfg = server_config_requiring_client_cert(&pki().server);
     let (port, server) = serve(move |p| {
         let mut t = p.tls(server_cfg);
         t.send(b"ok\r\n");

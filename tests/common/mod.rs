@@ -98,6 +98,26 @@ pub fn server_config(leaf: &Leaf) -> Arc<ServerConfig> {
     Arc::new(cfg)
 }
 
+/// A server that asks for a client certificate from the test CA (mTLS).
+pub fn server_config_requiring_client_cert(leaf: &Leaf) -> Arc<ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(pki().ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA");
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .expect("client verifier");
+    Arc::new(
+        ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(leaf.chain.clone(), leaf.key())
+            .expect("server cert"),
+    )
+}
+
 /// The test client config: trusts the test CA, short timeouts so a failure cannot hang a test.
 pub fn client_builder() -> ClientConfigBuilder {
     ClientConfig::builder()
