@@ -36,8 +36,9 @@ impl ProtocolAlpn {
 /// The key share a client's first flight carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeyShare {
-    /// rustls' own choice (X25519MLKEM768 with X25519 by default), or the group a server chose
-    /// before (rustls remembers it per server name in the session store).
+    /// rustls' own choice (an X25519 share first; X25519MLKEM768 is offered last, without a
+    /// share, since the library builds rustls without `prefer-post-quantum`), or the group a
+    /// server chose before (rustls remembers it per server name in the session store).
     Default,
     /// P-256 first, for servers that accept only it (PostgreSQL before 18, `ssl_ecdh_curve`):
     /// otherwise the first connection pays a HelloRetryRequest, one round trip more.
