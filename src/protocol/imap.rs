@@ -112,6 +112,23 @@ pub(crate) fn client_greeting(
     }
 }
 
+/// A tagged reply whose tag was never sent: a forged answer queued ahead of a command.
+fn stray_tagged(phase: Phase, line: &[u8]) -> Error {
+    Error::violation_in(
+        phase,
+        "tagged reply for a command that was never sent",
+        &printable(line),
+    )
+}
+
+/// `* BYE`: the server ends the session; a refusal with its text.
+fn bye(phase: Phase, line: &[u8]) -> Error {
+    Error::Refused {
+        phase,
+        reply: printable(line),
+    }
+}
+
 /// Untagged responses set aside before one command, at most.
 const MAX_SET_ASIDE: usize = 64;
 
@@ -126,18 +143,11 @@ fn set_aside_untagged(wire: &mut Wire<'_>, deadline: &Deadline) -> Result<()> {
     while let Some(line) = wire.waiting_line(deadline)? {
         match parse(&line, phase)? {
             Response::Untagged { word, .. } if word == "BYE" => {
-                return Err(Error::Refused {
-                    phase,
-                    reply: printable(&line),
-                });
+                return Err(bye(phase, &line));
             }
             Response::Untagged { .. } => {}
             Response::Tagged { .. } => {
-                return Err(Error::violation_in(
-                    phase,
-                    "tagged reply for a command that was never sent",
-                    &printable(&line),
-                ));
+                return Err(stray_tagged(phase, &line));
             }
             Response::Continuation => {
                 return Err(Error::violation_in(
@@ -188,10 +198,7 @@ fn command(
         match parse(&line, phase)? {
             Response::Untagged { word, rest } => {
                 if word == "BYE" {
-                    return Err(Error::Refused {
-                        phase,
-                        reply: printable(&line),
-                    });
+                    return Err(bye(phase, &line));
                 }
                 on_untagged(&word, &rest);
             }
@@ -204,11 +211,7 @@ fn command(
                 return Ok((status, reply));
             }
             Response::Tagged { .. } => {
-                return Err(Error::violation_in(
-                    phase,
-                    "tagged reply for a command that was never sent",
-                    &printable(&line),
-                ));
+                return Err(stray_tagged(phase, &line));
             }
             Response::Continuation => {
                 return Err(Error::violation_in(
@@ -381,10 +384,7 @@ fn read_tagged(wire: &mut Wire<'_>, deadline: &Deadline, tag: &str) -> Result<Ta
         let line = wire.read_line(deadline)?;
         match parse(&line, phase)? {
             Response::Untagged { word, .. } if word == "BYE" => {
-                return Err(Error::Refused {
-                    phase,
-                    reply: printable(&line),
-                });
+                return Err(bye(phase, &line));
             }
             Response::Untagged { .. } => {}
             Response::Continuation => return Ok(Tagged::Continue(line_text(&line))),
@@ -397,11 +397,7 @@ fn read_tagged(wire: &mut Wire<'_>, deadline: &Deadline, tag: &str) -> Result<Ta
                 return Ok(Tagged::Done { status, reply });
             }
             Response::Tagged { .. } => {
-                return Err(Error::violation_in(
-                    phase,
-                    "tagged reply for a command that was never sent",
-                    &printable(&line),
-                ));
+                return Err(stray_tagged(phase, &line));
             }
         }
     }
