@@ -342,6 +342,13 @@ fn make_install_then_pkg_config_build() {
         "include/starttls.h",
         "lib/pkgconfig/starttls.pc",
         "share/man/man3/starttls.3",
+        "bin/starttls",
+        "share/man/man1/starttls.1",
+        "share/man/man1/starttls-check.1",
+        "share/man/man1/starttls-serve.1",
+        "share/bash-completion/completions/starttls",
+        "share/zsh/site-functions/_starttls",
+        "share/fish/vendor_completions.d/starttls.fish",
     ] {
         assert!(prefix.join(f).exists(), "{f} not installed");
     }
@@ -361,6 +368,17 @@ fn make_install_then_pkg_config_build() {
             );
         }
     }
+    // The installed command runs, and its page documents the exit codes.
+    let o = run(Command::new(prefix.join("bin/starttls")).arg("--version"));
+    assert!(
+        text(&o.stdout).starts_with("starttls "),
+        "{}",
+        text(&o.stdout)
+    );
+    let check_page = std::fs::read_to_string(prefix.join("share/man/man1/starttls-check.1"))
+        .expect("starttls-check.1");
+    assert!(check_page.contains(".SH \"EXIT STATUS\""), "{check_page}");
+    assert!(check_page.contains("warn\\-days"), "{check_page}");
     let pc_path = prefix.join("lib/pkgconfig");
     let flags = run(Command::new("pkg-config")
         .env("PKG_CONFIG_PATH", &pc_path)

@@ -946,3 +946,148 @@ fn a_test_message_after_the_upgrade_is_queued_or_its_refusal_reported() {
         assert_eq!(check(bad).status.code(), Some(2), "{bad:?}");
     }
 }
+
+#[test]
+fn each_subcommand_has_its_own_help_and_typos_get_a_suggestion() {
+    for (sub, must) in [
+        ("check", "--warn-days"),
+        ("serve", "--max-concurrent"),
+        ("demo", "loopback"),
+        ("completions", "SHELL"),
+    ] {
+        let o = bin().args([sub, "--help"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{sub}");
+        let out = stdout(&o);
+        assert!(out.contains(must), "{sub} --help: {out}");
+        assert!(
+            out.contains(&format!("starttls {sub}")),
+            "{sub} --help: {out}"
+        );
+    }
+    // Only check's help carries check's options and the exit codes.
+    let serve_help = stdout(&bin().args(["serve", "--help"]).output().unwrap());
+    assert!(!serve_help.contains("--warn-days"), "{serve_help}");
+    assert!(
+        stdout(&bin().args(["check", "--help"]).output().unwrap())
+            .contains("11 certificate expiring")
+    );
+
+    let o = check(&["--ca-fil", "ca.pem", "smtp://x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("'--ca-file'"), "{err}");
+    // A typo near the refused --password is never answered with "--password".
+    let o = check(&["--passwd", "hunter2", "smtp://x"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        !err.contains("'--password'") && !err.contains("hunter2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_double_dash_ends_the_options() {
+    // After `--`, "--json" would be the URL: here the URL is the only word, and still checked.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let o = check(&["--json", "--", &url]);
+    assert_eq!(o.status.code(), Some(8), "{}", stdout(&o));
+    assert!(stdout(&o).contains("\"kind\":\"network\""));
+    // An option after `--` is a positional, and a second URL is a usage error.
+    let o = check(&["--", &url, "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    // `--password` after `--` is a word, not the refused option: it becomes the (bad) URL.
+    let o = check(&["--", "--password=hunter2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("ps would show it"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn completions_print_for_three_shells_and_bash_accepts_its_script() {
+    for (shell, must) in [
+        ("bash", "complete -F _starttls"),
+        ("zsh", "#compdef starttls"),
+        ("fish", "complete -c starttls"),
+    ] {
+        let o = bin().args(["completions", shell]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{shell}");
+        let script = stdout(&o);
+        assert!(script.contains(must), "{shell}: {script}");
+        assert!(
+            script.contains("--warn-days"),
+            "{shell} lacks check's options"
+        );
+        // (zsh's script lists even hidden commands under `help`; bash's and fish's do not.)
+        if shell != "zsh" {
+            assert!(
+                !script.contains("manpages"),
+                "{shell} completes a hidden command"
+            );
+        }
+    }
+    // bash loads the script and registers the function (bash is always there on Debian).
+    let script = stdout(&bin().args(["completions", "bash"]).output().unwrap());
+    let o = Command::new("bash")
+        .args(["-c", "eval \"$0\" && complete -p starttls"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("_starttls"), "{}", stdout(&o));
+    // An unknown shell is a usage error naming the ones there are.
+    let o = bin().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bash"));
+}
+
+#[test]
+fn manual_pages_are_written_for_the_command_and_each_subcommand() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("starttls-cli-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = bin().arg("manpages").arg(&dir).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "starttls-check.1",
+            "starttls-completions.1",
+            "starttls-demo.1",
+            "starttls-serve.1",
+            "starttls.1"
+        ]
+    );
+    let check_page = std::fs::read_to_string(dir.join("starttls-check.1")).unwrap();
+    assert!(
+        check_page.contains("\n.TH starttls-check 1 "),
+        "{check_page}"
+    );
+    for must in [
+        "warn\\-days",
+        ".SH \"EXIT STATUS\"",
+        "STARTTLS_PASSWORD",
+        "SSLKEYLOGFILE",
+    ] {
+        assert!(check_page.contains(must), "{must}: {check_page}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,8 +22,9 @@ pub struct ServeOptions {
     pub verbose: bool,
 }
 
-pub const DEFAULT_MAX_CONCURRENT: usize = 256;
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The defaults of `--max-concurrent` and `--idle-timeout` (seconds).
+pub const DEFAULT_MAX_CONCURRENT: u64 = 256;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Each client command before TLS (the whole pre-TLS dialog gets four of these).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 

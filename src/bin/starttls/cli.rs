@@ -1,0 +1,283 @@
+//! The command line, declared once: clap parses it, and the same declaration prints `--help`,
+//! the shell completions and the manual pages.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use starttls::Protocol;
+
+/// The exit-code contract, printed under `--help` and in the manual pages.
+pub const EXIT_STATUS: &str = "\
+Exit status: 0 ok, 1 internal, 2 usage, 3 not offered or downgraded, 4 refused,
+5 certificate, 6 protocol violation or injection, 7 timeout, 8 network, 9 TLS,
+10 authentication, 11 certificate expiring (--warn-days/--crit-days).
+
+With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.";
+
+/// Test a server's STARTTLS from the shell, serve STARTTLS to clients, or watch it all work on
+/// loopback.
+#[derive(Parser)]
+#[command(
+    name = "starttls",
+    after_help = EXIT_STATUS,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Upgrade a connection to SCHEME://HOST[:PORT] and report what happened.
+    #[command(after_help = EXIT_STATUS)]
+    Check(Box<CheckArgs>),
+    /// Serve STARTTLS for a protocol (an SMTP sink, an IMAP server with an empty INBOX, ...).
+    Serve(ServeArgs),
+    /// Run every protocol's upgrade, both ends, on loopback.
+    Demo,
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The server: smtp://, submission://, smtps://, lmtp://, imap://, imaps://, pop3://,
+    /// pop3s://, ldap://, ldaps://, ftp://, ftps://, xmpp://, xmpp-server://, nntp://, nntps://,
+    /// sieve://, postgres://, http://, https:// ... followed by HOST[:PORT].
+    #[arg(value_name = "SCHEME://HOST[:PORT]")]
+    pub url: String,
+
+    /// Trust only these CAs (default: the built-in webpki roots).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<String>,
+    /// The name to verify and send in SNI (and XMPP to=) instead of HOST.
+    #[arg(long, value_name = "NAME")]
+    pub servername: Option<String>,
+    /// The EHLO/LHLO name.
+    #[arg(long, value_name = "NAME")]
+    pub client_name: Option<String>,
+    /// Present this client certificate chain (with --client-key).
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<String>,
+    /// The client certificate's private key.
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<String>,
+    /// Report a server without STARTTLS instead of failing.
+    #[arg(long)]
+    pub opportunistic: bool,
+    /// Accept any certificate, but still report what was wrong with it.
+    #[arg(long)]
+    pub insecure: bool,
+    /// The lowest TLS version.
+    #[arg(long, value_name = "VERSION", value_parser = ["1.2", "1.3"], default_value = "1.2")]
+    pub tls_min: String,
+    /// The highest TLS version offered.
+    #[arg(long, value_name = "VERSION", value_parser = ["1.2", "1.3"], default_value = "1.3")]
+    pub tls_max: String,
+    /// Fail as `expiring` (exit 11) when the certificate has N days or fewer left.
+    #[arg(long, value_name = "N")]
+    pub warn_days: Option<u32>,
+    /// The same, CRITICAL for --nagios (at most --warn-days).
+    #[arg(long, value_name = "N")]
+    pub crit_days: Option<u32>,
+    /// One monitoring-plugins line (STARTTLS OK - ... | time=..s days_left=..) and their exit
+    /// codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[arg(long, conflicts_with = "json")]
+    pub nagios: bool,
+    /// Per-step timeout in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the dialog, before TLS and after.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Log in after the upgrade, inside TLS only, with the strongest mechanism offered
+    /// (SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN, ...). LDAP: NAME is the bind DN, e.g.
+    /// cn=admin,dc=example,dc=org.
+    #[arg(long, value_name = "NAME", help_heading = "Login")]
+    pub user: Option<String>,
+    /// The password for --user: the first line of a file only its owner can read (else
+    /// $STARTTLS_PASSWORD; a password on the command line is refused, as ps would show it).
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Login",
+        conflicts_with = "oauth2_token_file"
+    )]
+    pub password_file: Option<String>,
+    /// Log in with this OAuth 2.0 bearer token (first line; chmod 600) instead of a password:
+    /// OAUTHBEARER or XOAUTH2.
+    #[arg(long, value_name = "FILE", help_heading = "Login")]
+    pub oauth2_token_file: Option<String>,
+    /// Log in with the --client-cert certificate (SASL EXTERNAL).
+    #[arg(
+        long,
+        help_heading = "Login",
+        requires = "client_cert",
+        conflicts_with = "user"
+    )]
+    pub sasl_external: bool,
+    /// The authorization identity (SASL).
+    #[arg(long, value_name = "NAME", help_heading = "Login")]
+    pub authzid: Option<String>,
+    /// PostgreSQL: the database to log in to (default: the user name).
+    #[arg(long, value_name = "NAME", help_heading = "Login", requires = "user")]
+    pub database: Option<String>,
+
+    /// smtp/submission/smtps/lmtp: after the upgrade (and the login), send a short dated test
+    /// message inside TLS from ADDR.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help_heading = "Test message",
+        requires = "rcpt_to"
+    )]
+    pub mail_from: Option<String>,
+    /// A recipient of the test message (repeatable).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help_heading = "Test message",
+        requires = "mail_from"
+    )]
+    pub rcpt_to: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Any scheme check accepts: smtp, imap, imaps, ldap, xmpp, ...
+    #[arg(long, value_name = "P", value_parser = parse_protocol)]
+    pub protocol: Protocol,
+    /// Where to listen (port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// The certificate chain (default: a throw-away CA and certificate for --domain; the CA's
+    /// file is printed).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub cert: Option<String>,
+    /// The certificate's private key.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<String>,
+    /// The server's name in greetings and the throw-away certificate.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub domain: String,
+    /// Exit after serving N connections (default: serve until killed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Serve at most N connections at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = super::serve::DEFAULT_MAX_CONCURRENT,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_concurrent: u64,
+    /// Close a session idle this long after TLS, in seconds; the whole dialog before TLS gets
+    /// at most 4 x 30 s.
+    #[arg(long, value_name = "SECS", default_value_t = super::serve::DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub idle_timeout: u64,
+    /// Print every dialog line.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+fn parse_timeout(t: &str) -> Result<Duration, String> {
+    let secs: f64 = t.parse().map_err(|_| "not a number".to_owned())?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err("must be greater than 0 and at most 86400 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_protocol(p: &str) -> Result<Protocol, String> {
+    p.parse()
+        .map_err(|_| format!("unknown protocol (try: {})", super::check::schemes()))
+}
+
+/// The command as clap sees it, with the library's version string.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let version = starttls::version();
+    Cli::command().version(version.strip_prefix("starttls ").unwrap_or(version))
+}
+
+/// Writes starttls.1 and a page per visible subcommand (starttls-check.1, ...) into `dir`: clap's
+/// sections, then EXIT STATUS and ENVIRONMENT in place of clap's untitled "EXTRA".
+pub fn write_manpages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut top = command().disable_help_subcommand(true);
+    top.build();
+    let mut pages = vec![(top.clone(), "starttls".to_owned())];
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("starttls-{}", sub.get_name());
+        pages.push((sub.clone(), name));
+    }
+    for (cmd, name) in pages {
+        let check = name == "starttls-check";
+        let man = clap_mangen::Man::new(cmd.clone().after_help(None::<&str>));
+        let mut page = Vec::new();
+        man.render_title(&mut page)?;
+        man.render_name_section(&mut page)?;
+        man.render_synopsis_section(&mut page)?;
+        man.render_description_section(&mut page)?;
+        if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut page)?;
+        }
+        if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+            man.render_subcommands_section(&mut page)?;
+        }
+        if name == "starttls" || check {
+            roff_section(&mut page, "EXIT STATUS", EXIT_STATUS);
+        }
+        if check {
+            roff_section(&mut page, "ENVIRONMENT", ENVIRONMENT);
+        }
+        if name == "starttls" {
+            man.render_version_section(&mut page)?;
+        }
+        std::fs::write(dir.join(format!("{name}.1")), page)?;
+    }
+    Ok(())
+}
+
+const ENVIRONMENT: &str = "\
+STARTTLS_PASSWORD: the password for --user when there is no --password-file.
+
+SSLKEYLOGFILE: when set, the TLS session keys are appended to this file in the NSS key log \
+format (for Wireshark); nothing is written without it.";
+
+/// A section of plain text (paragraphs split by blank lines), escaped for roff.
+fn roff_section(page: &mut Vec<u8>, title: &str, text: &str) {
+    page.extend_from_slice(format!(".SH \"{title}\"\n").as_bytes());
+    for paragraph in text.split("\n\n") {
+        page.extend_from_slice(b".PP\n");
+        for line in paragraph.lines() {
+            let escaped = line.replace('\\', "\\e").replace('-', "\\-");
+            page.extend_from_slice(format!("\\&{escaped}\n").as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_out_of_range_are_refused() {
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("soon").is_err());
+        assert!(parse_timeout("86401").is_err());
+        assert_eq!(parse_timeout("1.5").unwrap(), Duration::from_millis(1500));
+    }
+}
