@@ -599,6 +599,15 @@ uint32_t starttls_config_builder_add_alpn(starttls_config_builder *b,
 uint32_t starttls_config_builder_set_min_tls_version(starttls_config_builder *b, uint16_t version);
 
 /*
+ The highest TLS version offered: `STARTTLS_TLS_1_3` (default) or `STARTTLS_TLS_1_2`, to test
+ a server's TLS 1.2. Below the lowest version, `starttls_config_builder_build` fails.
+
+ # Safety
+ `b` is NULL or a live builder.
+ */
+uint32_t starttls_config_builder_set_max_tls_version(starttls_config_builder *b, uint16_t version);
+
+/*
  `STARTTLS_POLICY_REQUIRE` (the default) or `STARTTLS_POLICY_OPPORTUNISTIC`.
 
  # Safety
@@ -954,6 +963,15 @@ uint16_t starttls_conn_cipher_suite_id(const starttls_conn *conn);
  `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
  */
 size_t starttls_conn_cipher_suite(const starttls_conn *conn, char *buf, size_t len);
+
+/*
+ The key-exchange group the handshake used (e.g. `X25519`, `X25519MLKEM768`, `secp256r1`),
+ snprintf-style; empty when not encrypted.
+
+ # Safety
+ `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_conn_key_exchange_group(const starttls_conn *conn, char *buf, size_t len);
 
 /*
  The SASL mechanism (or protocol login) of the last successful `starttls_conn_authenticate`

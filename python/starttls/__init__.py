@@ -452,11 +452,11 @@ def _bytes(value: object, what: str) -> bytes:
         raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}") from None
 
 
-def _tls_version(value: str | int) -> int:
+def _tls_version(value: str | int, what: str = "min_tls_version") -> int:
     versions: dict[str | int, int] = {"1.2": TLS_1_2, "1.3": TLS_1_3, "TLSv1.2": TLS_1_2,
                                       "TLSv1.3": TLS_1_3, TLS_1_2: TLS_1_2, TLS_1_3: TLS_1_3}
     if isinstance(value, bool) or value not in versions:
-        raise ValueError(f"min_tls_version must be '1.2' or '1.3', not {value!r}")
+        raise ValueError(f"{what} must be '1.2' or '1.3', not {value!r}")
     return versions[value]
 
 
@@ -493,7 +493,8 @@ class Config:
       both PEM bytes.
     - ``policy``: ``Policy.REQUIRE`` (or ``"require"``) or ``Policy.OPPORTUNISTIC``.
     - ``client_name``: the EHLO/LHLO name. ``alpn``: protocols to offer (bytes or str).
-    - ``min_tls_version``: ``"1.2"`` or ``"1.3"``.
+    - ``min_tls_version``: ``"1.2"`` or ``"1.3"``. ``max_tls_version``: the highest offered
+      (``"1.3"`` by default; ``"1.2"`` to test a server's TLS 1.2).
     - ``timeout``: seconds for every phase, or a dict with some of ``"connect"``, ``"reply"``,
       ``"handshake"``, ``"io"``.
     - ``fetch_capabilities``: ask again for the capabilities inside TLS on every connection.
@@ -514,6 +515,7 @@ class Config:
                  client_key: _StrPath | bytearray | memoryview | None = None,
                  client_name: str | None = None, alpn: _ManyBytes = (),
                  min_tls_version: str | int | None = None,
+                 max_tls_version: str | int | None = None,
                  policy: Policy | int | str = Policy.REQUIRE,
                  timeout: float | dict[str, float] | None = None,
                  fetch_capabilities: bool = False,
@@ -560,6 +562,9 @@ class Config:
         if min_tls_version is not None:
             steps.append((_lib.starttls_config_builder_set_min_tls_version,
                           _tls_version(min_tls_version)))
+        if max_tls_version is not None:
+            steps.append((_lib.starttls_config_builder_set_max_tls_version,
+                          _tls_version(max_tls_version, "max_tls_version")))
         steps.append((_lib.starttls_config_builder_set_policy, int(self.policy)))
         if isinstance(timeout, dict):
             for phase, seconds in timeout.items():
@@ -1161,6 +1166,12 @@ class Connection:
     def cipher(self) -> str | None:
         """The IANA name of the cipher suite, or ``None`` when not encrypted."""
         return self._string(_lib.starttls_conn_cipher_suite) or None
+
+    @property
+    def key_exchange(self) -> str | None:
+        """The key-exchange group (``"X25519"``, ``"X25519MLKEM768"``, ``"secp256r1"``), or
+        ``None`` when not encrypted."""
+        return self._string(_lib.starttls_conn_key_exchange_group) or None
 
     @property
     def cipher_id(self) -> int:

@@ -801,6 +801,22 @@ class TlsOptionTests(unittest.TestCase):
                 self.assertEqual(conn.tls_version, "TLSv1.2")
                 self.assertTrue(conn.cipher.startswith("TLS_ECDHE_"), conn.cipher)
 
+    def test_max_tls_12_against_a_tls_13_server_and_the_key_exchange(self):
+        ctx = context()  # offers TLS 1.3
+        with ScriptedServer([("hold",)], ctx, implicit_tls=True) as srv:
+            with starttls.connect("tls", "localhost", srv.port,
+                                  config=config(max_tls_version="1.2")) as conn:
+                self.assertEqual(conn.tls_version, "TLSv1.2")
+                self.assertIn(conn.key_exchange, ("X25519", "secp256r1", "secp384r1"))
+        with ScriptedServer([("hold",)], ctx, implicit_tls=True) as srv:
+            with starttls.connect("tls", "localhost", srv.port, config=config()) as conn:
+                self.assertEqual(conn.tls_version, "TLSv1.3")
+                self.assertTrue(conn.key_exchange, conn.key_exchange)
+        with self.assertRaises(starttls.ConfigError):
+            starttls.Config(min_tls_version="1.3", max_tls_version="1.2")
+        with self.assertRaises(ValueError):
+            starttls.Config(max_tls_version="1.1")
+
     def test_client_certificate_files_and_pem(self):
         with open(CERTS.client, "rb") as f:
             chain = f.read()

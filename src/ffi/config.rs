@@ -249,6 +249,27 @@ pub unsafe extern "C" fn starttls_config_builder_set_min_tls_version(
     }
 }
 
+/// The highest TLS version offered: `STARTTLS_TLS_1_3` (default) or `STARTTLS_TLS_1_2`, to test
+/// a server's TLS 1.2. Below the lowest version, `starttls_config_builder_build` fails.
+///
+/// # Safety
+/// `b` is NULL or a live builder.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_config_builder_set_max_tls_version(
+    b: *mut starttls_config_builder,
+    version: u16,
+) -> u32 {
+    unsafe {
+        with_builder(b, |inner| match version {
+            STARTTLS_TLS_1_2 => Ok(inner.max_tls_version(TlsVersion::Tls12)),
+            STARTTLS_TLS_1_3 => Ok(inner.max_tls_version(TlsVersion::Tls13)),
+            v => Err(Error::InvalidArgument(format!(
+                "unsupported TLS version {v:#06x}"
+            ))),
+        })
+    }
+}
+
 /// `STARTTLS_POLICY_REQUIRE` (the default) or `STARTTLS_POLICY_OPPORTUNISTIC`.
 ///
 /// # Safety

@@ -89,6 +89,25 @@ pub unsafe extern "C" fn starttls_conn_cipher_suite(
     })
 }
 
+/// The key-exchange group the handshake used (e.g. `X25519`, `X25519MLKEM768`, `secp256r1`),
+/// snprintf-style; empty when not encrypted.
+///
+/// # Safety
+/// `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_conn_key_exchange_group(
+    conn: *const starttls_conn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
+    boundary_value(0, || {
+        let name = unsafe { conn_ref(conn) }
+            .and_then(|c| c.conn.key_exchange_group())
+            .unwrap_or_default();
+        unsafe { str_out(&name, buf, len) }
+    })
+}
+
 /// The SASL mechanism (or protocol login) of the last successful `starttls_conn_authenticate`
 /// on this connection, snprintf-style: `SCRAM-SHA-256-PLUS`, `SCRAM-SHA-256`, `PLAIN`,
 /// `LOGIN`, `USER/PASS`, `simple bind`; empty before a login succeeded.

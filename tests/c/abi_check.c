@@ -66,6 +66,7 @@ int main(void) {
     CHECK(starttls_config_builder_set_client_name(NULL, "x") == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_add_alpn(NULL, (const uint8_t *)"x", 1) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_min_tls_version(NULL, STARTTLS_TLS_1_3) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_max_tls_version(NULL, STARTTLS_TLS_1_2) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_policy(NULL, STARTTLS_POLICY_REQUIRE) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_timeout_ms(NULL, 100) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_phase_timeout_ms(NULL, STARTTLS_TIMEOUT_IO, 100) == STARTTLS_ERR_INVALID_ARGUMENT);
@@ -96,6 +97,7 @@ int main(void) {
     CHECK(starttls_conn_tls_version(NULL) == 0);
     CHECK(starttls_conn_cipher_suite_id(NULL) == 0);
     CHECK(starttls_conn_cipher_suite(NULL, buf, sizeof buf) == 0);
+    CHECK(starttls_conn_key_exchange_group(NULL, buf, sizeof buf) == 0);
     CHECK(starttls_conn_auth_mechanism(NULL, buf, sizeof buf) == 0 && buf[0] == '\0');
     CHECK(starttls_conn_auth_channel_binding(NULL, buf, sizeof buf) == 0);
     CHECK(starttls_last_peer_cert_len(99) == 0);
@@ -187,6 +189,7 @@ int main(void) {
     CHECK(b != NULL);
     CHECK(starttls_config_builder_set_policy(b, 7) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_min_tls_version(b, 0x0301) == STARTTLS_ERR_INVALID_ARGUMENT);
+    CHECK(starttls_config_builder_set_max_tls_version(b, 0x0302) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_timeout_ms(b, 0) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_set_phase_timeout_ms(b, 99, 10) == STARTTLS_ERR_INVALID_ARGUMENT);
     CHECK(starttls_config_builder_add_alpn(b, (const uint8_t *)"", 0) == STARTTLS_ERR_INVALID_ARGUMENT);
