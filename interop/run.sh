@@ -585,6 +585,16 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     row "Dovecot imap --nagios inside --warn-days (expect WARNING, exit 1)" "check --nagios" sh -c \
         'out=$("$@" --nagios --warn-days 100000 imap://localhost:10143); rc=$?; echo "$out"
          [ $rc -eq 1 ] && case $out in "STARTTLS WARNING - "*) ;; *) false;; esac' sh "${CHECK[@]}"
+    # Another CA the server's certificate does not chain to: refused (exit 5), yet reported.
+    [ -f "$W/other-ca.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -days 2 -subj "/CN=some other CA" -keyout "$W/other-ca.key" -out "$W/other-ca.pem" 2>/dev/null
+    row "Postfix smtp, wrong CA (expect exit 5, the certificate still reported)" "check --json" sh -c \
+        'out=$("$0" check --json --ca-file "$1" smtp://localhost:10025); rc=$?; echo "$out"
+         [ $rc -eq 5 ] && echo "$out" | grep -q "\"subject\":\"CN=localhost\".*\"days_left\":"' \
+        "$BIN" "$W/other-ca.pem"
+    row "Dovecot imap, SSLKEYLOGFILE (expect the session's traffic secrets)" "check" sh -c \
+        'rm -f "$0"; SSLKEYLOGFILE="$0" "$@" imap://localhost:10143 || exit 1
+         grep -q "^CLIENT_TRAFFIC_SECRET_0 [0-9a-f]* [0-9a-f]*$" "$0"' "$W/keylog" "${CHECK[@]}"
     row "Postfix smtp --tls-max 1.2 (expect TLSv1.2)" "check --tls-max 1.2" sh -c \
         'out=$("$@" --json --tls-max 1.2 smtp://localhost:10025) || exit 1
          case $out in *"\"tls_version\":\"TLSv1.2\""*) ;; *) echo "$out"; exit 1;; esac' sh "${CHECK[@]}"
