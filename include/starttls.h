@@ -320,6 +320,21 @@ extern "C" {
 #define STARTTLS_VERIFY_NO_PEER_CERTIFICATE 3
 
 /*
+ `starttls_conn_dane`: the connection was made without TLSA records.
+ */
+#define STARTTLS_DANE_NONE 0
+
+/*
+ `starttls_conn_dane`: a TLSA record authenticated the server (`starttls_conn_dane_matched`).
+ */
+#define STARTTLS_DANE_MATCHED 1
+
+/*
+ `starttls_conn_dane`: none of the TLSA records could be used (see `starttls_connect_dane`).
+ */
+#define STARTTLS_DANE_NO_USABLE_RECORDS 2
+
+/*
  Server: clients may present a certificate, verified when they do.
  */
 #define STARTTLS_CLIENT_AUTH_OPTIONAL 1
@@ -402,6 +417,14 @@ typedef struct starttls_server_config starttls_server_config;
  `starttls_server_config_builder_build`.
  */
 typedef struct starttls_server_config_builder starttls_server_config_builder;
+
+/*
+ TLSA records for one destination (an MTA looks them up itself, DNSSEC-validated). Made by
+ `starttls_tlsa_set_new`, filled by `starttls_tlsa_set_add` / `_add_text`, passed to
+ `starttls_connect_dane` or `starttls_upgrade_fd_dane` (which copy it: free it any time after),
+ released by `starttls_tlsa_set_free`. Not thread-safe.
+ */
+typedef struct starttls_tlsa_set starttls_tlsa_set;
 
 /*
  Receives each dialog line: `direction` is `STARTTLS_DIRECTION_*`, `encrypted` says whether the
@@ -645,6 +668,29 @@ uint32_t starttls_config_builder_set_phase_timeout_ms(starttls_config_builder *b
 uint32_t starttls_config_builder_set_fetch_capabilities(starttls_config_builder *b, bool yes);
 
 /*
+ Also requires the server's public key to match `pin`: the base64 SHA-256 of its
+ SubjectPublicKeyInfo, bare or as curl writes it (`sha256//...`), as `starttls_cert_pin_sha256`
+ computes it. Call it once per key to accept (the next key too, before a rollover). A malformed
+ pin is `STARTTLS_ERR_INVALID_ARGUMENT` here. A certificate that matches no pin fails with
+ `STARTTLS_ERR_CERTIFICATE`; its chain is then at `starttls_last_peer_cert`, so an application
+ can show it, let the user trust it, and retry with its pin (trust on first use).
+
+ # Safety
+ `b` is NULL or a live builder; `pin` is NULL or NUL-terminated.
+ */
+uint32_t starttls_config_builder_add_pin_sha256(starttls_config_builder *b, const char *pin);
+
+/*
+ Non-zero, with pins added: the pins alone decide and the roots are not consulted (names and
+ validity unchecked either), as msmtp's `tls_fingerprint` does for self-signed servers.
+ `starttls_config_builder_build` fails when no pin was added.
+
+ # Safety
+ `b` is NULL or a live builder.
+ */
+uint32_t starttls_config_builder_set_pin_only(starttls_config_builder *b, bool yes);
+
+/*
  Non-zero: write every connection's TLS secrets to the file named by the `SSLKEYLOGFILE`
  environment variable, when it is set (NSS key log format: Wireshark decrypts a capture with
  it). Off by default; whoever reads that file reads the traffic.
@@ -869,6 +915,121 @@ uint32_t starttls_conn_quit(starttls_conn *conn);
  `conn` is NULL or live, not used afterwards.
  */
 void starttls_conn_free(starttls_conn *conn);
+
+/*
+ A new, empty set. Returns NULL only if allocation panicked.
+ */
+starttls_tlsa_set *starttls_tlsa_set_new(void);
+
+/*
+ Frees a set. NULL is fine.
+
+ # Safety
+ `set` is NULL or a live set, not used afterwards.
+ */
+void starttls_tlsa_set_free(starttls_tlsa_set *set);
+
+/*
+ Adds one record: `usage` (0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE), `selector` (0 the
+ certificate, 1 its public key), `matching_type` (0 exact, 1 SHA-256, 2 SHA-512) and `data_len`
+ bytes of `data` (copied). Any values are accepted, as in DNS: records that cannot be used are
+ ignored when connecting.
+
+ # Safety
+ `set` is NULL or live; `data` is NULL or points to `data_len` readable bytes.
+ */
+uint32_t starttls_tlsa_set_add(starttls_tlsa_set *set,
+                               uint8_t usage,
+                               uint8_t selector,
+                               uint8_t matching_type,
+                               const uint8_t *data,
+                               size_t data_len);
+
+/*
+ Adds one record in the text form `dig` prints: `"3 1 1 0f3c..."` (the hex may hold spaces).
+ `STARTTLS_ERR_INVALID_ARGUMENT` for text that is not a record; the set is then unchanged.
+
+ # Safety
+ `set` is NULL or live; `text` is NULL or NUL-terminated.
+ */
+uint32_t starttls_tlsa_set_add_text(starttls_tlsa_set *set, const char *text);
+
+/*
+ How many records the set holds.
+
+ # Safety
+ `set` is NULL or live.
+ */
+size_t starttls_tlsa_set_count(const starttls_tlsa_set *set);
+
+/*
+ `starttls_connect`, with the server authenticated by the TLSA records in `tlsa` (DANE,
+ RFC 7671; RFC 7672 for `STARTTLS_PROTO_SMTP`) instead of the config's roots: DANE-EE (3) by
+ the record alone, the certificate's names and validity unchecked; DANE-TA (2) with the named
+ certificate, which the server must send, as the only trust anchor, the name checked; PKIX-TA
+ and PKIX-EE (0, 1) as constraints on the config's verification (unusable for SMTP). Unusable
+ records are ignored; when none is usable, SMTP goes on encrypted but unauthenticated (RFC 7672
+ §2.2: `starttls_conn_verification` says `STARTTLS_VERIFY_SKIPPED`, no login runs) and other
+ protocols verify as the config says. A set that authenticates nothing fails with
+ `STARTTLS_ERR_CERTIFICATE`, the message naming the records tried (the presented chain is at
+ `starttls_last_peer_cert`). An empty set is no DANE. Pins in the config still apply.
+
+ # Safety
+ As for `starttls_connect`; `tlsa` is NULL or a live set.
+ */
+uint32_t starttls_connect_dane(const starttls_config *config,
+                               uint32_t protocol,
+                               const char *host,
+                               uint16_t port,
+                               const char *server_name,
+                               const starttls_tlsa_set *tlsa,
+                               starttls_conn **conn_out);
+
+/*
+ `starttls_upgrade_fd`, with DANE as for `starttls_connect_dane`. fd ownership as for
+ `starttls_upgrade_fd` (with `STARTTLS_FD_TAKE_OWNERSHIP` the fd is closed on any failure).
+
+ # Safety
+ As for `starttls_upgrade_fd`; `tlsa` is NULL or a live set.
+ */
+uint32_t starttls_upgrade_fd_dane(const starttls_config *config,
+                                  uint32_t protocol,
+                                  int fd,
+                                  const char *server_name,
+                                  uint32_t flags,
+                                  const starttls_tlsa_set *tlsa,
+                                  starttls_conn **conn_out);
+
+/*
+ What DANE decided on a connection: `STARTTLS_DANE_NONE` (made without TLSA records),
+ `STARTTLS_DANE_MATCHED` (a record authenticated the server: `starttls_conn_dane_matched`) or
+ `STARTTLS_DANE_NO_USABLE_RECORDS`.
+
+ # Safety
+ `conn` is NULL or live.
+ */
+uint32_t starttls_conn_dane(const starttls_conn *conn);
+
+/*
+ The TLSA record that authenticated the server, as text (`"3 1 1 0f3c..."`), snprintf-style;
+ empty when none did.
+
+ # Safety
+ `conn` is NULL or live; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_conn_dane_matched(const starttls_conn *conn, char *buf, size_t len);
+
+/*
+ The SHA-256 pin (base64, 44 characters) of the public key of the DER certificate
+ `cert`/`cert_len`, snprintf-style: what `starttls_config_builder_add_pin_sha256` takes, e.g.
+ for the leaf of a rejected chain (`starttls_last_peer_cert`) that a user chose to trust.
+ Returns 0 (and writes an empty string) when `cert` is not a certificate.
+
+ # Safety
+ `cert` is NULL or points to `cert_len` readable bytes; `buf` is NULL or points to `len`
+ writable bytes.
+ */
+size_t starttls_cert_pin_sha256(const uint8_t *cert, size_t cert_len, char *buf, size_t len);
 
 /*
  Decrypted bytes that `starttls_read` can return now without touching the socket: drain them

@@ -6,11 +6,8 @@
 //! with `dangerous` verification, was at least parsed by) rustls; this reader still treats it as
 //! hostile input: every length is checked, nothing is trusted, text is escaped.
 
-use rustls::SupportedCipherSuite;
-use rustls::crypto::CryptoProvider;
-use rustls::crypto::hash::HashAlgorithm;
-
 use crate::text::escape_controls;
+use crate::x509::{Der, Digest, digest, sha256};
 
 /// What a certificate says about itself (the peer sent it: show it, decide with care).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,15 +58,15 @@ impl CertificateFacts {
             subject,
             issuer,
             subject_alt_names,
-            sha256: sha256(der)?,
-            spki_sha256: sha256(spki)?,
+            sha256: sha256(der),
+            spki_sha256: sha256(spki),
         })
     }
 }
 
 /// RFC 5929 `tls-server-end-point` for a DER certificate: its hash with the hash function of
 /// its signature algorithm, SHA-256 in place of MD5 and SHA-1. `None` for an algorithm without
-/// one hash (Ed25519, RSASSA-PSS) or one the crypto provider lacks (SHA-512).
+/// one hash (Ed25519, RSASSA-PSS).
 pub(crate) fn server_end_point(der: &[u8]) -> Option<Vec<u8>> {
     let mut cert = Der::new(der).sequence()?;
     cert.sequence()?; // tbsCertificate
@@ -88,87 +85,16 @@ pub(crate) fn server_end_point(der: &[u8]) -> Option<Vec<u8>> {
             0x0b | 0x04 | 0x05,
         ]
         | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
-        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01] => HashAlgorithm::SHA256,
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01] => Digest::Sha256,
         // sha384WithRSAEncryption, ecdsa-with-SHA384
         [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c]
-        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03] => HashAlgorithm::SHA384,
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03] => Digest::Sha384,
+        // sha512WithRSAEncryption, ecdsa-with-SHA512
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d]
+        | [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04] => Digest::Sha512,
         _ => return None,
     };
-    Some(hash(algorithm, der)?.to_vec())
-}
-
-fn sha256(data: &[u8]) -> Option<[u8; 32]> {
-    hash(HashAlgorithm::SHA256, data)?
-        .as_slice()
-        .try_into()
-        .ok()
-}
-
-fn hash(algorithm: HashAlgorithm, data: &[u8]) -> Option<Vec<u8>> {
-    let provider = CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(crate::config::crypto_provider);
-    let hash = provider
-        .cipher_suites
-        .iter()
-        .map(|s| match s {
-            SupportedCipherSuite::Tls13(t) => t.common.hash_provider,
-            SupportedCipherSuite::Tls12(t) => t.common.hash_provider,
-        })
-        .find(|h| h.algorithm() == algorithm)?;
-    Some(hash.hash(data).as_ref().to_vec())
-}
-
-/// A DER reader over a byte slice: every read is bounds-checked.
-struct Der<'a> {
-    data: &'a [u8],
-}
-
-impl<'a> Der<'a> {
-    fn new(data: &'a [u8]) -> Der<'a> {
-        Der { data }
-    }
-
-    fn peek_tag(&self) -> Option<u8> {
-        self.data.first().copied()
-    }
-
-    /// The next element whole (tag, length and content) if it has `tag`.
-    fn element(&mut self, tag: u8) -> Option<&'a [u8]> {
-        let (header, len) = self.header(tag)?;
-        let whole = self.data.get(..header + len)?;
-        self.data = &self.data[header + len..];
-        Some(whole)
-    }
-
-    /// The content of the next element if it has `tag`.
-    fn take(&mut self, tag: u8) -> Option<&'a [u8]> {
-        let (header, _) = self.header(tag)?;
-        self.element(tag).map(|whole| &whole[header..])
-    }
-
-    fn sequence(&mut self) -> Option<Der<'a>> {
-        self.take(0x30).map(Der::new)
-    }
-
-    /// The header length and content length of the next element, if it has `tag`. Definite
-    /// lengths only, at most 4 length bytes (DER).
-    fn header(&self, tag: u8) -> Option<(usize, usize)> {
-        if self.peek_tag()? != tag {
-            return None;
-        }
-        let first = *self.data.get(1)?;
-        if first < 0x80 {
-            return Some((2, usize::from(first)));
-        }
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let bytes = self.data.get(2..2 + n)?;
-        let len = bytes.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
-        Some((2 + n, len))
-    }
+    Some(digest(algorithm, der))
 }
 
 /// A Name as `A=v, B=w`, in the order written, attribute types by their usual short names.
@@ -357,8 +283,8 @@ mod tests {
         assert_eq!(f.subject, "CN=mx.example.org, O=Example\\u{1b}[2J");
         assert_eq!(f.issuer, f.subject);
         assert_eq!(f.subject_alt_names, ["DNS:mx.example.org", "IP:127.0.0.1"]);
-        assert_eq!(Some(f.spki_sha256), sha256(&spki));
-        assert_eq!(Some(f.sha256), sha256(&der));
+        assert_eq!(f.spki_sha256, sha256(&spki));
+        assert_eq!(f.sha256, sha256(&der));
         assert_ne!(f.sha256, f.spki_sha256);
     }
 

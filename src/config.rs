@@ -8,16 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 pub(crate) use crate::alpn::{AlpnVariants, KeyShare, ProtocolAlpn};
 use crate::error::{Error, Result};
+use crate::verify::{
+    AcceptAnyCertificate, DaneVerifier, PinVerifier, RecordingVerifier, TlsaRecord, parse_pin,
+};
 use crate::wire::{DialogLine, DialogObserver, Limits};
+use crate::x509::crypto_provider;
 
 /// What to do when the server cannot or will not start TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -110,6 +114,8 @@ pub struct ClientConfigBuilder {
     fetch_capabilities: bool,
     no_resumption: bool,
     key_log: bool,
+    pins: Vec<String>,
+    pin_only: bool,
 }
 
 impl ClientConfigBuilder {
@@ -248,6 +254,24 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// Also requires the server's public key to match this pin: the base64 SHA-256 of its
+    /// SubjectPublicKeyInfo, bare or as curl writes it (`sha256//…`). Call it again for each key
+    /// to accept (the next key before a rollover). A malformed pin is an error at `build`. A
+    /// certificate that matches no pin is [`Error::Certificate`], which carries the presented
+    /// chain: [`crate::pin_sha256`] of its leaf is the pin to trust on first use.
+    pub fn pin_sha256(mut self, pin: impl Into<String>) -> Self {
+        self.pins.push(pin.into());
+        self
+    }
+
+    /// With pins set: the pins alone decide, the roots are not consulted (names and validity are
+    /// not checked either), as msmtp's `tls_fingerprint` and fetchmail's `sslfingerprint` do for
+    /// the self-signed certificates common in mail. Without pins `build` refuses it.
+    pub fn pin_only(mut self, yes: bool) -> Self {
+        self.pin_only = yes;
+        self
+    }
+
     /// **Dangerous**: accept any certificate. The handshake's signatures are still checked, and
     /// the connection reports what verification would have said
     /// ([`crate::Verification::Skipped`]). For tests and diagnosis only.
@@ -291,6 +315,19 @@ impl ClientConfigBuilder {
                 ));
             }
         };
+        let pins = self
+            .pins
+            .iter()
+            .map(|p| parse_pin(p))
+            .collect::<Result<Vec<_>>>()?;
+        if self.pin_only && pins.is_empty() {
+            return Err(Error::Config("pin-only without any pin".into()));
+        }
+        if self.dangerous_no_verify && !pins.is_empty() {
+            return Err(Error::Config(
+                "pins and accepting any certificate contradict each other".into(),
+            ));
+        }
         let client_auth = match &self.client_auth {
             None => None,
             Some(auth) => Some(load_client_auth(auth)?),
@@ -299,17 +336,23 @@ impl ClientConfigBuilder {
             let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(versions)
                 .map_err(|e| Error::Config(format!("TLS versions: {e}")))?;
-            let builder = if self.dangerous_no_verify {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
-                        provider: provider.clone(),
-                    }))
+            let roots: Arc<dyn ServerCertVerifier> = if self.dangerous_no_verify {
+                Arc::new(AcceptAnyCertificate {
+                    provider: provider.clone(),
+                })
             } else {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(RecordingVerifier(verifier.clone())))
+                Arc::new(RecordingVerifier(verifier.clone()))
             };
+            let chosen: Arc<dyn ServerCertVerifier> = if pins.is_empty() {
+                roots
+            } else {
+                Arc::new(PinVerifier {
+                    pins: pins.clone(),
+                    inner: (!self.pin_only).then_some(roots),
+                    provider: provider.clone(),
+                })
+            };
+            let builder = builder.dangerous().with_custom_certificate_verifier(chosen);
             let mut tls = match &client_auth {
                 None => builder.with_no_client_auth(),
                 Some((chain, key)) => builder
@@ -355,6 +398,9 @@ impl ClientConfigBuilder {
                 tls: Arc::new(tls),
                 tls_p256_first: Arc::new(tls_p256_first),
                 verifier,
+                provider,
+                pins,
+                resumption: !self.no_resumption,
                 policy: self.policy,
                 timeouts: self.timeouts,
                 client_name: self.client_name,
@@ -463,10 +509,6 @@ fn validate_client_name(name: &str) -> Result<()> {
     }
 }
 
-/// The crypto provider: aws-lc-rs when its feature is on, else ring. Chosen explicitly so that
-/// both features together never make rustls panic over an ambiguous default.
-/// `provider` with secp256r1 first among its key exchange groups (the others keep their order):
-/// its first flight then carries a P-256 key share.
 /// A session store that keeps each server's key-exchange group and nothing to resume with.
 #[derive(Debug)]
 struct KxHintsOnly(rustls::client::ClientSessionMemoryCache);
@@ -514,26 +556,14 @@ impl rustls::client::ClientSessionStore for KxHintsOnly {
     }
 }
 
+/// `provider` with secp256r1 first among its key exchange groups (the others keep their order):
+/// its first flight then carries a P-256 key share.
 fn p256_first(provider: &CryptoProvider) -> CryptoProvider {
     let mut p = provider.clone();
     p.kx_groups
         .sort_by_key(|g| g.name() != rustls::NamedGroup::secp256r1);
     p
 }
-
-pub(crate) fn crypto_provider() -> Arc<CryptoProvider> {
-    #[cfg(feature = "aws-lc-rs")]
-    {
-        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-    }
-    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-    {
-        Arc::new(rustls::crypto::ring::default_provider())
-    }
-}
-
-#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
-compile_error!("enable the `aws-lc-rs` (default) or the `ring` feature");
 
 /// An immutable client configuration, shareable across threads. Clone it freely.
 #[derive(Clone)]
@@ -547,6 +577,11 @@ pub(crate) struct Inner {
     pub tls_p256_first: Arc<rustls::ClientConfig>,
     /// The real verifier, also used to report what was wrong when verification is skipped.
     pub verifier: Arc<WebPkiServerVerifier>,
+    pub provider: Arc<CryptoProvider>,
+    /// SPKI pins every connection's certificate must match (checked by the verifier in `tls`).
+    pub pins: Vec<[u8; 32]>,
+    /// Whether connections resume sessions (`tls` has a real session store).
+    pub resumption: bool,
     pub policy: Policy,
     pub timeouts: Timeouts,
     pub client_name: Option<String>,
@@ -608,6 +643,43 @@ impl ClientConfig {
         }
     }
 
+    /// A rustls config for one connection that DANE authenticates with `records` (RFC 7672
+    /// rules when `smtp`), and its verifier, which then says what it decided. Pins still apply.
+    /// A resumed session skips verification, so a session made under one connection's records
+    /// must never serve another connection: rustls already refuses to resume under another
+    /// verifier, and the store is the connection's own as well (its FTP data channels share it).
+    pub(crate) fn tls_with_dane(
+        &self,
+        alpn: ProtocolAlpn,
+        key_share: KeyShare,
+        records: Vec<TlsaRecord>,
+        smtp: bool,
+    ) -> (Arc<rustls::ClientConfig>, Arc<DaneVerifier>) {
+        let inner = &self.inner;
+        let dane = Arc::new(DaneVerifier::new(
+            records,
+            smtp,
+            inner.verifier.clone(),
+            inner.provider.clone(),
+        ));
+        let verifier: Arc<dyn ServerCertVerifier> = if inner.pins.is_empty() {
+            dane.clone()
+        } else {
+            Arc::new(PinVerifier {
+                pins: inner.pins.clone(),
+                inner: Some(dane.clone()),
+                provider: inner.provider.clone(),
+            })
+        };
+        let mut tls = (*self.tls_for(alpn, key_share)).clone();
+        tls.dangerous().set_certificate_verifier(verifier);
+        if inner.resumption {
+            // FTP data channels resume their control connection's session, and only that.
+            tls.resumption = rustls::client::Resumption::in_memory_sessions(4);
+        }
+        (Arc::new(tls), dane)
+    }
+
     /// Runs the real verifier on a chain (used to report what was wrong when verification was
     /// skipped).
     pub(crate) fn check_chain(
@@ -641,6 +713,8 @@ impl fmt::Debug for ClientConfigBuilder {
                 &self.dangerous_login_unverified,
             )
             .field("fetch_capabilities", &self.fetch_capabilities)
+            .field("pins", &self.pins)
+            .field("pin_only", &self.pin_only)
             .field("observer", &self.observer.is_some())
             .finish()
     }
@@ -659,110 +733,6 @@ impl fmt::Debug for ClientConfig {
                 &self.inner.dangerous_login_unverified,
             )
             .finish_non_exhaustive()
-    }
-}
-
-/// The webpki verifier, which first notes the chain the server presented: a rejected
-/// certificate can then still be shown ([`Error::presented_chain`]). Nothing else differs.
-#[derive(Debug)]
-struct RecordingVerifier(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
-        crate::error::record_presented_chain(chain);
-        self.0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-
-    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
-        self.0.root_hint_subjects()
-    }
-}
-
-/// The `dangerous` verifier: any certificate is accepted, but handshake signatures are still
-/// verified so the peer must hold the key of the certificate it shows.
-#[derive(Debug)]
-struct AcceptAnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

@@ -7,9 +7,58 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::handshake;
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol};
-use crate::stream::Connection;
+use crate::stream::{Connection, DaneTls};
+use crate::verify::TlsaRecord;
 use crate::wire::transport::PlainTransport;
 use crate::wire::{Deadline, Wire, prepare_socket};
+
+/// What may differ from one connection to the next under one [`ClientConfig`]: the name to
+/// verify and the TLSA records that authenticate the server (DANE), as an MTA that looks up
+/// each destination's records itself hands them over.
+///
+/// ```
+/// let options = starttls::ConnectOptions::new()
+///     .server_name("mx.example.org")
+///     .tlsa(["3 1 1 6c3e37bc7e4df26c1d9d4e24d7f1b7e0c0eb7b7a5c1f57e7a3a0d0ec39a8f1b2".parse()?]);
+/// # Ok::<(), starttls::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    server_name: Option<String>,
+    tlsa: Vec<TlsaRecord>,
+}
+
+impl ConnectOptions {
+    /// No options: the certificate is verified for the host connected to, as the config says.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Verifies the certificate for `name` (and sends it in SNI) instead of the host.
+    pub fn server_name(mut self, name: impl Into<String>) -> ConnectOptions {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Authenticates the server by these TLSA records instead of the config's roots (RFC 7671;
+    /// for [`Protocol::Smtp`], RFC 7672): DANE-EE (usage 3) by the record alone, names and
+    /// validity unchecked; DANE-TA (2) with the named certificate, which the server must send,
+    /// as the only trust anchor, the name checked; PKIX-TA/EE (0/1) as constraints on the
+    /// config's verification, and unusable for SMTP. Records that cannot be used are ignored;
+    /// when none can, SMTP carries on encrypted but unauthenticated (RFC 7672 §2.2) and other
+    /// protocols verify as the config says. A set that authenticates nothing is
+    /// [`Error::Certificate`], naming the records tried. [`Connection::dane`] tells what decided.
+    /// An empty list means no DANE. Pins set in the config still apply.
+    pub fn tlsa(mut self, records: impl IntoIterator<Item = TlsaRecord>) -> ConnectOptions {
+        self.tlsa = records.into_iter().collect();
+        self
+    }
+
+    /// The TLSA records set so far.
+    pub fn tlsa_records(&self) -> &[TlsaRecord] {
+        &self.tlsa
+    }
+}
 
 /// Connects to `host:port`, runs `protocol`'s upgrade, and verifies the certificate for `host`.
 ///
@@ -33,10 +82,37 @@ pub fn connect_named(
     port: u16,
     server_name: &str,
 ) -> Result<Connection> {
+    let options = ConnectOptions::new().server_name(server_name);
+    connect_with(config, protocol, host, port, &options)
+}
+
+/// As [`connect`], with per-connection [`ConnectOptions`] (server name, TLSA records).
+pub fn connect_with(
+    config: &ClientConfig,
+    protocol: Protocol,
+    host: &str,
+    port: u16,
+    options: &ConnectOptions,
+) -> Result<Connection> {
     let started = Instant::now();
+    let server_name = options
+        .server_name
+        .as_deref()
+        .unwrap_or_else(|| handshake::unbracket(host));
+    // A bad name or record set fails before anything is sent.
+    handshake::parse_server_name(server_name)?;
+    dane_allowed(config, &options.tlsa)?;
     let tcp = tcp_connect(host, port, config.timeouts().connect)?;
     let connected = started.elapsed();
-    let mut conn = upgrade_inner(config, protocol, tcp, server_name, false, true)?;
+    let mut conn = upgrade_inner(
+        config,
+        protocol,
+        tcp,
+        server_name,
+        &options.tlsa,
+        false,
+        true,
+    )?;
     conn.timings.connect = Some(connected);
     conn.timings.total = started.elapsed();
     Ok(conn)
@@ -53,7 +129,63 @@ pub fn upgrade(
     tcp: TcpStream,
     server_name: &str,
 ) -> Result<Connection> {
-    upgrade_inner(config, protocol, tcp, server_name, false, false)
+    upgrade_inner(config, protocol, tcp, server_name, &[], false, false)
+}
+
+/// As [`upgrade`], with per-connection [`ConnectOptions`]; their server name is required (there
+/// is no host to default to).
+pub fn upgrade_with(
+    config: &ClientConfig,
+    protocol: Protocol,
+    tcp: TcpStream,
+    options: &ConnectOptions,
+) -> Result<Connection> {
+    let Some(server_name) = options.server_name.as_deref() else {
+        return Err(Error::InvalidArgument(
+            "upgrading a socket needs a server name".into(),
+        ));
+    };
+    upgrade_inner(
+        config,
+        protocol,
+        tcp,
+        server_name,
+        &options.tlsa,
+        false,
+        false,
+    )
+}
+
+/// As [`handshake_only`], with per-connection [`ConnectOptions`] (the server name required).
+pub fn handshake_only_with(
+    config: &ClientConfig,
+    tcp: TcpStream,
+    options: &ConnectOptions,
+) -> Result<Connection> {
+    let Some(server_name) = options.server_name.as_deref() else {
+        return Err(Error::InvalidArgument(
+            "a handshake needs a server name".into(),
+        ));
+    };
+    upgrade_inner(
+        config,
+        Protocol::Tls,
+        tcp,
+        server_name,
+        &options.tlsa,
+        true,
+        false,
+    )
+}
+
+/// TLSA records with a config that accepts any certificate would be silently ignored: refused.
+fn dane_allowed(config: &ClientConfig, tlsa: &[TlsaRecord]) -> Result<()> {
+    if !tlsa.is_empty() && config.is_dangerous() {
+        return Err(Error::InvalidArgument(
+            "TLSA records given with a config that accepts any certificate".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// TLS only, on a socket whose dialog the caller ran itself and whose go-ahead it has read (and
@@ -63,7 +195,7 @@ pub fn handshake_only(
     tcp: TcpStream,
     server_name: &str,
 ) -> Result<Connection> {
-    upgrade_inner(config, Protocol::Tls, tcp, server_name, true, false)
+    upgrade_inner(config, Protocol::Tls, tcp, server_name, &[], true, false)
 }
 
 /// `go_ahead_read_by_caller`: the caller ran the dialog, so non-TLS bytes are an injection rather
@@ -73,11 +205,22 @@ fn upgrade_inner(
     protocol: Protocol,
     tcp: TcpStream,
     server_name: &str,
+    tlsa: &[TlsaRecord],
     go_ahead_read_by_caller: bool,
     socket_is_ours: bool,
 ) -> Result<Connection> {
     let started = Instant::now();
     let name = handshake::parse_server_name(server_name)?;
+    dane_allowed(config, tlsa)?;
+    let dane = (!tlsa.is_empty()).then(|| {
+        let (tls, verifier) = config.tls_with_dane(
+            protocol.alpn(),
+            protocol.key_share(),
+            tlsa.to_vec(),
+            protocol == Protocol::Smtp,
+        );
+        DaneTls { tls, verifier }
+    });
     let inner = &config.inner;
     prepare_socket(&tcp, socket_is_ours)?;
     let client_name = match &inner.client_name {
@@ -120,6 +263,7 @@ fn upgrade_inner(
             ctx,
             pre,
             transcript,
+            dane,
         )?;
         conn.client_first_steps_inside_tls()?;
         conn

@@ -468,6 +468,11 @@ impl fmt::Display for Error {
                 write!(f, "authentication failed ({mechanism}): {}", esc(reply))
             }
             Error::Tls(e) => write!(f, "TLS error: {}", esc(&e.to_string())),
+            // Our own reasons (DANE, pins) in their words, not rustls's debug form.
+            Error::Certificate {
+                source: rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why)),
+                ..
+            } => write!(f, "certificate rejected: {}", esc(&why.0.to_string())),
             Error::Certificate { source, .. } => {
                 write!(f, "certificate rejected: {}", esc(&source.to_string()))
             }

@@ -84,6 +84,7 @@ impl Connection {
             ctx,
             PreTls::new(),
             vec![],
+            self.dane.clone(),
         )?;
         conn.client_first_steps_inside_tls()?;
         Ok(conn)

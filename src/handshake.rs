@@ -7,24 +7,24 @@ use std::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 
-use crate::config::{ClientConfig, KeyShare, ProtocolAlpn};
+use crate::config::{ClientConfig, ProtocolAlpn};
 use crate::error::{Error, Phase, Result};
 use crate::server_config::ServerConfig;
 use crate::sys::Socket;
 use crate::wire::{Deadline, printable};
 
-/// The client's handshake on `tcp` for a protocol that asks for `alpn`, within the config's
-/// handshake timeout, the server's first record watched (see [`drive`]).
+/// The client's handshake on `tcp` with the rustls config `tls` (the config's for the protocol,
+/// or a connection's own), for a protocol that asks for `alpn`, within the config's handshake
+/// timeout, the server's first record watched (see [`drive`]).
 pub(crate) fn client(
     config: &ClientConfig,
+    tls: std::sync::Arc<rustls::ClientConfig>,
     alpn: ProtocolAlpn,
-    key_share: KeyShare,
     tcp: TcpStream,
     name: ServerName<'static>,
     after_go_ahead: bool,
 ) -> Result<StreamOwned<ClientConnection, Socket>> {
-    let mut tls =
-        ClientConnection::new(config.tls_for(alpn, key_share), name).map_err(Error::from_tls)?;
+    let mut tls = ClientConnection::new(tls, name).map_err(Error::from_tls)?;
     let deadline = Deadline::after(config.inner.timeouts.handshake, Phase::Handshake);
     crate::error::clear_presented_chain();
     let tcp = drive(&mut tls, tcp, deadline, after_go_ahead);

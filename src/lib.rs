@@ -41,9 +41,9 @@
 //! | entry points | `connect`, `accept` |
 //! | connection | `stream` ([`Connection`]: steps inside TLS, login, goodbye), `ftp` (data channel) |
 //! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
-//! | configuration, TLS | `config`, `server_config`, `alpn`, `handshake`, `certificate` (facts from a peer's certificate) |
+//! | configuration, TLS | `config`, `server_config`, `alpn`, `handshake`, `certificate` (facts from a peer's certificate), `verify` (the certificate verifiers: roots, pins, DANE), `x509` (DER, SPKI, digests) |
 //! | wire | `wire`: bounded line and message reading that never reads past the go-ahead; `sys`: the socket calls std lacks (a send that never raises SIGPIPE) |
-//! | ground | `error`: one error enum, every variant with a frozen code; `text`: the one escaping function for peer text |
+//! | ground | `error`: one error enum, every variant with a frozen code; `text`: the one escaping function for peer text, base64 |
 
 #![deny(unsafe_code)] // `src/ffi/` alone allows it.
 #![warn(missing_docs)]
@@ -66,18 +66,24 @@ mod server_config;
 mod stream;
 mod sys;
 mod text;
+mod verify;
 mod wire;
+mod x509;
 
 pub use accept::{accept, accept_tls};
 pub use certificate::CertificateFacts;
 pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
-pub use connect::{connect, connect_named, handshake_only, upgrade};
+pub use connect::{
+    ConnectOptions, connect, connect_named, connect_with, handshake_only, handshake_only_with,
+    upgrade, upgrade_with,
+};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
 pub use protocol::sasl::{AuthOutcome, Credentials};
 pub use server_config::{ClientAuth, ServerConfig, ServerConfigBuilder};
 pub use stream::{Connection, Timings, Untrusted, Verification, iana_cipher_suite_name};
 pub use text::escape_controls;
+pub use verify::{DaneStatus, TlsaRecord, pin_sha256};
 pub use wire::{DialogLine, DialogObserver, Direction};
 
 /// Re-exported so callers can name rustls types without a version clash.

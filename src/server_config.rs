@@ -12,7 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
-use crate::config::{AlpnVariants, ProtocolAlpn, Timeouts, TlsVersion, crypto_provider};
+use crate::config::{AlpnVariants, ProtocolAlpn, Timeouts, TlsVersion};
+use crate::x509::crypto_provider;
 
 /// An ALPN protocol id.
 type AlpnId = &'static [u8];

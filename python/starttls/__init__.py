@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     _OneBytes = Union[str, bytes, bytearray, memoryview]
     _ManyBytes = Union[_OneBytes, Iterable[_AnyBytes]]
     _LogFn = Callable[[str, bool, str], object]
+    # TLSA records: "3 1 1 0f3c..." text or (usage, selector, matching_type, data) tuples.
+    _TlsaArg = Iterable[Union[str, tuple[int, int, int, bytes]]]
 
     class _AuthOutcomeBase(NamedTuple):
         mechanism: str
@@ -80,7 +82,7 @@ __all__ = [
     "Config", "Connection", "AuthOutcome", "connect", "upgrade_socket", "handshake_socket",
     "ServerConfig", "accept_socket", "accept_tls_socket",
     "version", "crypto_provider", "result_name", "result_description", "supports_protocol",
-    "protocol_name", "default_port", "library_path",
+    "protocol_name", "default_port", "library_path", "pin_sha256",
 ]
 
 library_path = _ffi.library_path
@@ -306,9 +308,20 @@ class TLSError(Error):
 class CertificateError(Error):
     """The server's certificate was rejected (401). ``peer_certificates`` holds the chain the
     server presented (DER, leaf first) when the rejection came from a connect, so that what was
-    rejected can still be inspected."""
+    rejected can still be inspected; ``peer_pin`` is its leaf's :func:`pin_sha256`, to pass as
+    ``Config(pin_sha256=...)`` once a user chose to trust it (trust on first use)."""
     code = 401
     peer_certificates: list[bytes] = []
+
+    @property
+    def peer_pin(self) -> str | None:
+        """The SHA-256 pin of the rejected leaf's public key, or ``None`` without one."""
+        if not self.peer_certificates:
+            return None
+        try:
+            return pin_sha256(self.peer_certificates[0])
+        except ValueError:
+            return None
 
 
 _ERRORS: dict[int | None, type[Error]] = {
@@ -361,6 +374,18 @@ def _last_presented_chain() -> list[bytes]:
 
 # --------------------------------------------------------------------------------------------
 # Library information
+
+
+def pin_sha256(certificate: _AnyBytes) -> str:
+    """The SHA-256 pin (base64, 44 characters) of a DER certificate's public key: what
+    ``Config(pin_sha256=...)`` and curl's ``--pinnedpubkey sha256//...`` take. Raises
+    ``ValueError`` when ``certificate`` is not one."""
+    der = _bytes(certificate, "certificate")
+    buf = ctypes.create_string_buffer(64)
+    n = _lib.starttls_cert_pin_sha256(der, len(der), buf, len(buf))
+    if n == 0:
+        raise ValueError("not a DER certificate")
+    return buf.value.decode("ascii")
 
 
 def _static(ptr: bytes | None) -> str | None:
@@ -500,6 +525,10 @@ class Config:
     - ``fetch_capabilities``: ask again for the capabilities inside TLS on every connection.
     - ``key_log``: write the TLS secrets to the file ``$SSLKEYLOGFILE`` names, when it is set
       (NSS key log format, for Wireshark). Off by default: that file decrypts the traffic.
+    - ``pin_sha256``: one pin or several (base64 SHA-256 of the server's public key, bare or
+      ``"sha256//..."``; several for a key rollover): the server's key must match one, in
+      addition to verification, or instead of it with ``pin_only=True`` (self-signed servers).
+      A mismatch raises :class:`CertificateError`, whose ``peer_pin`` is the key's pin.
     - ``dangerous_allow_login_without_verification``: let ``authenticate`` send credentials
       over a connection whose certificate was not verified (refused otherwise).
     - ``log``: ``callable(direction, encrypted, line)`` called for every dialog line, with
@@ -521,7 +550,8 @@ class Config:
                  fetch_capabilities: bool = False,
                  dangerous_accept_any_certificate: bool = False,
                  dangerous_allow_login_without_verification: bool = False,
-                 log: _LogFn | None = None, key_log: bool = False) -> None:
+                 log: _LogFn | None = None, key_log: bool = False,
+                 pin_sha256: str | Iterable[str] = (), pin_only: bool = False) -> None:
         self._ptr: int | None = None
         # Keeps the C callback alive while the config or its conns live.
         self._callback: _CFunctionType | None = None
@@ -579,6 +609,10 @@ class Config:
             steps.append((_lib.starttls_config_builder_set_fetch_capabilities, True))
         if key_log:
             steps.append((_lib.starttls_config_builder_set_key_log_from_env, True))
+        for pin in [pin_sha256] if isinstance(pin_sha256, str) else pin_sha256:
+            steps.append((_lib.starttls_config_builder_add_pin_sha256, _cstr(pin, "pin_sha256")))
+        if pin_only:
+            steps.append((_lib.starttls_config_builder_set_pin_only, True))
         if dangerous_accept_any_certificate:
             steps.append((_lib.starttls_config_builder_dangerous_accept_any_certificate, True))
         if dangerous_allow_login_without_verification:
@@ -1168,6 +1202,16 @@ class Connection:
         return self._string(_lib.starttls_conn_cipher_suite) or None
 
     @property
+    def dane(self) -> str | None:
+        """What DANE decided: the TLSA record that authenticated the server (``"3 1 1 ..."``),
+        ``"no-usable-records"`` when none could be used (SMTP is then encrypted but not
+        authenticated), or ``None`` for a connection made without ``tlsa``."""
+        status: int = self._value(_lib.starttls_conn_dane)
+        if status == 1:
+            return self._string(_lib.starttls_conn_dane_matched)
+        return "no-usable-records" if status == 2 else None
+
+    @property
     def key_exchange(self) -> str | None:
         """The key-exchange group (``"X25519"``, ``"X25519MLKEM768"``, ``"secp256r1"``), or
         ``None`` when not encrypted."""
@@ -1357,14 +1401,62 @@ def _new_conn(fn: Callable[..., int], *args: Any) -> int | None:
     return out.value
 
 
+class _TlsaSet:
+    """A C ``starttls_tlsa_set`` for one call: records as ``"3 1 1 0f3c..."`` text or
+    ``(usage, selector, matching_type, data)`` tuples."""
+
+    def __init__(self, tlsa: _TlsaArg) -> None:
+        if isinstance(tlsa, (str, bytes, tuple)):
+            raise TypeError("tlsa must be a list of records (\"3 1 1 ...\" or tuples)")
+        self._ptr = _lib.starttls_tlsa_set_new()
+        if not self._ptr:
+            raise PanicError("starttls_tlsa_set_new failed", code=102)
+        try:
+            for record in tlsa:
+                if isinstance(record, str):
+                    _check(_lib.starttls_tlsa_set_add_text(self._ptr, _cstr(record, "tlsa")))
+                elif isinstance(record, tuple) and len(record) == 4:
+                    usage, selector, matching, data = record
+                    fields = (usage, selector, matching)
+                    if not all(isinstance(f, int) and 0 <= f <= 255 for f in fields):
+                        raise ValueError(f"TLSA fields must be ints 0..255: {record!r}")
+                    raw = _bytes(data, "tlsa data")
+                    _check(_lib.starttls_tlsa_set_add(self._ptr, usage, selector, matching,
+                                                      raw, len(raw)))
+                else:
+                    raise TypeError(f"a TLSA record is text or a 4-tuple, not {record!r}")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._ptr:
+            _lib.starttls_tlsa_set_free(self._ptr)
+            self._ptr = None
+
+    def __enter__(self) -> _TlsaSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def connect(protocol: _ProtocolArg, host: str, port: int | None = None, *,
-            config: Config | None = None, server_name: str | None = None) -> Connection:
+            config: Config | None = None, server_name: str | None = None,
+            tlsa: _TlsaArg | None = None) -> Connection:
     """Connects to ``host:port``, runs ``protocol``'s upgrade and the TLS handshake, and
     verifies the certificate for ``server_name`` (default: ``host``).
 
     ``protocol`` is a :class:`Protocol` or its name (``"smtp"``, ``"imaps"``, ...); ``port``
     defaults to the protocol's well-known port (``Protocol.TLS`` needs one). The library owns
     the socket. ``config`` defaults to a shared ``Config()``.
+
+    ``tlsa``: the destination's TLSA records (DANE, as an MTA looked them up, DNSSEC-validated),
+    as ``"3 1 1 0f3c..."`` text or ``(usage, selector, matching_type, data)`` tuples; they
+    authenticate the server instead of the config's roots (DANE-EE by the record alone, names
+    and validity unchecked; DANE-TA with the named certificate as the only anchor, the name
+    checked). A set that authenticates nothing raises :class:`CertificateError` naming the
+    records tried; :attr:`Connection.dane` tells what decided.
     """
     p = _protocol(protocol)
     if port is None:
@@ -1374,8 +1466,14 @@ def connect(protocol: _ProtocolArg, host: str, port: int | None = None, *,
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 0xFFFF:
         raise ValueError(f"port must be an int in 1..65535, not {port!r}")
     cfg = _config(config)
-    ptr = _new_conn(_lib.starttls_connect, cfg._handle(), int(p), _cstr(host, "host"), port,
-                    _cstr(server_name, "server_name"))
+    if tlsa is None:
+        ptr = _new_conn(_lib.starttls_connect, cfg._handle(), int(p), _cstr(host, "host"), port,
+                        _cstr(server_name, "server_name"))
+    else:
+        with _TlsaSet(tlsa) as records:
+            ptr = _new_conn(_lib.starttls_connect_dane, cfg._handle(), int(p),
+                            _cstr(host, "host"), port, _cstr(server_name, "server_name"),
+                            records._ptr)
     return Connection(ptr, config=cfg)
 
 
@@ -1400,7 +1498,8 @@ def _fd_upgrade(sock: socket.socket, config: Config | None, take_ownership: bool
 
 
 def upgrade_socket(sock: socket.socket, protocol: _ProtocolArg, server_name: str, *,
-                   config: Config | None = None, take_ownership: bool = False) -> Connection:
+                   config: Config | None = None, take_ownership: bool = False,
+                   tlsa: _TlsaArg | None = None) -> Connection:
     """Runs ``protocol``'s upgrade and the handshake on ``sock``, a socket you connected and
     have not read from, verifying the certificate for ``server_name``.
 
@@ -1408,13 +1507,19 @@ def upgrade_socket(sock: socket.socket, protocol: _ProtocolArg, server_name: str
     works on a duplicate fd and never closes yours, and you must not use the socket until the
     Connection is freed. The library sets the fd to blocking mode, TCP_NODELAY and its own
     timeouts. With ``take_ownership=True`` the socket is detached and the library closes the
-    fd when the Connection is freed (or at once on failure).
+    fd when the Connection is freed (or at once on failure). ``tlsa``: DANE, as for
+    :func:`connect`.
     """
     p = _protocol(protocol)
     name = _cstr(server_name, "server_name")
-    return _fd_upgrade(sock, config, take_ownership,
-                       lambda cfg, fd, flags, out: _lib.starttls_upgrade_fd(
-                           cfg, int(p), fd, name, flags, out))
+    if tlsa is None:
+        return _fd_upgrade(sock, config, take_ownership,
+                           lambda cfg, fd, flags, out: _lib.starttls_upgrade_fd(
+                               cfg, int(p), fd, name, flags, out))
+    with _TlsaSet(tlsa) as records:
+        return _fd_upgrade(sock, config, take_ownership,
+                           lambda cfg, fd, flags, out: _lib.starttls_upgrade_fd_dane(
+                               cfg, int(p), fd, name, flags, records._ptr, out))
 
 
 def handshake_socket(sock: socket.socket, server_name: str, *, config: Config | None = None,

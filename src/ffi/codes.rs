@@ -120,6 +120,13 @@ pub const STARTTLS_VERIFY_NOT_ENCRYPTED: u32 = 2;
 /// Server side: the client presented no certificate (none was required).
 pub const STARTTLS_VERIFY_NO_PEER_CERTIFICATE: u32 = 3;
 
+/// `starttls_conn_dane`: the connection was made without TLSA records.
+pub const STARTTLS_DANE_NONE: u32 = 0;
+/// `starttls_conn_dane`: a TLSA record authenticated the server (`starttls_conn_dane_matched`).
+pub const STARTTLS_DANE_MATCHED: u32 = 1;
+/// `starttls_conn_dane`: none of the TLSA records could be used (see `starttls_connect_dane`).
+pub const STARTTLS_DANE_NO_USABLE_RECORDS: u32 = 2;
+
 /// Server: clients may present a certificate, verified when they do.
 pub const STARTTLS_CLIENT_AUTH_OPTIONAL: u32 = 1;
 /// Server: clients must present a certificate that verifies.

@@ -354,6 +354,43 @@ pub unsafe extern "C" fn starttls_config_builder_set_fetch_capabilities(
     unsafe { with_builder(b, |inner| Ok(inner.fetch_capabilities_after_tls(yes))) }
 }
 
+/// Also requires the server's public key to match `pin`: the base64 SHA-256 of its
+/// SubjectPublicKeyInfo, bare or as curl writes it (`sha256//...`), as `starttls_cert_pin_sha256`
+/// computes it. Call it once per key to accept (the next key too, before a rollover). A malformed
+/// pin is `STARTTLS_ERR_INVALID_ARGUMENT` here. A certificate that matches no pin fails with
+/// `STARTTLS_ERR_CERTIFICATE`; its chain is then at `starttls_last_peer_cert`, so an application
+/// can show it, let the user trust it, and retry with its pin (trust on first use).
+///
+/// # Safety
+/// `b` is NULL or a live builder; `pin` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_config_builder_add_pin_sha256(
+    b: *mut starttls_config_builder,
+    pin: *const c_char,
+) -> u32 {
+    unsafe {
+        with_builder(b, |inner| {
+            let pin = str_in(pin, "pin")?;
+            crate::verify::parse_pin(pin).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            Ok(inner.pin_sha256(pin))
+        })
+    }
+}
+
+/// Non-zero, with pins added: the pins alone decide and the roots are not consulted (names and
+/// validity unchecked either), as msmtp's `tls_fingerprint` does for self-signed servers.
+/// `starttls_config_builder_build` fails when no pin was added.
+///
+/// # Safety
+/// `b` is NULL or a live builder.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn starttls_config_builder_set_pin_only(
+    b: *mut starttls_config_builder,
+    yes: bool,
+) -> u32 {
+    unsafe { with_builder(b, |inner| Ok(inner.pin_only(yes))) }
+}
+
 /// Non-zero: write every connection's TLS secrets to the file named by the `SSLKEYLOGFILE`
 /// environment variable, when it is set (NSS key log format: Wireshark decrypts a capture with
 /// it). Off by default; whoever reads that file reads the traffic.

@@ -9,7 +9,7 @@ use super::codes::*;
 use super::config::starttls_config;
 use super::{Failure, boundary, fail, free_handle, null, str_in};
 use crate::error::{Error, Phase};
-use crate::{Connection, Protocol};
+use crate::{ConnectOptions, Connection, Protocol, TlsaRecord};
 
 /// An upgraded connection. Use it from one thread at a time; free it with `starttls_conn_free`.
 pub struct starttls_conn {
@@ -119,23 +119,36 @@ pub unsafe extern "C" fn starttls_connect(
     server_name: *const c_char,
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
+    // SAFETY: forwarded caller contract.
+    unsafe { connect(config, protocol, host, port, server_name, &[], conn_out) }
+}
+
+/// `starttls_connect`, with TLSA records (none: no DANE).
+///
+/// # Safety
+/// As for `starttls_connect`.
+pub(super) unsafe fn connect(
+    config: *const starttls_config,
+    protocol: u32,
+    host: *const c_char,
+    port: u16,
+    server_name: *const c_char,
+    tlsa: &[TlsaRecord],
+    conn_out: *mut *mut starttls_conn,
+) -> u32 {
     boundary(|| {
         // SAFETY: forwarded caller contract.
         let config = unsafe { config.as_ref() }.ok_or_else(|| null("config"))?;
         let host = unsafe { str_in(host, "host") }?;
-        let name = if server_name.is_null() {
-            None
-        } else {
-            Some(unsafe { str_in(server_name, "server_name") }?)
-        };
+        let mut options = ConnectOptions::new().tlsa(tlsa.iter().cloned());
+        if !server_name.is_null() {
+            options = options.server_name(unsafe { str_in(server_name, "server_name") }?);
+        }
         if conn_out.is_null() {
             return Err(null("conn_out").into());
         }
         let protocol = protocol_in(protocol)?;
-        let conn = match name {
-            Some(n) => crate::connect_named(&config.inner, protocol, host, port, n)?,
-            None => crate::connect(&config.inner, protocol, host, port)?,
-        };
+        let conn = crate::connect_with(&config.inner, protocol, host, port, &options)?;
         let fd = conn.tcp_stream().as_raw_fd();
         // SAFETY: checked non-NULL above.
         unsafe { hand_out(conn, fd, true, conn_out) };
@@ -224,7 +237,17 @@ pub unsafe extern "C" fn starttls_upgrade_fd(
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
     // SAFETY: forwarded caller contract.
-    unsafe { upgrade_fd(config, Some(protocol), fd, server_name, flags, conn_out) }
+    unsafe {
+        upgrade_fd(
+            config,
+            Some(protocol),
+            fd,
+            server_name,
+            flags,
+            Ok(&[]),
+            conn_out,
+        )
+    }
 }
 
 /// TLS only, for a caller that ran the dialog itself and has read the go-ahead (and nothing
@@ -241,36 +264,43 @@ pub unsafe extern "C" fn starttls_handshake_fd(
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
     // SAFETY: forwarded caller contract.
-    unsafe { upgrade_fd(config, None, fd, server_name, flags, conn_out) }
+    unsafe { upgrade_fd(config, None, fd, server_name, flags, Ok(&[]), conn_out) }
 }
 
+/// The upgrade (`protocol` given) or the handshake alone on a caller's fd, with TLSA records
+/// (none: no DANE; an error, for a NULL set, fails the call like any bad argument).
+///
 /// # Safety
 /// As for `starttls_upgrade_fd`.
-unsafe fn upgrade_fd(
+pub(super) unsafe fn upgrade_fd(
     config: *const starttls_config,
     protocol: Option<u32>,
     fd: c_int,
     server_name: *const c_char,
     flags: u32,
+    tlsa: Result<&[TlsaRecord], Error>,
     conn_out: *mut *mut starttls_conn,
 ) -> u32 {
     boundary(|| {
         // SAFETY: forwarded caller contract.
-        let ((config, name, protocol), tcp, take) = unsafe {
+        let ((config, name, protocol, tlsa), tcp, take) = unsafe {
             adopt_fd(fd, flags, || {
                 let config = config.as_ref().ok_or_else(|| null("config"))?;
                 let name = str_in(server_name, "server_name")?;
                 if conn_out.is_null() {
                     return Err(null("conn_out"));
                 }
-                let protocol = protocol
-                    .map(protocol_in)
-                    .transpose()?
-                    .unwrap_or(Protocol::Tls);
-                Ok((config, name, protocol))
+                let protocol = protocol.map(protocol_in).transpose()?;
+                Ok((config, name, protocol, tlsa?))
             })
         }?;
-        let conn = crate::upgrade(&config.inner, protocol, tcp, name)?;
+        let options = ConnectOptions::new()
+            .server_name(name)
+            .tlsa(tlsa.iter().cloned());
+        let conn = match protocol {
+            Some(p) => crate::upgrade_with(&config.inner, p, tcp, &options)?,
+            None => crate::handshake_only_with(&config.inner, tcp, &options)?,
+        };
         // SAFETY: checked non-NULL above.
         unsafe { hand_out(conn, fd, take, conn_out) };
         Ok(())

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind};
 pub mod codes;
 pub mod config;
 pub mod conn;
+pub mod dane;
 pub mod event;
 pub mod inspect;
 pub mod server;

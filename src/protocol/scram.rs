@@ -298,7 +298,7 @@ impl<'t> ServerFirst<'t> {
 /// 24 bytes from the OS random source, as base64 (no `,`).
 fn fresh_nonce() -> Option<String> {
     let mut bytes = [0u8; 24];
-    crate::config::crypto_provider()
+    crate::x509::crypto_provider()
         .secure_random
         .fill(&mut bytes)
         .ok()?;
@@ -317,7 +317,7 @@ struct Crypto {
 
 impl Crypto {
     fn new() -> Option<Crypto> {
-        let provider = crate::config::crypto_provider();
+        let provider = crate::x509::crypto_provider();
         provider.cipher_suites.iter().find_map(|s| match s {
             SupportedCipherSuite::Tls13(t)
                 if t.common.hash_provider.algorithm() == HashAlgorithm::SHA256 =>

@@ -347,7 +347,7 @@ pub(crate) fn client_capabilities(
 /// A random stream id (RFC 6120 §4.7.3: unpredictable).
 fn stream_id() -> Result<String> {
     let mut bytes = [0u8; 12];
-    crate::config::crypto_provider()
+    crate::x509::crypto_provider()
         .secure_random
         .fill(&mut bytes)
         .map_err(|_| Error::Config("no secure random source".into()))?;

@@ -21,6 +21,7 @@ use crate::protocol::sasl::{AuthOutcome, ChannelBindings, Credentials, Login, Pr
 use crate::protocol::{DialogContext, Outcome, PreTls, Protocol, ServerContext};
 use crate::server_config::ServerConfig;
 use crate::sys::Socket;
+use crate::verify::{DaneStatus, DaneVerifier};
 use crate::wire::transport::{ReadBuffer, TlsStream, TlsTransport};
 use crate::wire::{DialogLine, DialogObserver, Limits, Wire, set_io_timeouts};
 
@@ -59,8 +60,10 @@ pub struct Timings {
 pub enum Verification {
     /// The chain verified against the configured roots, for the server name.
     Verified,
-    /// Verification was switched off (`dangerous`). `problem` says what verification would have
-    /// rejected, or is `None` when the chain would have passed.
+    /// Verification was switched off (`dangerous`), or, for SMTP with TLSA records none of
+    /// which could be used, not possible (RFC 7672 §2.2: encrypted, unauthenticated). `problem`
+    /// says what verification would have rejected or why it could not run, or is `None` when
+    /// the chain would have passed.
     Skipped {
         /// What the real verifier said.
         problem: Option<String>,
@@ -118,8 +121,19 @@ pub struct Connection {
     pub(crate) dialog: DialogContext,
     learned: Learned,
     verification: Verification,
+    /// The connection's own TLS config when DANE authenticated it (its FTP data channels use
+    /// it too), and what DANE decided.
+    pub(crate) dane: Option<DaneTls>,
+    dane_status: Option<DaneStatus>,
     transcript: Vec<DialogLine>,
     pub(crate) timings: Timings,
+}
+
+/// A connection's own rustls config for DANE, with its verifier.
+#[derive(Clone)]
+pub(crate) struct DaneTls {
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
+    pub verifier: std::sync::Arc<DaneVerifier>,
 }
 
 /// What the dialog learned about the peer.
@@ -146,6 +160,8 @@ impl Connection {
             dialog,
             learned: Learned::default(),
             verification: Verification::NotEncrypted,
+            dane: None,
+            dane_status: None,
             transcript: Vec::new(),
             timings: Timings::default(),
         };
@@ -188,19 +204,33 @@ impl Connection {
         dialog: DialogContext,
         pre: PreTls,
         transcript: Vec<DialogLine>,
+        dane: Option<DaneTls>,
     ) -> Result<Connection> {
         let started = Instant::now();
+        let tls = match &dane {
+            Some(d) => d.tls.clone(),
+            None => config.tls_for(protocol.alpn(), protocol.key_share()),
+        };
         let stream = handshake::client(
             config,
+            tls,
             protocol.alpn(),
-            protocol.key_share(),
             tcp,
             name.clone(),
             after_go_ahead,
         )?;
         let handshake_time = started.elapsed();
         let chain = stream.conn.peer_certificates().unwrap_or_default();
-        let verification = if config.inner.dangerous_no_verify {
+        let dane_status = dane.as_ref().and_then(|d| d.verifier.status());
+        let verification = if dane_status == Some(DaneStatus::NoUsableRecords)
+            && protocol == Protocol::Smtp
+        {
+            Verification::Skipped {
+                problem: Some(
+                    "no usable TLSA record: encrypted but not authenticated (RFC 7672 §2.2)".into(),
+                ),
+            }
+        } else if config.inner.dangerous_no_verify {
             Verification::Skipped {
                 problem: config
                     .check_chain(chain, &name)
@@ -220,6 +250,8 @@ impl Connection {
         );
         conn.learn_before_tls(pre, transcript);
         conn.verification = verification;
+        conn.dane = dane;
+        conn.dane_status = dane_status;
         conn.timings.handshake = Some(handshake_time);
         Ok(conn)
     }
@@ -376,6 +408,13 @@ impl Connection {
     /// How the certificate was checked.
     pub fn verification(&self) -> &Verification {
         &self.verification
+    }
+
+    /// What DANE decided, when the connection was made with TLSA records
+    /// ([`crate::ConnectOptions::tlsa`]): the record that authenticated the server, or that none
+    /// could be used. `None` without records.
+    pub fn dane(&self) -> Option<&DaneStatus> {
+        self.dane_status.as_ref()
     }
 
     /// The dialog as it happened, one line per entry (both directions; inside TLS too).

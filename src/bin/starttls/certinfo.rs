@@ -17,6 +17,8 @@ pub struct CertInfo {
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<String>,
     pub sha256: String,
+    /// The SHA-256 pin of the public key (base64), as `--pin-sha256` takes it.
+    pub pin_sha256: String,
     /// The end of validity, Unix time.
     pub not_after_unix: i64,
     /// `ECDSA P-256`, `RSA 2048`, `Ed25519`, ...
@@ -49,6 +51,7 @@ impl CertInfo {
             dns_names,
             ip_addresses,
             sha256: sha256_hex(der.as_ref()),
+            pin_sha256: starttls::pin_sha256(der.as_ref()).unwrap_or_default(),
             not_after_unix: cert.validity().not_after.timestamp(),
             public_key: public_key(&cert),
             signature_algorithm: oid_name(&cert.signature_algorithm.algorithm),
@@ -72,6 +75,7 @@ impl CertInfo {
             ("dns_names", Json::strings(&self.dns_names)),
             ("ip_addresses", Json::strings(&self.ip_addresses)),
             ("sha256", Json::str(&self.sha256)),
+            ("pin_sha256", Json::str(&self.pin_sha256)),
             ("days_left", Json::Int(self.days_left())),
             ("public_key", Json::str(&self.public_key)),
             ("signature_algorithm", Json::str(&self.signature_algorithm)),

@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use starttls::{
-    ClientConfig, Connection, DialogLine, Direction, Error, Policy, Protocol, Timeouts, TlsVersion,
-    Verification,
+    ClientConfig, ConnectOptions, Connection, DialogLine, Direction, Error, Policy, Protocol,
+    Timeouts, TlsVersion, TlsaRecord, Verification,
 };
 
 use zeroize::Zeroizing;
 
 use crate::certinfo::CertInfo;
-use crate::report::{AuthReport, Report, ReportError, Target, print_report};
+use crate::report::{AuthReport, DaneReport, Report, ReportError, Target, print_report};
 
 /// What proves the identity for `--user` / `--sasl-external`.
 #[derive(Clone)]
@@ -34,6 +34,11 @@ pub struct CheckOptions {
     pub client_key: Option<String>,
     pub opportunistic: bool,
     pub insecure: bool,
+    /// `--tlsa`: authenticate by these records (DANE).
+    pub tlsa: Vec<TlsaRecord>,
+    /// `--pin-sha256`, and `--pin-only`.
+    pub pins: Vec<String>,
+    pub pin_only: bool,
     pub tls13: bool,
     /// `--tls-max 1.2`: offer TLS 1.2 only.
     pub tls12_max: bool,
@@ -169,6 +174,10 @@ pub fn client_config(opts: &CheckOptions) -> Result<(ClientConfig, Capture), Err
     if opts.tls12_max {
         b = b.max_tls_version(TlsVersion::Tls12);
     }
+    for pin in &opts.pins {
+        b = b.pin_sha256(pin);
+    }
+    b = b.pin_only(opts.pin_only);
     // The operator's own choice, as with curl and Firefox: set SSLKEYLOGFILE to get the keys.
     if std::env::var_os("SSLKEYLOGFILE").is_some_and(|f| !f.is_empty()) {
         b = b.key_log_from_env(true);
@@ -274,23 +283,46 @@ fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report 
         .clone()
         .unwrap_or_else(|| target.host.clone());
     report.server_name = Some(server_name.clone());
-    let result = starttls::connect_named(
-        config,
-        target.protocol,
-        &target.host,
-        target.port,
-        &server_name,
-    );
-    match result {
-        Ok(mut conn) => fill(&mut report, &mut conn, opts),
+    if !opts.tlsa.is_empty() {
+        report.dane = Some(DaneReport {
+            records: opts.tlsa.iter().map(ToString::to_string).collect(),
+            status: None,
+        });
+    }
+    let options = ConnectOptions::new()
+        .server_name(&server_name)
+        .tlsa(opts.tlsa.iter().cloned());
+    let result =
+        starttls::connect_with(config, target.protocol, &target.host, target.port, &options);
+    let leaf = match result {
+        Ok(mut conn) => {
+            if let (Some(d), Some(status)) = (&mut report.dane, conn.dane()) {
+                d.status = Some(status.clone());
+            }
+            let leaf = conn.peer_certificates().and_then(|c| c.first().cloned());
+            fill(&mut report, &mut conn, opts);
+            leaf
+        }
         Err(e) => {
             // A rejected certificate is still reported: what it says, and why it was refused.
+            let leaf = e.presented_chain().and_then(|c| c.first().cloned());
             if let Some(chain) = e.presented_chain() {
                 report.chain_length = chain.len();
                 report.certificate = chain.first().and_then(CertInfo::parse);
             }
             report.error = Some(ReportError::from_error(&e));
+            leaf
         }
+    };
+    // Whether the key matched a pin, however the check went (a pin is the first thing to
+    // look at when the server's key changed).
+    if !opts.pins.is_empty() {
+        let pin = leaf.and_then(|c| starttls::pin_sha256(&c));
+        report.pin = pin.map(|p| {
+            opts.pins
+                .iter()
+                .any(|given| given.trim().trim_start_matches("sha256//") == p)
+        });
     }
     report
 }

@@ -74,6 +74,18 @@ pub struct CheckArgs {
     /// Accept any certificate, but still report what was wrong with it.
     #[arg(long)]
     pub insecure: bool,
+    /// Authenticate the server by this TLSA record instead of the CAs (DANE, RFC 7671/7672):
+    /// "USAGE SELECTOR MATCHING-TYPE HEX" as dig prints it, e.g. "3 1 1 0f3c...". Repeatable.
+    #[arg(long, value_name = "RECORD", value_parser = parse_tlsa, help_heading = "DANE and pins")]
+    pub tlsa: Vec<starttls::TlsaRecord>,
+    /// Require the server's public key to match this pin: base64 SHA-256 of its
+    /// SubjectPublicKeyInfo, bare or as curl's sha256//... (the report's certificate pin).
+    /// Repeatable, for a key rollover.
+    #[arg(long, value_name = "BASE64", help_heading = "DANE and pins")]
+    pub pin_sha256: Vec<String>,
+    /// The pins alone decide, the CAs are not consulted (a self-signed server).
+    #[arg(long, requires = "pin_sha256", help_heading = "DANE and pins")]
+    pub pin_only: bool,
     /// The lowest TLS version.
     #[arg(long, value_name = "VERSION", value_parser = ["1.2", "1.3"], default_value = "1.2")]
     pub tls_min: String,
@@ -193,6 +205,10 @@ fn parse_timeout(t: &str) -> Result<Duration, String> {
         return Err("must be greater than 0 and at most 86400 seconds".into());
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_tlsa(r: &str) -> Result<starttls::TlsaRecord, String> {
+    r.parse().map_err(|e: starttls::Error| e.to_string())
 }
 
 fn parse_protocol(p: &str) -> Result<Protocol, String> {

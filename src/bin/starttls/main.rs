@@ -154,6 +154,9 @@ fn check_options(a: CheckArgs) -> Result<CheckOptions, String> {
             return Err(problem);
         }
     }
+    if a.insecure && (!a.tlsa.is_empty() || !a.pin_sha256.is_empty()) {
+        return Err("--insecure would ignore --tlsa and --pin-sha256: use one or the other".into());
+    }
     if a.insecure && (a.user.is_some() || a.sasl_external) {
         return Err(
             "--insecure cannot be combined with --user: the password would go to whoever \
@@ -199,6 +202,9 @@ fn check_options(a: CheckArgs) -> Result<CheckOptions, String> {
         client_key: a.client_key,
         opportunistic: a.opportunistic,
         insecure: a.insecure,
+        tlsa: a.tlsa,
+        pins: a.pin_sha256,
+        pin_only: a.pin_only,
         tls13,
         tls12_max,
         mail_from: a.mail_from,

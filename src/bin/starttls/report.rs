@@ -42,9 +42,50 @@ pub struct Report {
     pub auth: Option<AuthReport>,
     /// `--mail-from`: how the test message went.
     pub mail: Option<crate::mail::MailReport>,
+    /// `--tlsa`: the records given, and what DANE decided (`None`: it did not authenticate).
+    pub dane: Option<DaneReport>,
+    /// `--pin-sha256`: whether the server's key matched a pin (`None`: no pins, or no key seen).
+    pub pin: Option<bool>,
     pub error: Option<ReportError>,
     pub insecure: bool,
     pub opportunistic: bool,
+}
+
+/// DANE with `--tlsa`.
+pub struct DaneReport {
+    pub records: Vec<String>,
+    pub status: Option<starttls::DaneStatus>,
+}
+
+impl DaneReport {
+    fn json(&self) -> Json {
+        let matched = match &self.status {
+            Some(starttls::DaneStatus::Matched(r)) => Json::str(r.to_string()),
+            _ => Json::Null,
+        };
+        Json::Obj(vec![
+            ("records", Json::strings(&self.records)),
+            ("matched", matched),
+            (
+                "no_usable_records",
+                Json::Bool(self.status == Some(starttls::DaneStatus::NoUsableRecords)),
+            ),
+        ])
+    }
+
+    fn human(&self) -> String {
+        match &self.status {
+            Some(starttls::DaneStatus::Matched(r)) => format!("authenticated by TLSA {r}"),
+            Some(starttls::DaneStatus::NoUsableRecords) => format!(
+                "none of the {} TLSA record(s) usable: encrypted, not authenticated by DANE",
+                self.records.len()
+            ),
+            None => format!(
+                "NOT authenticated by the {} TLSA record(s)",
+                self.records.len()
+            ),
+        }
+    }
 }
 
 /// How the login after the upgrade went.
@@ -186,6 +227,8 @@ impl Report {
             plaintext_reason: None,
             auth: None,
             mail: None,
+            dane: None,
+            pin: None,
             error: None,
             insecure,
             opportunistic,
@@ -342,6 +385,11 @@ impl Report {
                     ])
                 }),
             ),
+            (
+                "dane",
+                self.dane.as_ref().map_or(Json::Null, DaneReport::json),
+            ),
+            ("pin", self.pin.map_or(Json::Null, Json::Bool)),
             ("error", error),
         ])
     }
@@ -412,6 +460,7 @@ impl Report {
                 .collect();
             line("names", names.join(", "));
             line("sha256", c.sha256.clone());
+            line("key pin", format!("sha256//{}", c.pin_sha256));
             line("chain length", self.chain_length.to_string());
         }
         if self.encrypted {
@@ -426,6 +475,19 @@ impl Report {
                     (true, _, None) => "verified".into(),
                     (false, Some(p), _) => format!("NOT verified: {p}"),
                     (false, None, _) => "not checked (--insecure), chain would pass".into(),
+                },
+            );
+        }
+        if let Some(d) = &self.dane {
+            line("DANE", d.human());
+        }
+        if let Some(p) = self.pin {
+            line(
+                "pin check",
+                if p {
+                    "the key matches a pin".to_owned()
+                } else {
+                    "the key matches NO pin".to_owned()
                 },
             );
         }
