@@ -97,7 +97,9 @@ make_certs() {
     printf 'subjectAltName=DNS:localhost,DNS:%s,IP:127.0.0.1,IP:::1\n' "$(hostname)" > san.cnf
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
         -extfile san.cnf -out server.pem 2>/dev/null
-    chmod 644 server.key server.pem ca.pem
+    # slapd sends its CA too (a DANE-TA record names the CA, which the server must send).
+    cat server.pem ca.pem > server-chain.pem
+    chmod 644 server.key server.pem ca.pem server-chain.pem
     cd "$ROOT" || exit 1
 }
 
@@ -285,7 +287,7 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 pidfile $d/slapd.pid
 TLSCACertificateFile $W/ca.pem
-TLSCertificateFile $W/server.pem
+TLSCertificateFile $W/server-chain.pem
 TLSCertificateKeyFile $W/server.key
 database mdb
 suffix "dc=example,dc=org"
@@ -598,6 +600,7 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     row "Postfix smtp --tls-max 1.2 (expect TLSv1.2)" "check --tls-max 1.2" sh -c \
         'out=$("$@" --json --tls-max 1.2 smtp://localhost:10025) || exit 1
          case $out in *"\"tls_version\":\"TLSv1.2\""*) ;; *) echo "$out"; exit 1;; esac' sh "${CHECK[@]}"
+    dane_and_pin_rows
     log "authentication inside TLS (starttls check --user)"
     local auth=(env STARTTLS_PASSWORD=secret "${CHECK[@]}")
     # authrow ENDPOINT MECHANISM ARGS...: check --user logs in, with exactly that mechanism.
@@ -643,6 +646,44 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     else
         log "no ::1 on loopback: IPv6 rows skipped"
     fi
+}
+
+# DANE and pins with records and pins computed from the servers' own certificates; the checks
+# trust no CA of their own (the built-in roots do not know the interop CA), so the records decide.
+dane_and_pin_rows() {
+    log "DANE and pins (starttls check --tlsa, --pin-sha256)"
+    local spki_sha256 ca_sha256 pin
+    spki_sha256=$(openssl x509 -in "$W/server.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha256 -hex | sed 's/.*= //')
+    ca_sha256=$(openssl x509 -in "$W/ca.pem" -outform DER | openssl dgst -sha256 -hex | sed 's/.*= //')
+    pin=$(openssl x509 -in "$W/server.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha256 -binary | base64)
+    # jsonrow ENDPOINT EXIT PATTERN ARGS...: check --json ARGS exits EXIT and prints PATTERN.
+    jsonrow() {
+        local endpoint=$1 want=$2 pattern=$3
+        shift 3
+        row "$endpoint" "check --json" sh -c \
+            'want=$1; pattern=$2; shift 2; out=$("$@"); rc=$?; echo "$out"
+             [ $rc -eq "$want" ] && echo "$out" | grep -q -- "$pattern"' \
+            sh "$want" "$pattern" "$BIN" check --json "$@"
+    }
+    jsonrow "Postfix smtp, DANE-EE 3 1 1 of its key, another server name (expect verified)" 0 \
+        '"matched":"3 1 1 '"$spki_sha256"'"' \
+        --tlsa "3 1 1 $spki_sha256" --servername mx.wrong.example smtp://127.0.0.1:10025
+    local wrong=${spki_sha256%??}00
+    [ "$wrong" != "$spki_sha256" ] || wrong=${spki_sha256%??}ff
+    jsonrow "Postfix smtp, a wrong DANE-EE record (expect exit 5, the record named)" 5 \
+        'no TLSA record authenticated' --tlsa "3 1 1 $wrong" smtp://localhost:10025
+    jsonrow "Postfix smtp, only a PKIX-EE record (unusable for SMTP: encrypted, unauthenticated)" 5 \
+        '"no_usable_records":true' --tlsa "1 1 1 $spki_sha256" smtp://localhost:10025
+    jsonrow "slapd ldap, DANE-TA 2 0 1 of the CA it sends (expect verified)" 0 \
+        '"matched":"2 0 1 '"$ca_sha256"'"' --tlsa "2 0 1 $ca_sha256" ldap://localhost:10389
+    jsonrow "slapd ldap, DANE-TA for a name the certificate lacks (expect exit 5)" 5 \
+        'matched, but' --tlsa "2 0 1 $ca_sha256" --servername mx.wrong.example ldap://127.0.0.1:10389
+    jsonrow "Dovecot imap, --pin-sha256 --pin-only (expect verified by the pin)" 0 \
+        '"pin":true' --pin-sha256 "$pin" --pin-only imap://localhost:10143
+    jsonrow "Dovecot imap, a wrong pin (expect exit 5, pin false, the key's pin shown)" 5 \
+        '"pin":false' --ca-file "$W/ca.pem" --pin-sha256 "sha256//${pin%??????}AAAAA=" imap://localhost:10143
 }
 
 # What a person types to end a session in PROTO (empty: the client closes first).

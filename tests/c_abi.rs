@@ -174,6 +174,40 @@ fn abi_checks_pass_from_c() {
 }
 
 #[test]
+fn dane_and_pins_from_c() {
+    // The library's SMTP server, with the test CA's certificate for localhost (no config in the
+    // C program trusts that CA): four connections, some refused by the client.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let cfg = starttls::ServerConfig::builder()
+            .certificate_pem(pki().server.chain_pem.clone(), pki().server.key_pem.clone())
+            .hostname("mx.test")
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap();
+        for _ in 0..4 {
+            let (sock, _) = listener.accept().unwrap();
+            let _ = starttls::accept(&cfg, starttls::Protocol::Smtp, sock);
+        }
+    });
+    let pin = starttls::pin_sha256(&pki().server.chain[0]).unwrap();
+    let digest: String = unbase64(&pin).iter().map(|b| format!("{b:02x}")).collect();
+    let dir = scratch("dane");
+    let exe = dir.join("dane");
+    build_c(&root().join("tests/c/dane.c"), &exe);
+    let o = run(maybe_valgrind(&exe)
+        .arg(port.to_string())
+        .arg(format!("3 1 1 {digest}"))
+        .arg(&digest)
+        .arg(&pin));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    server.join().unwrap();
+}
+
+#[test]
 fn smtp_client_example_upgrades_and_quits() {
     let exe = example("smtp_client");
     let ca = ca_file("smtp-ca");

@@ -45,7 +45,7 @@ fn good_smtp() -> u16 {
     .0
 }
 
-const JSON_KEYS: [&str; 24] = [
+const JSON_KEYS: [&str; 26] = [
     "ok",
     "url",
     "protocol",
@@ -69,6 +69,8 @@ const JSON_KEYS: [&str; 24] = [
     "connect",
     "handshake",
     "total",
+    "dane",
+    "pin",
     "error",
 ];
 
@@ -127,6 +129,8 @@ fn check_ok_in_json_with_every_key() {
         "\"capabilities_before\":[\"STARTTLS\"]",
         "\"capabilities_after\":[\"AUTH PLAIN\"]",
         "\"dns_names\":[\"localhost\"]",
+        "\"dane\":null",
+        "\"pin\":null",
         "\"error\":null",
     ] {
         assert!(out.contains(want), "{want} missing: {out}");
@@ -1090,4 +1094,116 @@ fn manual_pages_are_written_for_the_command_and_each_subcommand() {
         assert!(check_page.contains(must), "{must}: {check_page}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The server's key digest (DANE 3 1 1) in hex, and its pin in base64.
+fn server_key_digest() -> (String, String) {
+    let pin = starttls::pin_sha256(&pki().server.chain[0]).unwrap();
+    let hex = unbase64(&pin).iter().map(|b| format!("{b:02x}")).collect();
+    (hex, pin)
+}
+
+#[test]
+fn tlsa_authenticates_without_a_ca_and_a_wrong_record_exits_5_naming_it() {
+    let (digest, pin) = server_key_digest();
+    // No --ca-file: the built-in roots do not know the test CA, so the record decides; the
+    // name checked is not the certificate's either (DANE-EE).
+    let port = good_smtp();
+    let record = format!("3 1 1 {digest}");
+    let o = check(&[
+        "--json",
+        "--tlsa",
+        "9 9 9 00",
+        "--tlsa",
+        &record,
+        "--servername",
+        "mx.wrong.example",
+        &format!("smtp://127.0.0.1:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_valid_json(&out);
+    assert!(
+        out.contains(&format!(
+            "\"dane\":{{\"records\":[\"9 9 9 00\",\"{record}\"],\"matched\":\"{record}\",\"no_usable_records\":false}}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\"pin_sha256\":\"{pin}\"")), "{out}");
+
+    let port = good_smtp();
+    let wrong = format!("3 1 1 {}", "ab".repeat(32));
+    let o = check(&["--tlsa", &wrong, &format!("smtp://localhost:{port}")]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    for shown in [
+        "no TLSA record authenticated",
+        "3 1 1 abababab",
+        "NOT authenticated by the 1 TLSA record(s)",
+        "certificate subject",
+    ] {
+        assert!(out.contains(shown), "{shown}: {out}");
+    }
+
+    // Only records SMTP cannot use: encrypted, not authenticated, not a pass.
+    let port = good_smtp();
+    let o = check(&[
+        "--json",
+        "--tlsa",
+        &format!("1 1 1 {digest}"),
+        &format!("smtp://localhost:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.contains("\"no_usable_records\":true"), "{out}");
+    assert!(out.contains("RFC 7672"), "{out}");
+}
+
+#[test]
+fn pins_pass_alone_or_fail_with_exit_5_and_pin_false() {
+    let (_, pin) = server_key_digest();
+    let port = good_smtp();
+    let o = check(&[
+        "--json",
+        "--pin-sha256",
+        &format!("sha256//{pin}"),
+        "--pin-only",
+        "--servername",
+        "any.name.example",
+        &format!("smtp://127.0.0.1:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("\"pin\":true"), "{out}");
+
+    let port = good_smtp();
+    let ca = ca_file();
+    let other = format!("{}=", "A".repeat(43));
+    let o = check(&[
+        "--json",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--pin-sha256",
+        &other,
+        &format!("smtp://localhost:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.contains("\"pin\":false"), "{out}");
+    assert!(out.contains(&format!("its pin is sha256//{pin}")), "{out}");
+}
+
+#[test]
+fn bad_records_pins_and_combinations_are_usage_errors() {
+    for args in [
+        &["--tlsa", "3 1 1 zz", "smtp://localhost:1"][..],
+        &["--tlsa", "3 1", "smtp://localhost:1"],
+        &["--pin-only", "smtp://localhost:1"],
+        &["--insecure", "--tlsa", "3 1 1 00", "smtp://localhost:1"],
+        &["--insecure", "--pin-sha256", "x", "smtp://localhost:1"],
+        &["--pin-sha256", "not a pin", "smtp://localhost:1"],
+    ] {
+        let o = check(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
+    }
 }

@@ -554,6 +554,77 @@ class SmtpTests(unittest.TestCase):
                 starttls.connect("smtp", "127.0.0.1", srv.port, config=config(),
                                  server_name="mail.example.com")
 
+    def _spki_sha256(self):
+        """SHA-256 of the server key's SubjectPublicKeyInfo, by the openssl CLI."""
+        pub = subprocess.run(["openssl", "x509", "-in", CERTS.server, "-noout", "-pubkey"],
+                             check=True, capture_output=True).stdout
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub,
+                             check=True, capture_output=True).stdout
+        return hashlib.sha256(der).digest()
+
+    def test_pin_sha256_is_the_key_digest_openssl_computes(self):
+        pin = starttls.pin_sha256(CERTS.server_der)
+        self.assertEqual(base64.b64decode(pin), self._spki_sha256())
+        with self.assertRaises(ValueError):
+            starttls.pin_sha256(b"not a certificate")
+
+    def test_dane_ee_authenticates_under_another_name_and_an_unknown_ca(self):
+        digest = self._spki_sha256()
+        for record in (f"3 1 1 {digest.hex()}", (3, 1, 1, digest)):
+            with ScriptedServer(SMTP_UPGRADE + [("hold",)], context()) as srv:
+                cfg = config(ca_file=CERTS.other_ca)
+                with starttls.connect("smtp", "127.0.0.1", srv.port, config=cfg,
+                                      server_name="mail.example.com", tlsa=[record]) as conn:
+                    self.assertEqual(conn.verification, "verified")
+                    self.assertEqual(conn.dane, f"3 1 1 {digest.hex()}")
+            self.assertIsNone(srv.error)
+
+    def test_dane_record_that_matches_nothing_raises_with_the_servers_pin(self):
+        wrong = bytes(32)
+        with ScriptedServer(SMTP_UPGRADE, context()) as srv:
+            with self.assertRaises(starttls.CertificateError) as cm:
+                starttls.connect("smtp", "localhost", srv.port, config=config(),
+                                 tlsa=[(3, 1, 1, wrong)])
+        self.assertIn("no TLSA record authenticated", str(cm.exception))
+        self.assertEqual(cm.exception.peer_pin, starttls.pin_sha256(CERTS.server_der))
+
+    def test_dane_on_a_socket_and_no_dane_without_records(self):
+        digest = self._spki_sha256()
+        with ScriptedServer(SMTP_UPGRADE + [("hold",)], context()) as srv:
+            sock = socket.create_connection(("127.0.0.1", srv.port))
+            with starttls.upgrade_socket(sock, "smtp", "localhost", tlsa=[(3, 1, 1, digest)],
+                                         config=config(ca_file=CERTS.other_ca)) as conn:
+                self.assertEqual(conn.dane, f"3 1 1 {digest.hex()}")
+            sock.close()
+        with ScriptedServer(SMTP_UPGRADE + [("hold",)], context()) as srv:
+            with starttls.connect("smtp", "localhost", srv.port, config=config()) as conn:
+                self.assertIsNone(conn.dane)
+
+    def test_bad_tlsa_arguments_are_refused_before_connecting(self):
+        for bad, error in (("3 1 1 abcd", TypeError), (["3 1 1 zz"], starttls.InvalidArgumentError),
+                           ([(3, 1, 256, b"x")], ValueError), ([(3, 1)], TypeError),
+                           ([42], TypeError)):
+            with self.assertRaises(error, msg=repr(bad)):
+                starttls.connect("smtp", "127.0.0.1", 1, config=config(), tlsa=bad)
+
+    def test_pins_alone_or_with_the_roots(self):
+        pin = starttls.pin_sha256(CERTS.server_der)
+        with ScriptedServer(SMTP_UPGRADE + [("hold",)], context()) as srv:
+            cfg = config(ca_file=CERTS.other_ca, pin_sha256=["sha256//" + "A" * 43 + "=", pin],
+                         pin_only=True)
+            with starttls.connect("smtp", "127.0.0.1", srv.port, config=cfg,
+                                  server_name="elsewhere.example") as conn:
+                self.assertEqual(conn.verification, "verified")
+        with ScriptedServer(SMTP_UPGRADE, context()) as srv:
+            with self.assertRaises(starttls.CertificateError) as cm:
+                starttls.connect("smtp", "localhost", srv.port,
+                                 config=config(pin_sha256="A" * 43 + "="))
+        self.assertIn(pin, str(cm.exception))
+        with self.assertRaises(starttls.InvalidArgumentError):
+            starttls.Config(pin_sha256="not a pin")
+        with self.assertRaises(starttls.ConfigError):
+            starttls.Config(pin_only=True)
+
     def test_dangerous_mode_reports_what_was_wrong(self):
         with ScriptedServer(SMTP_UPGRADE + [("hold",)], context()) as srv:
             cfg = config(ca_file=CERTS.other_ca, dangerous_accept_any_certificate=True)
