@@ -60,7 +60,8 @@ dovecot-core dovecot-core/create-ssl-cert boolean false
 EOF
     local pkgs="postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
         dovecot-sieve dovecot-submissiond slapd ldap-utils proftpd-core proftpd-mod-crypto prosody
-        lua-sec inn2 postgresql gnutls-bin swaks libnet-ssleay-perl curl openssl iproute2"
+        lua-sec inn2 postgresql gnutls-bin swaks libnet-ssleay-perl curl openssl iproute2
+        knot unbound socat"
     log "installing packages"
     apt-get update -q >"$W/apt.log" 2>&1
     # shellcheck disable=SC2086
@@ -392,6 +393,164 @@ start_inn() {
     wait_port "nnrpd -S" 10563 "$W/nnrpds.log"
 }
 
+# --- a DNSSEC bed for --dane ---------------------------------------------------------------
+# knot serves three zones on 127.0.0.60:53: secure.example (signed by knot), bogus.example
+# (signed, but the resolver is given a wrong trust anchor: validation fails) and
+# insecure.example (unsigned). unbound on 127.0.0.59:53 validates with those anchors and no
+# root anchor. The MX hosts' addresses 127.0.0.61 and 127.0.0.62 forward port 25 (socat) to the
+# interop Postfix. Records name Postfix's key (3 1 1), a wrong key, or nothing.
+start_dnssec_bed() {
+    local d=$W/dns
+    mkdir -p "$d/zones" "$d/db"
+    if ! command -v knotd >/dev/null || ! command -v unbound >/dev/null || ! command -v socat >/dev/null; then
+        log "knot, unbound or socat missing: DNSSEC rows fail"
+        RESULTS+=("DNSSEC bed|server start|FAIL")
+        FAILED=$((FAILED + 1))
+        return 1
+    fi
+    local key wrong
+    key=$(openssl x509 -in "$W/server.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha256 -hex | sed 's/.*= //')
+    wrong=$(printf 'not the key' | openssl dgst -sha256 -hex | sed 's/.*= //')
+    for zone in secure bogus insecure; do
+        cat > "$d/zones/$zone.example.zone" <<EOF
+\$ORIGIN $zone.example.
+\$TTL 300
+@ SOA ns.$zone.example. hostmaster.$zone.example. 1 3600 600 86400 300
+@ NS ns
+ns A 127.0.0.60
+mx A 127.0.0.61
+_25._tcp.mx TLSA 3 1 1 $key
+wrong A 127.0.0.62
+_25._tcp.wrong TLSA 3 1 1 $wrong
+nodane A 127.0.0.61
+EOF
+    done
+    # In the unsigned zone even a wrong record must be ignored.
+    sed -i "s/^_25._tcp.mx TLSA .*/_25._tcp.mx TLSA 3 1 1 $wrong/" "$d/zones/insecure.example.zone"
+    cat > "$d/knot.conf" <<EOF
+server:
+    listen: 127.0.0.60@53
+    rundir: $d
+    user: root:root
+log:
+  - target: stderr
+    any: info
+database:
+    storage: $d/db
+policy:
+  - id: ecdsa
+    algorithm: ecdsap256sha256
+    nsec3: off
+template:
+  - id: default
+    storage: $d/zones
+    file: "%s.zone"
+zone:
+  - domain: secure.example
+    dnssec-signing: on
+    dnssec-policy: ecdsa
+  - domain: bogus.example
+    dnssec-signing: on
+    dnssec-policy: ecdsa
+  - domain: insecure.example
+EOF
+    start knot "$d/knot.log" knotd -c "$d/knot.conf"
+    local ds_secure="" ds_bogus=""
+    for _ in $(seq 1 100); do
+        ds_secure=$(keymgr -c "$d/knot.conf" secure.example ds 2>/dev/null | grep ' DS ' | head -1)
+        ds_bogus=$(keymgr -c "$d/knot.conf" bogus.example ds 2>/dev/null | grep ' DS ' | head -1)
+        [ -n "$ds_secure" ] && [ -n "$ds_bogus" ] && break
+        sleep 0.1
+    done
+    if [ -z "$ds_secure" ] || [ -z "$ds_bogus" ]; then
+        log "knot did not sign the zones; its log:"
+        tail -n 20 "$d/knot.log" | sed 's/^/    /'
+        RESULTS+=("DNSSEC bed (knot)|server start|FAIL")
+        FAILED=$((FAILED + 1))
+        return 1
+    fi
+    # The bogus zone's anchor: its real DS with the digest's last hex digit changed.
+    local last=${ds_bogus: -1}
+    [ "$last" = 0 ] && last=1 || last=0
+    printf '%s\n%s\n' "$ds_secure" "${ds_bogus%?}$last" > "$d/anchors"
+    cat > "$d/unbound.conf" <<EOF
+server:
+    interface: 127.0.0.59
+    port: 53
+    do-ip6: no
+    username: ""
+    chroot: ""
+    directory: "$d"
+    pidfile: "$d/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    val-log-level: 2
+    do-not-query-localhost: no
+    access-control: 127.0.0.0/8 allow
+    module-config: "validator iterator"
+    trust-anchor-file: "$d/anchors"
+    qname-minimisation: no
+    target-fetch-policy: "0 0 0 0 0"
+stub-zone:
+    name: "secure.example"
+    stub-addr: 127.0.0.60@53
+stub-zone:
+    name: "bogus.example"
+    stub-addr: 127.0.0.60@53
+stub-zone:
+    name: "insecure.example"
+    stub-addr: 127.0.0.60@53
+EOF
+    start unbound "$d/unbound.log" unbound -d -c "$d/unbound.conf"
+    for ip in 127.0.0.61 127.0.0.62; do
+        start "socat_${ip//./_}" "$d/socat-$ip.log" \
+            socat "TCP-LISTEN:25,bind=$ip,fork,reuseaddr" TCP:127.0.0.1:10025
+    done
+    for _ in $(seq 1 100); do
+        if ss -ltn 'src 127.0.0.59:53' 2>/dev/null | grep -q LISTEN &&
+            ss -ltn 'src 127.0.0.62:25' 2>/dev/null | grep -q LISTEN; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "unbound or socat did not start; unbound's log:"
+    tail -n 20 "$d/unbound.log" | sed 's/^/    /'
+    RESULTS+=("DNSSEC bed (unbound)|server start|FAIL")
+    FAILED=$((FAILED + 1))
+    return 1
+}
+
+# check --dane through the bed's validating resolver, against Postfix behind the MX addresses.
+dane_dns_rows() {
+    log "DANE from DNSSEC (starttls check --dane --resolver)"
+    local dane=("$BIN" check --json --dane --resolver 127.0.0.59)
+    local key
+    key=$(openssl x509 -in "$W/server.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha256 -hex | sed 's/.*= //')
+    danerow() {
+        local endpoint=$1 want=$2 pattern=$3
+        shift 3
+        row "$endpoint" "check --dane" sh -c \
+            'want=$1; pattern=$2; shift 2; out=$("$@"); rc=$?; echo "$out"
+             [ $rc -eq "$want" ] && echo "$out" | grep -q -- "$pattern"' \
+            sh "$want" "$pattern" "${dane[@]}" "$@"
+    }
+    # Postfix's certificate is for localhost from a CA these checks do not trust: only the
+    # validated TLSA record can authenticate it.
+    danerow "mx.secure.example: a validated, matching TLSA (expect verified by DANE)" 0 \
+        '"matched":"3 1 1 '"$key"'"' smtp://mx.secure.example
+    danerow "wrong.secure.example: a validated TLSA for another key (expect exit 5)" 5 \
+        'no TLSA record authenticated' smtp://wrong.secure.example
+    danerow "mx.insecure.example: an unsigned zone's TLSA is ignored (PKIX decides: verified)" 0 \
+        '"applies":false' --ca-file "$W/ca.pem" --servername localhost smtp://mx.insecure.example
+    danerow "mx.bogus.example: validation fails (expect exit 5, kind dane, nothing sent)" 5 \
+        '"kind":"dane"' smtp://mx.bogus.example
+    danerow "nodane.secure.example: validated denial of TLSA (PKIX decides: verified)" 0 \
+        '"tlsa_secure":true' --ca-file "$W/ca.pem" --servername localhost smtp://nodane.secure.example
+}
+
 start_postgres() {
     local bin
     bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -601,6 +760,7 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
         'out=$("$@" --json --tls-max 1.2 smtp://localhost:10025) || exit 1
          case $out in *"\"tls_version\":\"TLSv1.2\""*) ;; *) echo "$out"; exit 1;; esac' sh "${CHECK[@]}"
     dane_and_pin_rows
+    dane_dns_rows
     log "authentication inside TLS (starttls check --user)"
     local auth=(env STARTTLS_PASSWORD=secret "${CHECK[@]}")
     # authrow ENDPOINT MECHANISM ARGS...: check --user logs in, with exactly that mechanism.
@@ -789,6 +949,7 @@ start_proftpd
 start_prosody
 start_inn
 start_postgres
+start_dnssec_bed
 library_client_rows
 real_client_rows
 print_matrix

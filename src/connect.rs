@@ -24,8 +24,8 @@ use crate::wire::{Deadline, Wire, prepare_socket};
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
-    server_name: Option<String>,
-    tlsa: Vec<TlsaRecord>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) tlsa: Vec<TlsaRecord>,
 }
 
 impl ConnectOptions {

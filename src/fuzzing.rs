@@ -171,6 +171,17 @@ pub fn certificate(bytes: &[u8]) {
     let _ = crate::CertificateFacts::from_der(bytes);
 }
 
+/// A resolver's answer to a TLSA query (the first two bytes are its id, so that the answer
+/// can match the query).
+#[cfg(feature = "dns")]
+pub fn dns_answer(bytes: &[u8]) {
+    let id = u16::from_be_bytes([
+        bytes.first().copied().unwrap_or(0),
+        bytes.get(1).copied().unwrap_or(0),
+    ]);
+    let _ = crate::dns::tlsa_in_answer(id, bytes);
+}
+
 /// The check of the peer's first TLS record.
 pub fn first_record(bytes: &[u8]) {
     let _ = crate::handshake::first_record_verdict(bytes);

@@ -38,10 +38,10 @@
 //! |---|---|
 //! | faces | `ffi` (the C ABI), the `starttls` command (`src/bin/`), Python (over the C ABI) |
 //! | API | this file: re-exports |
-//! | entry points | `connect`, `accept` |
+//! | entry points | `connect`, `accept`, `dane` (DANE from DNS: lookups, then connect) |
 //! | connection | `stream` ([`Connection`]: steps inside TLS, login, goodbye), `ftp` (data channel) |
 //! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
-//! | configuration, TLS | `config`, `server_config`, `alpn`, `handshake`, `certificate` (facts from a peer's certificate), `verify` (the certificate verifiers: roots, pins, DANE), `x509` (DER, SPKI, digests) |
+//! | configuration, TLS | `config`, `server_config`, `alpn`, `handshake`, `certificate` (facts from a peer's certificate), `verify` (the certificate verifiers: roots, pins, DANE), `x509` (DER, SPKI, digests), `dns` (the stub resolver) |
 //! | wire | `wire`: bounded line and message reading that never reads past the go-ahead; `sys`: the socket calls std lacks (a send that never raises SIGPIPE) |
 //! | ground | `error`: one error enum, every variant with a frozen code; `text`: the one escaping function for peer text, base64 |
 
@@ -53,6 +53,10 @@ mod alpn;
 mod certificate;
 mod config;
 mod connect;
+#[cfg(feature = "dns")]
+mod dane;
+#[cfg(feature = "dns")]
+mod dns;
 mod error;
 #[doc(hidden)] // The C ABI: its documentation is include/starttls.h.
 pub mod ffi;
@@ -77,6 +81,10 @@ pub use connect::{
     ConnectOptions, connect, connect_named, connect_with, handshake_only, handshake_only_with,
     upgrade, upgrade_with,
 };
+#[cfg(feature = "dns")]
+pub use dane::{DaneLookup, connect_dane, lookup_dane};
+#[cfg(feature = "dns")]
+pub use dns::{Answer, Resolver};
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
 pub use protocol::sasl::{AuthOutcome, Credentials};

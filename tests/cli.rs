@@ -13,11 +13,17 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_starttls"))
 }
 
+/// The test CA as a file, written once: tests run in parallel, and rewriting it while another
+/// test's check reads it made that check see a truncated file (a rare exit 2 in any test).
 fn ca_file() -> PathBuf {
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("starttls-cli-test-{}-ca.pem", std::process::id()));
-    std::fs::write(&path, &pki().ca_pem).unwrap();
-    path
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("starttls-cli-test-{}-ca.pem", std::process::id()));
+        std::fs::write(&path, &pki().ca_pem).unwrap();
+        path
+    })
+    .clone()
 }
 
 fn check(args: &[&str]) -> Output {
@@ -1125,7 +1131,7 @@ fn tlsa_authenticates_without_a_ca_and_a_wrong_record_exits_5_naming_it() {
     assert_valid_json(&out);
     assert!(
         out.contains(&format!(
-            "\"dane\":{{\"records\":[\"9 9 9 00\",\"{record}\"],\"matched\":\"{record}\",\"no_usable_records\":false}}"
+            "\"dane\":{{\"records\":[\"9 9 9 00\",\"{record}\"],\"matched\":\"{record}\",\"no_usable_records\":false,\"lookup\":null}}"
         )),
         "{out}"
     );
@@ -1206,4 +1212,119 @@ fn bad_records_pins_and_combinations_are_usage_errors() {
         let o = check(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
     }
+}
+
+/// A validating resolver as the stub sees one: answers A 127.0.0.1 and the given TLSA record
+/// for every name, with AD set as told, or SERVFAIL.
+fn scripted_resolver(tlsa: Option<Vec<u8>>, ad: bool, servfail: bool) -> std::net::SocketAddr {
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+    use hickory_proto::rr::rdata::{A, TLSA};
+    use hickory_proto::rr::{RData, Record, RecordType};
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        udp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut m = Message::response(q.metadata.id, OpCode::Query);
+            m.add_query(q.queries[0].clone());
+            m.metadata.authentic_data = ad;
+            let name = q.queries[0].name().clone();
+            if servfail {
+                m.metadata.response_code = ResponseCode::ServFail;
+            } else if q.queries[0].query_type() == RecordType::A {
+                m.add_answer(Record::from_rdata(
+                    name,
+                    60,
+                    RData::A(A(std::net::Ipv4Addr::LOCALHOST)),
+                ));
+            } else if let (RecordType::TLSA, Some(data)) = (q.queries[0].query_type(), &tlsa) {
+                m.add_answer(Record::from_rdata(
+                    name,
+                    60,
+                    RData::TLSA(TLSA::new(
+                        CertUsage::from(3),
+                        Selector::from(1),
+                        Matching::from(1),
+                        data.clone(),
+                    )),
+                ));
+            }
+            udp.send_to(&m.to_vec().unwrap(), from).unwrap();
+        }
+    });
+    addr
+}
+
+#[test]
+fn dane_looks_the_records_up_trusts_only_validated_answers_and_fails_closed() {
+    let (digest, _) = server_key_digest();
+    let key: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    // Validated and matching: authenticated by DANE, the name and the CA unknown to the cert.
+    let resolver = scripted_resolver(Some(key.clone()), true, false);
+    let port = good_smtp();
+    let o = check(&[
+        "--json",
+        "--dane",
+        "--resolver",
+        &resolver.to_string(),
+        &format!("smtp://mx.dane.example:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(&format!("\"matched\":\"3 1 1 {digest}\"")),
+        "{out}"
+    );
+    assert!(out.contains("\"addresses\":[\"127.0.0.1\"]"), "{out}");
+    assert!(out.contains("\"applies\":true"), "{out}");
+
+    // The same record without AD: no DANE; the CAs decide (and know nothing of it here).
+    let resolver = scripted_resolver(Some(key), false, false);
+    let port = good_smtp();
+    let o = check(&[
+        "--json",
+        "--dane",
+        "--resolver",
+        &resolver.to_string(),
+        &format!("smtp://mx.dane.example:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.contains("\"applies\":false"), "{out}");
+    assert!(out.contains("\"kind\":\"certificate\""), "{out}");
+
+    // SERVFAIL (a bogus zone): fails closed, nothing sent to the server.
+    let resolver = scripted_resolver(None, false, true);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let o = check(&[
+        "--dane",
+        "--resolver",
+        &resolver.to_string(),
+        &format!("smtp://mx.dane.example:{port}"),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(
+        out.contains("SERVFAIL") || out.contains("Server Failure"),
+        "{out}"
+    );
+    assert!(listener.accept().is_err(), "a connection was made");
+
+    // --resolver needs --dane; --dane needs a name.
+    assert_eq!(
+        check(&["--resolver", "127.0.0.1", "smtp://x:1"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let o = check(&["--dane", "--resolver", "127.0.0.1:9", "smtp://127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
 }

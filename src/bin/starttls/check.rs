@@ -12,7 +12,9 @@ use starttls::{
 use zeroize::Zeroizing;
 
 use crate::certinfo::CertInfo;
-use crate::report::{AuthReport, DaneReport, Report, ReportError, Target, print_report};
+use crate::report::{
+    AuthReport, DaneLookupReport, DaneReport, Report, ReportError, Target, print_report,
+};
 
 /// What proves the identity for `--user` / `--sasl-external`.
 #[derive(Clone)]
@@ -36,6 +38,9 @@ pub struct CheckOptions {
     pub insecure: bool,
     /// `--tlsa`: authenticate by these records (DANE).
     pub tlsa: Vec<TlsaRecord>,
+    /// `--dane`: look the records (and the addresses) up, through `--resolver` if given.
+    pub dane: bool,
+    pub resolver: Option<std::net::SocketAddr>,
     /// `--pin-sha256`, and `--pin-only`.
     pub pins: Vec<String>,
     pub pin_only: bool,
@@ -283,17 +288,51 @@ fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report 
         .clone()
         .unwrap_or_else(|| target.host.clone());
     report.server_name = Some(server_name.clone());
-    if !opts.tlsa.is_empty() {
+    if !opts.tlsa.is_empty() || opts.dane {
         report.dane = Some(DaneReport {
             records: opts.tlsa.iter().map(ToString::to_string).collect(),
             status: None,
+            lookup: None,
         });
     }
     let options = ConnectOptions::new()
         .server_name(&server_name)
         .tlsa(opts.tlsa.iter().cloned());
-    let result =
-        starttls::connect_with(config, target.protocol, &target.host, target.port, &options);
+    let result = if opts.dane {
+        match dane_lookup(&target, opts) {
+            Ok((found, resolver)) => {
+                if let Some(d) = &mut report.dane {
+                    if found.applies() {
+                        d.records.extend(found.tlsa.iter().map(ToString::to_string));
+                    }
+                    d.lookup = Some(DaneLookupReport {
+                        found: found.clone(),
+                        resolver,
+                    });
+                }
+                starttls::connect_dane(
+                    config,
+                    target.protocol,
+                    &target.host,
+                    target.port,
+                    &found,
+                    &options,
+                )
+            }
+            Err(e) => {
+                // Fails closed: nothing was sent to the server.
+                let mut error = ReportError::from_error(&e);
+                if e.kind() == starttls::ErrorKind::Resolve {
+                    error.kind = "dane";
+                    error.exit = 5;
+                }
+                report.error = Some(error);
+                return report;
+            }
+        }
+    } else {
+        starttls::connect_with(config, target.protocol, &target.host, target.port, &options)
+    };
     let leaf = match result {
         Ok(mut conn) => {
             if let (Some(d), Some(status)) = (&mut report.dane, conn.dane()) {
@@ -325,6 +364,21 @@ fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report 
         });
     }
     report
+}
+
+/// `--dane`: the addresses and TLSA records through the resolver, and which resolver.
+fn dane_lookup(
+    target: &Target,
+    opts: &CheckOptions,
+) -> Result<(starttls::DaneLookup, String), Error> {
+    let resolver = match opts.resolver {
+        Some(addr) => starttls::Resolver::at(addr),
+        None => starttls::Resolver::system()?,
+    };
+    let names: Vec<String> = resolver.servers().iter().map(ToString::to_string).collect();
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
+    let found = starttls::lookup_dane(&resolver, &target.host, target.port, timeout)?;
+    Ok((found, names.join(", ")))
 }
 
 fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {

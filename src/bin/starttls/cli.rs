@@ -83,6 +83,20 @@ pub struct CheckArgs {
     /// Repeatable, for a key rollover.
     #[arg(long, value_name = "BASE64", help_heading = "DANE and pins")]
     pub pin_sha256: Vec<String>,
+    /// Look up the host's addresses and its TLSA records (_PORT._tcp.HOST) through a
+    /// validating resolver, and authenticate by the records when DNSSEC vouches for them
+    /// (RFC 7672). Insecure answers mean no DANE; a failed lookup (SERVFAIL: bogus) exits 5.
+    #[arg(long, help_heading = "DANE and pins")]
+    pub dane: bool,
+    /// The validating resolver for --dane, ADDRESS[:PORT] (default: resolv.conf's).
+    #[arg(
+        long,
+        value_name = "ADDR[:PORT]",
+        requires = "dane",
+        value_parser = parse_resolver,
+        help_heading = "DANE and pins"
+    )]
+    pub resolver: Option<std::net::SocketAddr>,
     /// The pins alone decide, the CAs are not consulted (a self-signed server).
     #[arg(long, requires = "pin_sha256", help_heading = "DANE and pins")]
     pub pin_only: bool,
@@ -205,6 +219,10 @@ fn parse_timeout(t: &str) -> Result<Duration, String> {
         return Err("must be greater than 0 and at most 86400 seconds".into());
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_resolver(r: &str) -> Result<std::net::SocketAddr, String> {
+    starttls::Resolver::parse_server(r).map_err(|e| e.to_string())
 }
 
 fn parse_tlsa(r: &str) -> Result<starttls::TlsaRecord, String> {

@@ -154,8 +154,10 @@ fn check_options(a: CheckArgs) -> Result<CheckOptions, String> {
             return Err(problem);
         }
     }
-    if a.insecure && (!a.tlsa.is_empty() || !a.pin_sha256.is_empty()) {
-        return Err("--insecure would ignore --tlsa and --pin-sha256: use one or the other".into());
+    if a.insecure && (!a.tlsa.is_empty() || !a.pin_sha256.is_empty() || a.dane) {
+        return Err(
+            "--insecure would ignore --tlsa, --dane and --pin-sha256: use one or the other".into(),
+        );
     }
     if a.insecure && (a.user.is_some() || a.sasl_external) {
         return Err(
@@ -203,6 +205,8 @@ fn check_options(a: CheckArgs) -> Result<CheckOptions, String> {
         opportunistic: a.opportunistic,
         insecure: a.insecure,
         tlsa: a.tlsa,
+        dane: a.dane,
+        resolver: a.resolver,
         pins: a.pin_sha256,
         pin_only: a.pin_only,
         tls13,

@@ -55,6 +55,13 @@ pub struct Report {
 pub struct DaneReport {
     pub records: Vec<String>,
     pub status: Option<starttls::DaneStatus>,
+    /// `--dane`: what DNS said, and which resolver said it.
+    pub lookup: Option<DaneLookupReport>,
+}
+
+pub struct DaneLookupReport {
+    pub found: starttls::DaneLookup,
+    pub resolver: String,
 }
 
 impl DaneReport {
@@ -70,10 +77,29 @@ impl DaneReport {
                 "no_usable_records",
                 Json::Bool(self.status == Some(starttls::DaneStatus::NoUsableRecords)),
             ),
+            (
+                "lookup",
+                self.lookup.as_ref().map_or(Json::Null, |l| {
+                    let addresses: Vec<String> =
+                        l.found.addresses.iter().map(ToString::to_string).collect();
+                    Json::Obj(vec![
+                        ("resolver", Json::str(&l.resolver)),
+                        ("addresses", Json::strings(&addresses)),
+                        ("addresses_secure", Json::Bool(l.found.addresses_secure)),
+                        ("tlsa_secure", Json::Bool(l.found.tlsa_secure)),
+                        ("applies", Json::Bool(l.found.applies())),
+                    ])
+                }),
+            ),
         ])
     }
 
     fn human(&self) -> String {
+        if let Some(why) = self.lookup.as_ref().and_then(|l| l.found.why_not()) {
+            if self.records.is_empty() {
+                return format!("not used: {why}");
+            }
+        }
         match &self.status {
             Some(starttls::DaneStatus::Matched(r)) => format!("authenticated by TLSA {r}"),
             Some(starttls::DaneStatus::NoUsableRecords) => format!(
