@@ -264,6 +264,11 @@ extern "C" {
 #define STARTTLS_PROTO_FTPS 23
 
 /*
+ MySQL and MariaDB: the SSL request after the server's greeting, port 3306.
+ */
+#define STARTTLS_PROTO_MYSQL 24
+
+/*
  Fail when TLS cannot be had (the default).
  */
 #define STARTTLS_POLICY_REQUIRE 0

@@ -61,7 +61,7 @@ EOF
     local pkgs="postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
         dovecot-sieve dovecot-submissiond slapd ldap-utils proftpd-core proftpd-mod-crypto prosody
         lua-sec inn2 postgresql gnutls-bin swaks libnet-ssleay-perl curl openssl iproute2
-        knot unbound socat"
+        knot unbound socat mariadb-server mariadb-client"
     log "installing packages"
     apt-get update -q >"$W/apt.log" 2>&1
     # shellcheck disable=SC2086
@@ -393,6 +393,27 @@ start_inn() {
     wait_port "nnrpd -S" 10563 "$W/nnrpds.log"
 }
 
+# MariaDB with TLS on 127.0.0.1:13306 (its own data folder, as root); user alice, password secret.
+start_mariadb() {
+    local d=$W/mariadb
+    mkdir -p "$d"
+    if ! command -v mariadbd >/dev/null; then
+        log "mariadbd missing: MariaDB rows fail"
+        RESULTS+=("MariaDB|server start|FAIL")
+        FAILED=$((FAILED + 1))
+        return 1
+    fi
+    mariadb-install-db --no-defaults --datadir="$d/data" --user=root \
+        --auth-root-authentication-method=normal --skip-test-db >"$d/install.log" 2>&1
+    start mariadb "$d/log" mariadbd --no-defaults --datadir="$d/data" --user=root --port=13306 \
+        --bind-address=127.0.0.1 --socket="$d/sock" --pid-file="$d/pid" --skip-log-bin \
+        --ssl-cert="$W/server.pem" --ssl-key="$W/server.key" --ssl-ca="$W/ca.pem"
+    wait_port mariadb 13306 "$d/log" || return 1
+    mariadb --no-defaults -S "$d/sock" -u root -e \
+        "CREATE USER 'alice'@'%' IDENTIFIED BY 'secret'; CREATE DATABASE mail;
+         GRANT ALL ON mail.* TO 'alice'@'%';" >>"$d/log" 2>&1
+}
+
 # --- a DNSSEC bed for --dane ---------------------------------------------------------------
 # knot serves three zones on 127.0.0.60:53: secure.example (signed by knot), bogus.example
 # (signed, but the resolver is given a wrong trust anchor: validation fails) and
@@ -699,6 +720,11 @@ with starttls.connect('ldap', 'localhost', 10389, config=starttls.Config(ca_file
     row "INN nntp" "starttls check" "${CHECK[@]}" nntp://localhost:10119
     row "INN nntps" "starttls check" "${CHECK[@]}" nntps://localhost:10563
     row "PostgreSQL (SSLRequest)" "starttls check" "${CHECK[@]}" postgres://localhost:15432
+    row "MariaDB (SSL request)" "starttls check" "${CHECK[@]}" mysql://localhost:13306
+    pyrow "MariaDB (Python: a login inside TLS)" "
+import sys, starttls
+with starttls.connect('mysql', 'localhost', 13306, config=starttls.Config(ca_file=sys.argv[1])) as c:
+    assert c.authenticate('alice', 'secret', database='mail') == ('mysql_native_password', None)"
     pyrow "Postfix submission: starttls.stdlib.SMTP login + send_message" "
 import sys, starttls, starttls.stdlib
 from email.message import EmailMessage
@@ -784,6 +810,10 @@ with starttls.connect('postgres', 'localhost', 15432, config=starttls.Config(ca_
     authrow "PostgreSQL (password)" password --user clearuser --database postgres postgres://localhost:15432
     row "PostgreSQL, wrong password (expect exit 10)" "check --user" sh -c \
         'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user postgres postgres://localhost:15432; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
+    authrow "MariaDB (mysql_native_password, then the database)" mysql_native_password \
+        --user alice --database mail mysql://localhost:13306
+    row "MariaDB, wrong password (expect exit 10)" "check --user" sh -c \
+        'STARTTLS_PASSWORD=wrong "$0" check --ca-file "$1" --user alice mysql://localhost:13306; [ $? -eq 10 ]' "$BIN" "$W/ca.pem"
     row "ProFTPD ftp (USER/PASS)" "check --user" env STARTTLS_PASSWORD=secret123 "${CHECK[@]}" --user ftptest ftp://localhost:10021
     row "Postfix submission: AUTH, then a test message (--mail-from/--rcpt-to)" "check --mail-from" sh -c \
         'out=$("$@") || { echo "$out"; exit 1; }
@@ -863,7 +893,8 @@ real_client_rows() {
                 "imap|curl" "imap|openssl s_client" "imap|python imaplib" \
                 "pop3|curl" "pop3|gnutls-cli" "pop3|python poplib" \
                 "ftp|openssl s_client" "ftp|python ftplib" "xmpp|openssl s_client" \
-                "ldap|openssl s_client" "ldap|ldapsearch -ZZ" "nntp|python nntplib" "sieve|gnutls-cli" "postgres|openssl s_client"; do
+                "ldap|openssl s_client" "ldap|ldapsearch -ZZ" "nntp|python nntplib" "sieve|gnutls-cli" "postgres|openssl s_client" \
+                "mysql|openssl s_client" "mysql|mariadb-admin"; do
         local proto=${spec%%|*} client=${spec#*|}
         port=$((port + 1))
         start "serve_$port" "$W/serve-$port.log" "$BIN" serve --protocol "$proto" \
@@ -892,6 +923,9 @@ real_client_rows() {
                         > $W/client-$port.log 2>&1; rc=\$?; cat $W/client-$port.log; [ \$rc -eq 0 ] \
                         && grep -q 'Verification: OK' $W/client-$port.log \
                         && ! grep -qi 'unexpected eof' $W/client-$port.log") ;;
+            # The MariaDB client: TLS with the CA checked, a login, COM_PING, COM_QUIT.
+            mariadb-admin) cmd=(mariadb-admin --no-defaults --protocol=TCP -h 127.0.0.1 -P "$port"
+                        --ssl --ssl-ca="$W/ca.pem" --ssl-verify-server-cert -u anyone -pany ping) ;;
             "ldapsearch -ZZ") cmd=(env LDAPTLS_CACERT="$W/ca.pem" ldapsearch -ZZ -x -LLL
                         -H "ldap://localhost:$port" -b "" -s base) ;;
             gnutls-cli)
@@ -949,6 +983,7 @@ start_proftpd
 start_prosody
 start_inn
 start_postgres
+start_mariadb
 start_dnssec_bed
 library_client_rows
 real_client_rows

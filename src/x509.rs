@@ -23,6 +23,8 @@ compile_error!("enable the `aws-lc-rs` (default) or the `ring` feature");
 /// A digest by name (DANE matching types 1 and 2, pins, `tls-server-end-point`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Digest {
+    /// For MySQL's `mysql_native_password` only, which is built on it.
+    Sha1,
     Sha256,
     Sha384,
     Sha512,
@@ -35,6 +37,7 @@ pub(crate) fn digest(digest: Digest, data: &[u8]) -> Vec<u8> {
     #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
     use ring::digest as imp;
     let algorithm = match digest {
+        Digest::Sha1 => &imp::SHA1_FOR_LEGACY_USE_ONLY,
         Digest::Sha256 => &imp::SHA256,
         Digest::Sha384 => &imp::SHA384,
         Digest::Sha512 => &imp::SHA512,

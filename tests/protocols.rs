@@ -703,3 +703,102 @@ fn session_resumption_off_never_resumes() {
         }
     }
 }
+
+/// A MySQL HandshakeV10 packet (sequence 0) with these capability flags.
+fn mysql_greeting(capabilities: u32) -> Vec<u8> {
+    let mut p = vec![10];
+    p.extend_from_slice(b"8.0.36\0");
+    p.extend_from_slice(&9u32.to_le_bytes());
+    p.extend_from_slice(b"abcdefgh\0");
+    p.extend_from_slice(&(capabilities as u16).to_le_bytes());
+    p.push(45);
+    p.extend_from_slice(&2u16.to_le_bytes());
+    p.extend_from_slice(&((capabilities >> 16) as u16).to_le_bytes());
+    p.push(21);
+    p.extend_from_slice(&[0; 10]);
+    p.extend_from_slice(b"ijklmnopqrst\0mysql_native_password\0");
+    let mut packet = (p.len() as u32).to_le_bytes()[..3].to_vec();
+    packet.push(0);
+    packet.extend(p);
+    packet
+}
+
+const MYSQL_CAPS: u32 = 0x000F_AA8D; // 4.1, SSL, secure connection, plugin auth, ...
+const CLIENT_SSL: u32 = 0x800;
+
+fn read_mysql_packet(p: &mut Peer) -> Vec<u8> {
+    let mut header = [0u8; 4];
+    p.sock.read_exact(&mut header).unwrap();
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8;
+    let mut body = vec![0u8; len];
+    p.sock.read_exact(&mut body).unwrap();
+    let mut all = header.to_vec();
+    all.extend(body);
+    all
+}
+
+#[test]
+fn mysql_ssl_request_then_tls() {
+    let (port, server) = serve(|mut p| {
+        p.send(&mysql_greeting(MYSQL_CAPS));
+        let request = read_mysql_packet(&mut p);
+        let mut t = p.tls(server_config(&pki().server));
+        // Inside TLS the client's handshake response (sequence 2) would come here.
+        let mut first = [0u8; 4];
+        t.stream.read_exact(&mut first).unwrap();
+        (request, first)
+    });
+    let mut conn = connect(Protocol::Mysql, port).unwrap();
+    assert!(conn.is_encrypted());
+    assert_eq!(conn.greeting(), Some("8.0.36"));
+    assert_eq!(conn.starttls_offered(), Some(true));
+    conn.write_all(b"\x20\0\0\x02").unwrap();
+    conn.flush().unwrap();
+    let (request, first) = server.join().unwrap();
+    // A 32-byte SSL request, sequence 1, CLIENT_SSL and CLIENT_PROTOCOL_41 set.
+    assert_eq!(&request[..4], &[32, 0, 0, 1]);
+    let flags = u32::from_le_bytes(request[4..8].try_into().unwrap());
+    assert_ne!(flags & CLIENT_SSL, 0);
+    assert_ne!(flags & 0x200, 0);
+    assert_eq!(&first, b"\x20\0\0\x02");
+}
+
+#[test]
+fn mysql_without_client_ssl_fails_and_nothing_is_sent() {
+    let (port, server) = serve(|mut p| {
+        p.send(&mysql_greeting(MYSQL_CAPS & !CLIENT_SSL));
+        p.rest()
+    });
+    let e = connect(Protocol::Mysql, port).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotOffered, "{e}");
+    assert!(server.join().unwrap().is_empty());
+}
+
+#[test]
+fn mysql_bytes_after_the_greeting_are_injection() {
+    let (port, server) = serve(|mut p| {
+        let mut g = mysql_greeting(MYSQL_CAPS);
+        g.extend_from_slice(b"\x07\0\0\x02\0\0\0\x02\0\0\0");
+        p.send(&g);
+        let _ = p.rest();
+    });
+    let e = connect(Protocol::Mysql, port).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Injection, "{e}");
+    server.join().unwrap();
+}
+
+#[test]
+fn mysql_error_greeting_is_a_refusal_with_the_servers_words() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"\x2a\0\0\0\xff\x69\x04Host '127.0.0.1' is blocked because of many");
+        let _ = p.rest();
+    });
+    let e = connect(Protocol::Mysql, port).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+    assert!(
+        e.to_string()
+            .contains("ERROR 1129: Host '127.0.0.1' is blocked"),
+        "{e}"
+    );
+    server.join().unwrap();
+}

@@ -40,7 +40,7 @@ fn accept_one<R: Send + 'static>(
     (port, handle)
 }
 
-const ALL: [Protocol; 23] = [
+const ALL: [Protocol; 24] = [
     Protocol::Smtp,
     Protocol::Submission,
     Protocol::Lmtp,
@@ -54,6 +54,7 @@ const ALL: [Protocol; 23] = [
     Protocol::Sieve,
     Protocol::Postgres,
     Protocol::Http,
+    Protocol::Mysql,
     Protocol::Smtps,
     Protocol::Imaps,
     Protocol::Pop3s,
@@ -476,4 +477,52 @@ fn a_trickling_client_is_bounded_by_one_deadline_for_the_whole_dialog() {
     // The whole dialog gets 4 reply timeouts (about 6 answers here), not 32 commands' worth.
     let answered = trickle.join().unwrap();
     assert!(answered < 15, "the server answered {answered} commands");
+}
+
+/// Reads one MySQL packet from a raw client's socket: (sequence, payload).
+fn mysql_packet(c: &mut Raw) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 4];
+    c.0.read_exact(&mut header).unwrap();
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut body = vec![0u8; len];
+    c.0.read_exact(&mut body).unwrap();
+    (header[3], body)
+}
+
+#[test]
+fn mysql_offers_tls_and_refuses_a_plaintext_handshake_response_unread() {
+    let (port, server) = accept_err(Protocol::Mysql);
+    let mut c = Raw::connect(port);
+    let (seq, greeting) = mysql_packet(&mut c);
+    assert_eq!((seq, greeting[0]), (0, 10));
+    // A full handshake response without CLIENT_SSL: user name and password proof in clear.
+    let mut response = 0x000A_A205u32.to_le_bytes().to_vec();
+    response.extend_from_slice(&[0, 0, 0, 1, 45]);
+    response.extend_from_slice(&[0; 23]);
+    response.extend_from_slice(b"root\0\x14");
+    response.extend_from_slice(&[7; 20]);
+    let mut packet = vec![response.len() as u8, 0, 0, 1];
+    packet.extend(response);
+    c.send(&packet);
+    let (seq, err) = mysql_packet(&mut c);
+    assert_eq!((seq, err[0]), (2, 0xff));
+    assert_eq!(u16::from_le_bytes([err[1], err[2]]), 3159);
+    let e = server.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+    assert!(!e.to_string().contains("root"), "{e}");
+}
+
+#[test]
+fn mysql_bytes_pipelined_after_the_ssl_request_are_injection() {
+    let (port, server) = accept_err(Protocol::Mysql);
+    let mut c = Raw::connect(port);
+    mysql_packet(&mut c);
+    let mut request = vec![32, 0, 0, 1];
+    request.extend_from_slice(&0x000A_AA05u32.to_le_bytes());
+    request.extend_from_slice(&[0, 0, 0, 1, 45]);
+    request.extend_from_slice(&[0; 23]);
+    request.extend_from_slice(b"\x05\0\0\x02\x03SELECT");
+    c.send(&request);
+    assert_eq!(server.join().unwrap().kind(), ErrorKind::Injection);
+    assert_eq!(c.rest(), "", "nothing may answer the pipelined bytes");
 }

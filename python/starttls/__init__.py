@@ -134,6 +134,7 @@ class Protocol(enum.IntEnum):
     XMPP_SERVER = 21
     XMPPS = 22
     FTPS = 23
+    MYSQL = 24
 
 
 class Policy(enum.IntEnum):

@@ -70,9 +70,16 @@ fn respond(query: &Message, reply: &Reply, over_tcp: bool) -> Message {
 /// A resolver on 127.0.0.1 (UDP and TCP on one port) answering every query with `reply`;
 /// returns its address and the first `wanted` queries it saw over UDP.
 fn resolver_seeing(reply: Reply, wanted: usize) -> (SocketAddr, thread::JoinHandle<Vec<Message>>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // One port for both: a free TCP port, then the same UDP port (taken by something else now
+    // and then: try another).
+    let (udp, tcp) = (0..50)
+        .find_map(|_| {
+            let tcp = TcpListener::bind("127.0.0.1:0").ok()?;
+            let udp = UdpSocket::bind(tcp.local_addr().ok()?).ok()?;
+            Some((udp, tcp))
+        })
+        .expect("a port free for both UDP and TCP");
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).unwrap();
     let tcp_reply = reply.clone();
     thread::spawn(move || {
         while let Ok((mut s, _)) = tcp.accept() {

@@ -91,6 +91,8 @@ pub const STARTTLS_PROTO_XMPP_SERVER: u32 = 21;
 pub const STARTTLS_PROTO_XMPPS: u32 = 22;
 /// FTP over implicit TLS, port 990: the greeting is read inside TLS.
 pub const STARTTLS_PROTO_FTPS: u32 = 23;
+/// MySQL and MariaDB: the SSL request after the server's greeting, port 3306.
+pub const STARTTLS_PROTO_MYSQL: u32 = 24;
 
 /// Fail when TLS cannot be had (the default).
 pub const STARTTLS_POLICY_REQUIRE: u32 = 0;
@@ -211,6 +213,7 @@ mod tests {
             (STARTTLS_PROTO_XMPPS, Protocol::Xmpps),
             (STARTTLS_PROTO_FTP, Protocol::Ftp),
             (STARTTLS_PROTO_FTPS, Protocol::Ftps),
+            (STARTTLS_PROTO_MYSQL, Protocol::Mysql),
         ];
         assert_eq!(pairs.len(), Protocol::ALL.len());
         for (code, p) in pairs {

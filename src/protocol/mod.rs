@@ -18,6 +18,7 @@ pub(crate) mod http;
 pub(crate) mod imap;
 pub(crate) mod ldap;
 pub(crate) mod mechanisms;
+pub(crate) mod mysql;
 pub(crate) mod nntp;
 pub(crate) mod pop3;
 pub(crate) mod postgres;
@@ -66,6 +67,8 @@ pub enum Protocol {
     Postgres,
     /// HTTP/1.1 Upgrade to TLS (RFC 2817), port 80.
     Http,
+    /// MySQL and MariaDB: the SSL request after the server's greeting, port 3306.
+    Mysql,
     /// SMTP submission over implicit TLS (RFC 8314), port 465.
     Smtps,
     /// IMAP over implicit TLS, port 993.
@@ -131,7 +134,7 @@ const SMTP: smtp::Smtp = smtp::Smtp(smtp::Hello::Ehlo);
 const XMPP_CLIENT: xmpp::Xmpp = xmpp::Xmpp(xmpp::Kind::Client);
 
 /// Every protocol, in the order of [`Protocol`]'s variants (a test checks it).
-const ROWS: [ProtocolInfo; 23] = {
+const ROWS: [ProtocolInfo; 24] = {
     use Protocol as P;
     [
         row(P::Smtp, 1, "smtp", Some(25), STARTTLS, &SMTP),
@@ -171,6 +174,7 @@ const ROWS: [ProtocolInfo; 23] = {
             )
         },
         row(P::Http, 11, "http", Some(80), STARTTLS, &http::Http),
+        row(P::Mysql, 24, "mysql", Some(3306), STARTTLS, &mysql::Mysql),
         row(P::Smtps, 14, "smtps", Some(465), IMPLICIT, &SMTP),
         row(P::Imaps, 15, "imaps", Some(993), IMPLICIT, &imap::Imap),
         row(P::Pop3s, 16, "pop3s", Some(995), IMPLICIT, &pop3::Pop3),
@@ -207,12 +211,12 @@ const ROWS: [ProtocolInfo; 23] = {
     ]
 };
 
-static TABLE: [ProtocolInfo; 23] = ROWS;
+static TABLE: [ProtocolInfo; 24] = ROWS;
 
 impl Protocol {
     /// Every protocol, for listings and feature queries.
-    pub const ALL: [Protocol; 23] = {
-        let mut all = [Protocol::Tls; 23];
+    pub const ALL: [Protocol; 24] = {
+        let mut all = [Protocol::Tls; 24];
         let mut i = 0;
         while i < all.len() {
             all[i] = ROWS[i].protocol;
@@ -399,6 +403,10 @@ pub(crate) struct SessionState {
     pub ftp_data_protected: bool,
     /// XMPP: a stream was opened inside TLS (it is closed by the goodbye).
     pub xmpp_stream_open: bool,
+    /// MySQL: what the greeting said that the login needs (the scramble, the plugin, the
+    /// flags the SSL request announced); whether the login succeeded (the goodbye needs it).
+    pub mysql: Option<mysql::Hello>,
+    pub mysql_logged_in: bool,
 }
 
 impl DialogContext {
@@ -419,6 +427,8 @@ impl DialogContext {
                 next_id: 1,
                 ftp_data_protected: false,
                 xmpp_stream_open: false,
+                mysql: None,
+                mysql_logged_in: false,
             },
         }
     }
@@ -618,6 +628,7 @@ mod tests {
             (Protocol::Xmpps, 22),
             (Protocol::Ftp, 6),
             (Protocol::Ftps, 23),
+            (Protocol::Mysql, 24),
         ];
         assert_eq!(frozen.len(), Protocol::ALL.len());
         for (p, c) in frozen {

@@ -115,6 +115,7 @@ pub fn session(protocol: Protocol, domain: &str, conn: &mut Connection) -> std::
         Protocol::Xmpp | Protocol::XmppServer | Protocol::Xmpps => xmpp(domain, conn),
         Protocol::Http | Protocol::Https => http(conn),
         Protocol::Ldap | Protocol::Ldaps => ldap(conn),
+        Protocol::Mysql => mysql(conn),
         _ => drain(conn),
     }
 }
@@ -400,6 +401,57 @@ fn ldap(conn: &mut Connection) -> std::io::Result<String> {
         conn.write_all(&out)?;
     }
     Ok(format!("binds={binds}"))
+}
+
+/// One MySQL packet inside TLS, at most 64 KiB: (sequence, payload); `None` at the end.
+fn read_mysql_packet(conn: &mut Connection) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    let mut header = [0u8; 4];
+    if conn.read_exact(&mut header).is_err() {
+        return Ok(None);
+    }
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    if len > 64 * 1024 {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len];
+    conn.read_exact(&mut payload)?;
+    Ok(Some((header[3], payload)))
+}
+
+fn write_mysql_packet(conn: &mut Connection, seq: u8, payload: &[u8]) -> std::io::Result<()> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut out = vec![len[0], len[1], len[2], seq];
+    out.extend_from_slice(payload);
+    conn.write_all(&out)?;
+    conn.flush()
+}
+
+/// MySQL after TLS: any handshake response logs in (a test server), COM_PING answers OK,
+/// COM_QUIT ends, anything else is ERR 1047.
+fn mysql(conn: &mut Connection) -> std::io::Result<String> {
+    // OK: no rows, no insert id, SERVER_STATUS_AUTOCOMMIT, no warnings.
+    const OK: [u8; 7] = [0, 0, 0, 2, 0, 0, 0];
+    let Some((seq, _response)) = read_mysql_packet(conn)? else {
+        return Ok(String::new());
+    };
+    write_mysql_packet(conn, seq.wrapping_add(1), &OK)?;
+    let mut pings = 0;
+    while let Some((_, command)) = read_mysql_packet(conn)? {
+        match command.first() {
+            Some(0x01) | None => break,
+            Some(0x0e) => {
+                pings += 1;
+                write_mysql_packet(conn, 1, &OK)?;
+            }
+            Some(_) => {
+                let mut err = vec![0xff];
+                err.extend_from_slice(&1047u16.to_le_bytes());
+                err.extend_from_slice(b"#08S01this test server answers COM_PING only");
+                write_mysql_packet(conn, 1, &err)?;
+            }
+        }
+    }
+    Ok(format!("logged in, {pings} ping(s)"))
 }
 
 fn drain(conn: &mut Connection) -> std::io::Result<String> {

@@ -64,7 +64,7 @@ pub struct CheckOptions {
     pub user: Option<String>,
     pub login: Option<Login>,
     pub authzid: Option<String>,
-    /// PostgreSQL: the database to log in to.
+    /// PostgreSQL and MySQL: the database to log in to, or to use.
     pub database: Option<String>,
 }
 
@@ -413,6 +413,7 @@ fn fill(report: &mut Report, conn: &mut Connection, opts: &CheckOptions) {
             Protocol::Tls
                 | Protocol::Postgres
                 | Protocol::PostgresDirect
+                | Protocol::Mysql
                 | Protocol::Http
                 | Protocol::Https
                 | Protocol::Ldap

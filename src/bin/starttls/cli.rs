@@ -49,7 +49,7 @@ pub enum Command {
 pub struct CheckArgs {
     /// The server: smtp://, submission://, smtps://, lmtp://, imap://, imaps://, pop3://,
     /// pop3s://, ldap://, ldaps://, ftp://, ftps://, xmpp://, xmpp-server://, nntp://, nntps://,
-    /// sieve://, postgres://, http://, https:// ... followed by HOST[:PORT].
+    /// sieve://, postgres://, mysql://, http://, https:// ... followed by HOST[:PORT].
     #[arg(value_name = "SCHEME://HOST[:PORT]")]
     pub url: String,
 
@@ -155,7 +155,8 @@ pub struct CheckArgs {
     /// The authorization identity (SASL).
     #[arg(long, value_name = "NAME", help_heading = "Login")]
     pub authzid: Option<String>,
-    /// PostgreSQL: the database to log in to (default: the user name).
+    /// PostgreSQL: the database to log in to (default: the user name); MySQL: the database to
+    /// use after the login.
     #[arg(long, value_name = "NAME", help_heading = "Login", requires = "user")]
     pub database: Option<String>,
 
