@@ -191,7 +191,7 @@ submission_relay_port = 10025
 passdb {
   driver = static
   args = password=secret
-  # `none`: the lookups that authenticate nobody (LMTP delivery finds the user here).
+  # "none": the lookups that authenticate nobody (LMTP delivery finds the user here).
   mechanisms = plain login scram-sha-256 none
 }
 passdb {
