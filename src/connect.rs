@@ -140,16 +140,11 @@ pub fn upgrade_with(
     tcp: TcpStream,
     options: &ConnectOptions,
 ) -> Result<Connection> {
-    let Some(server_name) = options.server_name.as_deref() else {
-        return Err(Error::InvalidArgument(
-            "upgrading a socket needs a server name".into(),
-        ));
-    };
     upgrade_inner(
         config,
         protocol,
         tcp,
-        server_name,
+        required_name(options)?,
         &options.tlsa,
         false,
         false,
@@ -162,20 +157,22 @@ pub fn handshake_only_with(
     tcp: TcpStream,
     options: &ConnectOptions,
 ) -> Result<Connection> {
-    let Some(server_name) = options.server_name.as_deref() else {
-        return Err(Error::InvalidArgument(
-            "a handshake needs a server name".into(),
-        ));
-    };
     upgrade_inner(
         config,
         Protocol::Tls,
         tcp,
-        server_name,
+        required_name(options)?,
         &options.tlsa,
         true,
         false,
     )
+}
+
+/// The options' server name, which a caller's socket has no host to default to.
+fn required_name(options: &ConnectOptions) -> Result<&str> {
+    options.server_name.as_deref().ok_or_else(|| {
+        Error::InvalidArgument("upgrading a socket needs a server name in the options".into())
+    })
 }
 
 /// TLSA records with a config that accepts any certificate would be silently ignored: refused.
@@ -228,8 +225,15 @@ fn upgrade_inner(
         None => address_literal(&tcp),
     };
     let port = tcp.peer_addr().ok().map(|a| a.port());
+    // Records that apply make TLS mandatory (RFC 7672 §2.2), whatever the config's policy: an
+    // opportunistic MTA must not let an attacker strip STARTTLS from a DANE destination.
+    let policy = if tlsa.is_empty() {
+        inner.policy
+    } else {
+        crate::config::Policy::Require
+    };
     let mut ctx = DialogContext::new(
-        inner.policy,
+        policy,
         inner.timeouts,
         client_name,
         server_name.to_owned(),
@@ -352,6 +356,24 @@ mod tests {
     fn empty_host_is_invalid() {
         let e = tcp_connect("", 25, Duration::from_secs(1)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn a_callers_socket_needs_a_server_name_in_the_options() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = ClientConfig::builder().build().unwrap();
+        for handshake in [false, true] {
+            let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let options = ConnectOptions::new();
+            let e = if handshake {
+                handshake_only_with(&config, tcp, &options)
+            } else {
+                upgrade_with(&config, Protocol::Smtp, tcp, &options)
+            }
+            .map(|_| ())
+            .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        }
     }
 
     #[test]

@@ -485,8 +485,17 @@ impl ServerCertVerifier for DaneVerifier {
                     }),
                 // PKIX-EE: the leaf, and PKIX as configured.
                 1 if record.matches(end_entity) => Some(pkix()),
-                // PKIX-TA: a certificate of the presented chain, and PKIX as configured.
-                0 if intermediates.iter().any(|ca| record.matches(ca)) => Some(pkix()),
+                // PKIX-TA: a certificate of the presented chain that the leaf really chains up
+                // to (an extra certificate appended beside another path does not count), and
+                // PKIX as configured.
+                0 => intermediates
+                    .iter()
+                    .enumerate()
+                    .find(|(_, ca)| record.matches(ca))
+                    .map(|(at, ca)| {
+                        self.verify_under(ca, end_entity, &intermediates[..at], server_name, now)
+                            .and_then(|()| pkix())
+                    }),
                 _ => None,
             };
             match outcome {
@@ -728,6 +737,20 @@ mod tests {
             // PKIX failing (a CA not trusted) fails the record.
             let (result, _) = dane(vec![record.clone()], false, &[], &sent, "imap.example.org");
             assert!(result.unwrap_err().contains("matched, but"));
+            // A PKIX-TA record for a CA the leaf does not chain up to, appended to the chain
+            // beside the real path: no match (the path PKIX took decides, not the list).
+            if usage == 0 {
+                let stranger = chain("x.example", false).ca;
+                let appended = [c.leaf.clone(), c.ca.clone(), stranger.clone()];
+                let (result, _) = dane(
+                    vec![record_for(&stranger, 0, 1, 1)],
+                    false,
+                    &[&c.ca],
+                    &appended,
+                    "imap.example.org",
+                );
+                assert!(result.is_err(), "an appended CA satisfied PKIX-TA");
+            }
             // The record failing (another key) fails even when PKIX passes.
             let other = chain("imap.example.org", false);
             let (result, _) = dane(

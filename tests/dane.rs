@@ -399,3 +399,41 @@ fn bad_pins_and_pin_only_without_pins_are_config_errors() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
 }
+
+#[test]
+fn tlsa_records_make_tls_mandatory_even_under_the_opportunistic_policy() {
+    // An MTA's usual policy is opportunistic; once validated TLSA records apply, a stripped
+    // STARTTLS must fail (RFC 7672 §2.2), not carry on in plaintext.
+    let config = client_builder()
+        .policy(starttls::Policy::Opportunistic)
+        .build()
+        .unwrap();
+    let (port, server) = serve(|mut p| {
+        p.send(b"220 mx.test ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx.test\r\n250 SIZE 1000\r\n");
+        p.rest()
+    });
+    let e = starttls::connect_with(
+        &config,
+        Protocol::Smtp,
+        "127.0.0.1",
+        port,
+        &dane(vec![sha256_record(3, 1, &mx().leaf, &mx().leaf_spki)]),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotOffered, "{e}");
+    // Nothing more was sent in plaintext (no MAIL FROM, no QUIT with a payload).
+    let rest = String::from_utf8_lossy(&server.join().unwrap()).into_owned();
+    assert!(!rest.contains("MAIL"), "{rest}");
+    // Without records the same config carries on in plaintext, as asked.
+    let (port, _server) = serve(|mut p| {
+        p.send(b"220 mx.test ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx.test\r\n250 SIZE 1000\r\n");
+        p.rest()
+    });
+    let conn = starttls::connect(&config, Protocol::Smtp, "127.0.0.1", port).unwrap();
+    assert!(!conn.is_encrypted());
+}

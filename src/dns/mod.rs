@@ -2,7 +2,9 @@
 //! runtime. It asks a validating resolver (resolv.conf's, or one named) with the DO bit set and
 //! believes an answer secure only when that resolver set AD — the model Postfix follows with
 //! `smtp_dns_support_level = dnssec` and a local validating resolver. It validates nothing
-//! itself, so the path to the resolver must be trusted (loopback, as in Postfix's advice).
+//! itself, so the path to the resolver must be trusted: AD is believed only from loopback
+//! resolvers, from resolv.conf with `options trust-ad` (as glibc does), or when the caller says
+//! so ([`Resolver::trust_ad`]); otherwise every answer is insecure (no DANE).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -23,6 +25,8 @@ const UDP_PAYLOAD: u16 = 1232;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolver {
     servers: Vec<SocketAddr>,
+    /// Whether the AD bit of these resolvers' answers is believed.
+    trust_ad: bool,
 }
 
 /// The records a lookup found, and whether the resolver vouched for them (DNSSEC, AD bit).
@@ -44,8 +48,14 @@ impl Resolver {
         Resolver::from_resolv_conf(&text)
     }
 
-    /// The `nameserver` lines of a resolv.conf text (port 53).
+    /// The `nameserver` lines of a resolv.conf text (port 53). AD is believed when every one is
+    /// on loopback, or the text has `options trust-ad`.
     pub fn from_resolv_conf(text: &str) -> Result<Resolver> {
+        let trust_ad_option = text.lines().any(|l| {
+            l.trim()
+                .strip_prefix("options")
+                .is_some_and(|o| o.split_whitespace().any(|w| w == "trust-ad"))
+        });
         let servers: Vec<SocketAddr> = text
             .lines()
             .filter_map(|l| l.trim().strip_prefix("nameserver"))
@@ -57,14 +67,28 @@ impl Resolver {
         if servers.is_empty() {
             return Err(Error::Config("no usable nameserver in resolv.conf".into()));
         }
-        Ok(Resolver { servers })
+        let trust_ad = trust_ad_option || servers.iter().all(|s| s.ip().is_loopback());
+        Ok(Resolver { servers, trust_ad })
     }
 
-    /// One resolver at `server`.
+    /// One resolver at `server`; its AD bit is believed if it is on loopback.
     pub fn at(server: SocketAddr) -> Resolver {
         Resolver {
             servers: vec![server],
+            trust_ad: server.ip().is_loopback(),
         }
+    }
+
+    /// Believe (or not) the AD bit of these resolvers: for a validating resolver reached over
+    /// a path you trust that is not loopback. Anyone on an untrusted path can set AD.
+    pub fn trust_ad(mut self, yes: bool) -> Resolver {
+        self.trust_ad = yes;
+        self
+    }
+
+    /// Whether answers can be secure at all (the AD bit is believed).
+    pub fn trusts_ad(&self) -> bool {
+        self.trust_ad
     }
 
     /// `ADDR[:PORT]` as an operator writes it: `127.0.0.53`, `127.0.0.53:5353`, `::1`,
@@ -125,7 +149,10 @@ impl Resolver {
         self.lookup(&name, RecordType::TLSA, &deadline, tlsa_record)
     }
 
-    /// Asks each resolver in turn until one answers (NOERROR or NXDOMAIN) within `deadline`.
+    /// Asks each resolver in turn until one answers within `deadline`. Only a transport failure
+    /// (no answer) moves on to the next: SERVFAIL or another error code is final, since a
+    /// validating resolver says SERVFAIL for bogus data, and a second, perhaps non-validating
+    /// resolver must not turn that into an insecure answer.
     fn lookup<T>(
         &self,
         name: &str,
@@ -141,10 +168,18 @@ impl Resolver {
             let left = deadline.remaining()?;
             let share = left / u32::try_from(self.servers.len() - i).unwrap_or(u32::MAX);
             match exchange(*server, &fqdn, rtype, share) {
-                Ok(m) => match records_in(&m, rtype, &pick) {
-                    Ok(answer) => return Ok(answer),
-                    Err(why) => last = Some(format!("{server} answered {why}")),
-                },
+                Ok(m) => {
+                    return match records_in(&m, rtype, &pick) {
+                        Ok(mut answer) => {
+                            answer.secure &= self.trust_ad;
+                            Ok(answer)
+                        }
+                        Err(why) => Err(Error::Resolve {
+                            host: format!("{name} ({rtype})"),
+                            source: Some(io::Error::other(format!("{server} answered {why}"))),
+                        }),
+                    };
+                }
                 Err(e) => last = Some(format!("{server}: {e}")),
             }
         }
@@ -165,15 +200,27 @@ pub(crate) fn records_in<T>(
     pick: impl Fn(&RData) -> Option<T>,
 ) -> std::result::Result<Answer<T>, String> {
     match m.metadata.response_code {
-        ResponseCode::NoError | ResponseCode::NXDomain => Ok(Answer {
-            records: m
-                .answers
-                .iter()
-                .filter(|r| r.record_type() == rtype)
-                .filter_map(|r| pick(&r.data))
-                .collect(),
-            secure: m.metadata.authentic_data,
-        }),
+        ResponseCode::NoError | ResponseCode::NXDomain => {
+            // Only records owned by the name asked, or by the targets of a CNAME chain that
+            // starts there (a resolver follows it), count.
+            let mut owners: Vec<Name> = m.queries.iter().map(|q| q.name().clone()).collect();
+            for r in &m.answers {
+                if let RData::CNAME(target) = &r.data {
+                    if owners.contains(&r.name) && !owners.contains(&target.0) {
+                        owners.push(target.0.clone());
+                    }
+                }
+            }
+            Ok(Answer {
+                records: m
+                    .answers
+                    .iter()
+                    .filter(|r| r.record_type() == rtype && owners.contains(&r.name))
+                    .filter_map(|r| pick(&r.data))
+                    .collect(),
+                secure: m.metadata.authentic_data,
+            })
+        }
         ResponseCode::ServFail => Err(format!(
             "{} (from a validating resolver: a bogus signature or a broken zone)",
             ResponseCode::ServFail
@@ -251,13 +298,27 @@ fn exchange(
     let mut framed = len.to_be_bytes().to_vec();
     framed.extend_from_slice(&wire);
     tcp.write_all(&framed)?;
-    tcp.set_read_timeout(Some(left()?))?;
+    // Every read within what is left of the deadline (a peer dripping bytes cannot stretch it).
+    let mut read_exact = |buf: &mut [u8]| -> io::Result<()> {
+        let mut got = 0;
+        while got < buf.len() {
+            tcp.set_read_timeout(Some(left()?))?;
+            match tcp.read(&mut buf[got..])? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => got += n,
+            }
+        }
+        Ok(())
+    };
     let mut len = [0u8; 2];
-    tcp.read_exact(&mut len)?;
+    read_exact(&mut len)?;
     let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    tcp.read_exact(&mut body)?;
-    answer_to(&query, &body)
-        .ok_or_else(|| io::Error::other("the TCP answer does not answer the query"))
+    read_exact(&mut body)?;
+    match answer_to(&query, &body) {
+        Some(m) if !m.metadata.truncation => Ok(m),
+        Some(_) => Err(io::Error::other("the answer is truncated over TCP too")),
+        None => Err(io::Error::other("the TCP answer does not answer the query")),
+    }
 }
 
 /// A recursive query with EDNS, the DO bit (send DNSSEC records, and validate) and our buffer

@@ -320,3 +320,91 @@ fn every_cut_and_flip_of_an_answer_is_read_without_panicking() {
         flipped[i] ^= 0xff;
     }
 }
+
+#[test]
+fn ad_is_believed_only_from_a_trusted_path() {
+    let (addr, _) = resolver(Reply::Records {
+        ad: true,
+        truncated_over_udp: false,
+    });
+    let untrusted = Resolver::at(addr).trust_ad(false);
+    assert!(!untrusted.trusts_ad());
+    let a = untrusted.lookup_tlsa("mx.example.org", 25, T).unwrap();
+    assert!(!a.secure, "AD believed from an untrusted resolver");
+    assert_eq!(a.records.len(), 1);
+    // resolv.conf: loopback only, or `options trust-ad`.
+    let conf = |text: &str| Resolver::from_resolv_conf(text).unwrap().trusts_ad();
+    assert!(conf("nameserver 127.0.0.53\nnameserver ::1\n"));
+    assert!(!conf("nameserver 127.0.0.53\nnameserver 192.0.2.53\n"));
+    assert!(conf("nameserver 192.0.2.53\noptions edns0 trust-ad\n"));
+    assert!(!Resolver::at("192.0.2.53:53".parse().unwrap()).trusts_ad());
+    assert!(
+        Resolver::at("192.0.2.53:53".parse().unwrap())
+            .trust_ad(true)
+            .trusts_ad()
+    );
+}
+
+#[test]
+fn servfail_is_final_and_a_second_resolver_is_not_asked() {
+    let (bogus, _) = resolver(Reply::Empty {
+        code: ResponseCode::ServFail,
+        ad: false,
+    });
+    let (other, seen) = resolver_seeing(
+        Reply::Records {
+            ad: false,
+            truncated_over_udp: false,
+        },
+        1,
+    );
+    let r = Resolver::from_resolv_conf(&format!(
+        "nameserver {}\nnameserver {}\n",
+        bogus.ip(),
+        other.ip()
+    ))
+    .unwrap();
+    // Both on 127.0.0.1 but different ports: build the pair directly.
+    let r = Resolver {
+        servers: vec![bogus, other],
+        ..r
+    };
+    let e = r.lookup_tlsa("mx.example.org", 25, T).unwrap_err();
+    assert!(e.to_string().contains("bogus"), "{e}");
+    // The second resolver saw nothing (its thread gives up after its read timeout).
+    drop(r);
+    assert!(seen.join().unwrap().is_empty());
+}
+
+#[test]
+fn records_of_another_owner_are_ignored_and_a_cname_chain_is_followed() {
+    let name = Name::from_ascii("_25._tcp.mx.example.").unwrap();
+    let mut q = query(&name, RecordType::TLSA);
+    q.metadata.id = 7;
+    let tlsa = |owner: &str| {
+        Record::from_rdata(
+            Name::from_ascii(owner).unwrap(),
+            60,
+            RData::TLSA(TLSA::new(
+                CertUsage::from(3),
+                Selector::from(1),
+                Matching::from(1),
+                tlsa_data(),
+            )),
+        )
+    };
+    let mut m = Message::response(7, OpCode::Query);
+    m.add_query(q.queries[0].clone());
+    m.add_answer(tlsa("_25._tcp.elsewhere.example."));
+    let a = tlsa_in_answer(7, &m.to_vec().unwrap()).unwrap();
+    assert!(a.records.is_empty(), "a record for another name counted");
+    m.add_answer(Record::from_rdata(
+        name.clone(),
+        60,
+        RData::CNAME(hickory_proto::rr::rdata::CNAME(
+            Name::from_ascii("_25._tcp.elsewhere.example.").unwrap(),
+        )),
+    ));
+    let a = tlsa_in_answer(7, &m.to_vec().unwrap()).unwrap();
+    assert_eq!(a.records.len(), 1, "the CNAME's target was not followed");
+}

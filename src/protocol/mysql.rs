@@ -41,9 +41,8 @@ const CLIENT_WANTS: u32 = CLIENT_LONG_PASSWORD
 
 /// A greeting is some 80 to 130 bytes; more than this before TLS is a protocol violation.
 const MAX_GREETING: usize = 1024;
-/// The largest client packet the server side reads before TLS (a handshake response with
-/// connection attributes stays far below it).
-const MAX_CLIENT_PACKET: usize = 16 * 1024;
+/// The largest packet the login reads (an auth switch or an OK stays far below it).
+const MAX_LOGIN_PACKET: usize = 16 * 1024;
 /// utf8mb4_general_ci.
 const CHARSET: u8 = 45;
 
@@ -61,8 +60,19 @@ const NAMES: [(u32, &str); 8] = [
 
 /// Reads one packet: its sequence number must be `seq`, its payload at most `max` bytes.
 fn read_packet(wire: &mut Wire<'_>, seq: u8, max: usize, deadline: &Deadline) -> Result<Vec<u8>> {
+    let len = read_header(wire, seq, deadline)?;
+    if len == 0 || len > max {
+        return Err(Error::violation(
+            deadline.phase(),
+            format!("a {len}-byte packet (at most {max} here)"),
+        ));
+    }
+    wire.read_bytes(len, deadline)
+}
+
+/// Reads a packet header: its sequence number must be `seq`; returns the payload's length.
+fn read_header(wire: &mut Wire<'_>, seq: u8, deadline: &Deadline) -> Result<usize> {
     let header = wire.read_bytes(4, deadline)?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
     if header[3] != seq {
         return Err(Error::violation_in(
             deadline.phase(),
@@ -70,13 +80,7 @@ fn read_packet(wire: &mut Wire<'_>, seq: u8, max: usize, deadline: &Deadline) ->
             &printable(&header),
         ));
     }
-    if len == 0 || len > max {
-        return Err(Error::violation(
-            deadline.phase(),
-            format!("a {len}-byte packet before TLS (at most {max})"),
-        ));
-    }
-    wire.read_bytes(len, deadline)
+    Ok(usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16)
 }
 
 /// `payload` as packet `seq`, in one allocation of the exact size (a payload may hold a
@@ -342,7 +346,7 @@ pub(crate) fn client_authenticate(
     );
     let mut seq = 3u8;
     for _ in 0..4 {
-        let payload = read_packet(wire, seq, MAX_CLIENT_PACKET, &deadline)?;
+        let payload = read_packet(wire, seq, MAX_LOGIN_PACKET, &deadline)?;
         seq = seq.wrapping_add(1);
         match payload.first() {
             Some(0x00) => {
@@ -434,7 +438,7 @@ fn use_database(wire: &mut Wire<'_>, db: &str, deadline: &Deadline) -> Result<()
     p.extend_from_slice(db.as_bytes());
     wire.send_message(&packet(0, &p), deadline)?;
     wire.note(Direction::Sent, format!("use {}", printable(db.as_bytes())));
-    let reply = read_packet(wire, 1, MAX_CLIENT_PACKET, deadline)?;
+    let reply = read_packet(wire, 1, MAX_LOGIN_PACKET, deadline)?;
     if reply.first() == Some(&0x00) {
         wire.note(Direction::Received, "OK".into());
         Ok(())
@@ -511,11 +515,18 @@ pub(crate) fn server_starttls(
     wire.send_raw(&server_greeting(ctx.hostname)?, &deadline)?;
     wire.note(Direction::Sent, "greeting (CLIENT_SSL offered)".into());
     let deadline = ctx.deadline(Phase::StartTls);
-    let payload = read_packet(wire, 1, MAX_CLIENT_PACKET, &deadline)?;
+    // An SSL request is 32 bytes; anything else is a handshake response with credentials,
+    // which is not even read.
+    let len = read_header(wire, 1, &deadline)?;
+    let payload = if len == 32 {
+        wire.read_bytes(32, &deadline)?
+    } else {
+        Vec::new()
+    };
     let flags = payload
         .get(..4)
         .map_or(0, |f| u32::from_le_bytes([f[0], f[1], f[2], f[3]]));
-    if payload.len() == 32 && flags & CLIENT_SSL != 0 {
+    if flags & CLIENT_SSL != 0 {
         wire.note(Direction::Received, "SSL request".into());
         // No go-ahead follows: the client's ClientHello may already be here, right behind the
         // request, so "nothing waiting" cannot be the rule. The handshake's first-record check

@@ -371,11 +371,16 @@ fn dane_lookup(
     target: &Target,
     opts: &CheckOptions,
 ) -> Result<(starttls::DaneLookup, String), Error> {
+    // A resolver the operator names is trusted to validate; resolv.conf's only on loopback or
+    // with `options trust-ad` (as glibc decides).
     let resolver = match opts.resolver {
-        Some(addr) => starttls::Resolver::at(addr),
+        Some(addr) => starttls::Resolver::at(addr).trust_ad(true),
         None => starttls::Resolver::system()?,
     };
-    let names: Vec<String> = resolver.servers().iter().map(ToString::to_string).collect();
+    let mut names: Vec<String> = resolver.servers().iter().map(ToString::to_string).collect();
+    if !resolver.trusts_ad() {
+        names.push("(AD not believed: not loopback, no trust-ad in resolv.conf)".into());
+    }
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
     let found = starttls::lookup_dane(&resolver, &target.host, target.port, timeout)?;
     Ok((found, names.join(", ")))

@@ -88,7 +88,8 @@ pub struct CheckArgs {
     /// (RFC 7672). Insecure answers mean no DANE; a failed lookup (SERVFAIL: bogus) exits 5.
     #[arg(long, help_heading = "DANE and pins")]
     pub dane: bool,
-    /// The validating resolver for --dane, ADDRESS[:PORT] (default: resolv.conf's).
+    /// The validating resolver for --dane, ADDRESS[:PORT], trusted to validate (default:
+    /// resolv.conf's, trusted only on loopback or with `options trust-ad`).
     #[arg(
         long,
         value_name = "ADDR[:PORT]",
