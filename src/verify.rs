@@ -130,7 +130,13 @@ impl FromStr for TlsaRecord {
                 crate::text::escape_controls(text)
             ))
         };
-        let mut fields = text.split_ascii_whitespace();
+        // A whole `dig` line (`_25._tcp.mx. 300 IN TLSA 3 1 1 ...`): the fields after TLSA.
+        let all: Vec<&str> = text.split_ascii_whitespace().collect();
+        let start = all
+            .iter()
+            .position(|f| f.eq_ignore_ascii_case("TLSA"))
+            .map_or(0, |i| i + 1);
+        let mut fields = all[start..].iter().copied();
         let mut number = |name: &str| {
             fields
                 .next()
@@ -193,8 +199,8 @@ pub(crate) fn parse_pin(text: &str) -> Result<[u8; 32]> {
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .ok_or_else(|| {
             Error::Config(format!(
-                "pin {:?} is not the base64 of a SHA-256 (44 characters, optionally after \
-                 \"sha256//\")",
+                "pin {:?} is not the base64 of a SHA-256 (32 bytes: 44 characters with the \
+                 final '=', optionally after \"sha256//\")",
                 crate::text::escape_controls(text)
             ))
         })
@@ -835,6 +841,13 @@ mod tests {
         assert_eq!(r, TlsaRecord::new(3, 1, 1, vec![0x0a, 0x0b, 0x0c, 0x0d]));
         assert_eq!(r.to_string(), "3 1 1 0a0b0c0d");
         assert_eq!(r.to_string().parse::<TlsaRecord>().unwrap(), r);
+        // The whole line dig prints.
+        assert_eq!(
+            "_25._tcp.mx.example. 300 IN TLSA 3 1 1 0A0B0C0D"
+                .parse::<TlsaRecord>()
+                .unwrap(),
+            r
+        );
         // Values out of the known range parse (they are ignored when connecting).
         assert_eq!("255 0 9 ff".parse::<TlsaRecord>().unwrap().usage, 255);
         for bad in [

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use starttls::{
-    ClientConfig, ConnectOptions, Connection, DialogLine, Direction, Error, Policy, Protocol,
-    Timeouts, TlsVersion, TlsaRecord, Verification,
+    ClientConfig, ConnectOptions, Connection, DaneStatus, DialogLine, Direction, Error, Policy,
+    Protocol, Timeouts, TlsVersion, TlsaRecord, Verification,
 };
 
 use zeroize::Zeroizing;
@@ -288,6 +288,7 @@ fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report 
         .clone()
         .unwrap_or_else(|| target.host.clone());
     report.server_name = Some(server_name.clone());
+    report.pin_only = opts.pin_only;
     if !opts.tlsa.is_empty() || opts.dane {
         report.dane = Some(DaneReport {
             records: opts.tlsa.iter().map(ToString::to_string).collect(),
@@ -337,6 +338,22 @@ fn check_inner(config: &ClientConfig, url: &str, opts: &CheckOptions) -> Report 
         Ok(mut conn) => {
             if let (Some(d), Some(status)) = (&mut report.dane, conn.dane()) {
                 d.status = Some(status.clone());
+                // SMTP with none usable: encrypted, not authenticated (RFC 7672 §2.2), which a
+                // check reports as the DANE failure it is.
+                if *status == DaneStatus::NoUsableRecords
+                    && conn.verification() != &Verification::Verified
+                {
+                    report.error = Some(ReportError {
+                        code: "STARTTLS_ERR_CERTIFICATE",
+                        kind: "dane",
+                        message: "no usable TLSA record: encrypted but not authenticated \
+                                  (RFC 7672 §2.2)"
+                            .into(),
+                        server_reply: None,
+                        exit: 5,
+                        critical: true,
+                    });
+                }
             }
             let leaf = conn.peer_certificates().and_then(|c| c.first().cloned());
             fill(&mut report, &mut conn, opts);

@@ -75,21 +75,28 @@ pub struct CheckArgs {
     #[arg(long)]
     pub insecure: bool,
     /// Authenticate the server by this TLSA record instead of the CAs (DANE, RFC 7671/7672):
-    /// "USAGE SELECTOR MATCHING-TYPE HEX" as dig prints it, e.g. "3 1 1 0f3c...". Repeatable.
+    /// "USAGE SELECTOR MATCHING-TYPE HEX" as dig prints it, e.g. "3 1 1 0f3c...". DANE-EE (3)
+    /// checks no name or date; DANE-TA (2) checks the name under the CA the record names. For
+    /// smtp:// usages 0 and 1 are not used, and with no usable record the check exits 5.
+    /// Repeatable.
     #[arg(long, value_name = "RECORD", value_parser = parse_tlsa, help_heading = "DANE and pins")]
     pub tlsa: Vec<starttls::TlsaRecord>,
     /// Require the server's public key to match this pin: base64 SHA-256 of its
-    /// SubjectPublicKeyInfo, bare or as curl's sha256//... (the report's certificate pin).
-    /// Repeatable, for a key rollover.
-    #[arg(long, value_name = "BASE64", help_heading = "DANE and pins")]
+    /// SubjectPublicKeyInfo, bare or as curl's sha256//... (the report's `key pin`), in
+    /// addition to the CAs. Repeatable, for a key rollover.
+    #[arg(long, value_name = "BASE64", value_parser = parse_pin, help_heading = "DANE and pins")]
     pub pin_sha256: Vec<String>,
+    /// The pins alone decide: no CA, name or date is checked (a self-signed server).
+    #[arg(long, requires = "pin_sha256", help_heading = "DANE and pins")]
+    pub pin_only: bool,
     /// Look up the host's addresses and its TLSA records (_PORT._tcp.HOST) through a
-    /// validating resolver, and authenticate by the records when DNSSEC vouches for them
-    /// (RFC 7672). Insecure answers mean no DANE; a failed lookup (SERVFAIL: bogus) exits 5.
+    /// validating resolver, and authenticate by the records (with any --tlsa) when DNSSEC
+    /// vouches for them (RFC 7672). Insecure answers mean no DANE; a failed lookup (SERVFAIL:
+    /// bogus) exits 5.
     #[arg(long, help_heading = "DANE and pins")]
     pub dane: bool,
-    /// The validating resolver for --dane, ADDRESS[:PORT], trusted to validate (default:
-    /// resolv.conf's, trusted only on loopback or with `options trust-ad`).
+    /// The validating resolver for --dane, trusted to validate (default: resolv.conf's,
+    /// trusted only on loopback or with `options trust-ad`).
     #[arg(
         long,
         value_name = "ADDR[:PORT]",
@@ -98,9 +105,6 @@ pub struct CheckArgs {
         help_heading = "DANE and pins"
     )]
     pub resolver: Option<std::net::SocketAddr>,
-    /// The pins alone decide, the CAs are not consulted (a self-signed server).
-    #[arg(long, requires = "pin_sha256", help_heading = "DANE and pins")]
-    pub pin_only: bool,
     /// The lowest TLS version.
     #[arg(long, value_name = "VERSION", value_parser = ["1.2", "1.3"], default_value = "1.2")]
     pub tls_min: String,
@@ -227,8 +231,24 @@ fn parse_resolver(r: &str) -> Result<std::net::SocketAddr, String> {
     starttls::Resolver::parse_server(r).map_err(|e| e.to_string())
 }
 
+/// A record an operator typed: one that could never match (an unknown usage, a digest of the
+/// wrong length) is a typo, refused here rather than ignored as DNS answers are.
 fn parse_tlsa(r: &str) -> Result<starttls::TlsaRecord, String> {
-    r.parse().map_err(|e: starttls::Error| e.to_string())
+    let record: starttls::TlsaRecord = r.parse().map_err(|e: starttls::Error| e.to_string())?;
+    match record.unusable(false) {
+        Some(why) => Err(format!("{why} in {record} (a typo? it could never match)")),
+        None => Ok(record),
+    }
+}
+
+/// A pin, checked as the library will check it.
+fn parse_pin(p: &str) -> Result<String, String> {
+    starttls::ClientConfig::builder()
+        .pin_sha256(p)
+        .pin_only(true)
+        .build()
+        .map(|_| p.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_protocol(p: &str) -> Result<Protocol, String> {

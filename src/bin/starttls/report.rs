@@ -46,6 +46,8 @@ pub struct Report {
     pub dane: Option<DaneReport>,
     /// `--pin-sha256`: whether the server's key matched a pin (`None`: no pins, or no key seen).
     pub pin: Option<bool>,
+    /// `--pin-only`: the pin alone decided.
+    pub pin_only: bool,
     pub error: Option<ReportError>,
     pub insecure: bool,
     pub opportunistic: bool,
@@ -255,6 +257,7 @@ impl Report {
             mail: None,
             dane: None,
             pin: None,
+            pin_only: false,
             error: None,
             insecure,
             opportunistic,
@@ -304,6 +307,14 @@ impl Report {
         // One line: anything the peer said is already escaped; `|` would split the perfdata.
         let summary = summary.replace(['\n', '|'], " ");
         (format!("STARTTLS {state} - {summary} | {perf}"), code)
+    }
+
+    /// The usage of the TLSA record that authenticated the server, if one did.
+    fn dane_usage(&self) -> Option<u8> {
+        match self.dane.as_ref().and_then(|d| d.status.as_ref()) {
+            Some(starttls::DaneStatus::Matched(r)) => Some(r.usage),
+            _ => None,
+        }
     }
 
     pub fn verdict(&self) -> String {
@@ -426,7 +437,12 @@ impl Report {
             out.push_str(&format!("{label:<23} {value}\n"));
         };
         if let Some(t) = &self.target {
-            line("target", format!("{} {}:{}", t.protocol, t.host, t.port));
+            let host = if t.host.contains(':') {
+                format!("[{}]", t.host)
+            } else {
+                t.host.clone()
+            };
+            line("target", format!("{} {host}:{}", t.protocol, t.port));
         }
         if let Some(a) = &self.peer_address {
             line("connected to", a.clone());
@@ -497,6 +513,17 @@ impl Report {
                     &self.verification_problem,
                     &self.server_name,
                 ) {
+                    // Say what really authenticated the server: DANE-EE and pin-only check
+                    // no name.
+                    (true, _, _) if self.dane_usage() == Some(3) => {
+                        "authenticated by a DANE-EE record (names and dates not checked)".into()
+                    }
+                    (true, _, _) if self.pin_only && self.pin == Some(true) => {
+                        "authenticated by its key pin alone (no CA, names or dates checked)".into()
+                    }
+                    (true, _, Some(n)) if self.dane_usage() == Some(2) => {
+                        format!("verified for {n} under the DANE-TA record's CA")
+                    }
                     (true, _, Some(n)) => format!("verified for {n}"),
                     (true, _, None) => "verified".into(),
                     (false, Some(p), _) => format!("NOT verified: {p}"),
@@ -504,7 +531,11 @@ impl Report {
                 },
             );
         }
-        if let Some(d) = &self.dane {
+        // The DANE line only once a handshake said something (not for a usage error or a
+        // lookup that stopped the check before any connection).
+        if let Some(d) = self.dane.as_ref().filter(|_| {
+            self.encrypted || self.error.as_ref().is_some_and(|e| e.kind == "certificate")
+        }) {
             line("DANE", d.human());
         }
         if let Some(p) = self.pin {
