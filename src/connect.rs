@@ -195,6 +195,54 @@ pub fn handshake_only(
     upgrade_inner(config, Protocol::Tls, tcp, server_name, &[], true, false)
 }
 
+/// Runs `protocol`'s STARTTLS dialog on a socket up to and including the server's go-ahead, and
+/// hands the socket back where the TLS ClientHello goes: for a caller that does the handshake
+/// with its own TLS stack, such as a relay in front of a TLS scanner (`starttls tunnel`).
+///
+/// The guards of [`upgrade`] hold up to there: the policy is [`Policy::Require`] whatever the
+/// config says (a caller that wants TLS needs the go-ahead), each step has its timeout, and bytes
+/// waiting behind the go-ahead are [`Error::Injection`]. Bytes that arrive later are the TLS
+/// stack's to judge. `server_name` is what the dialog names (XMPP `to=`, HTTP `Host:`); no
+/// certificate is seen here, so nothing is verified. Implicit-TLS protocols have no dialog: the
+/// socket comes back as it was.
+///
+/// [`Policy::Require`]: crate::Policy::Require
+pub fn negotiate(
+    config: &ClientConfig,
+    protocol: Protocol,
+    tcp: TcpStream,
+    server_name: &str,
+) -> Result<TcpStream> {
+    let inner = &config.inner;
+    prepare_socket(&tcp, false)?;
+    let Some(dialog) = protocol.dialog().filter(|_| !protocol.is_implicit()) else {
+        return Ok(tcp);
+    };
+    let client_name = match &inner.client_name {
+        Some(n) => n.clone(),
+        None => address_literal(&tcp),
+    };
+    let port = tcp.peer_addr().ok().map(|a| a.port());
+    let mut ctx = DialogContext::new(
+        crate::config::Policy::Require,
+        inner.timeouts,
+        client_name,
+        server_name.to_owned(),
+        port,
+    );
+    {
+        let mut plain = PlainTransport::new(&tcp, false);
+        let mut wire = Wire::new(&mut plain, inner.limits).observed_by(inner.observer.as_deref());
+        let pre = dialog.client_starttls(&mut wire, &mut ctx)?;
+        match pre.outcome {
+            Outcome::GoAhead => wire.ensure_nothing_after_go_ahead()?,
+            // Not reachable under Require; kept an error rather than a socket in plaintext.
+            Outcome::Plaintext(e) => return Err(e),
+        }
+    }
+    Ok(tcp)
+}
+
 /// `go_ahead_read_by_caller`: the caller ran the dialog, so non-TLS bytes are an injection rather
 /// than a server that does not speak TLS. `socket_is_ours`: `connect` made it (blocking already).
 fn upgrade_inner(

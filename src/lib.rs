@@ -79,7 +79,7 @@ pub use certificate::CertificateFacts;
 pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
 pub use connect::{
     ConnectOptions, connect, connect_named, connect_with, handshake_only, handshake_only_with,
-    upgrade, upgrade_with,
+    negotiate, upgrade, upgrade_with,
 };
 #[cfg(feature = "dns")]
 pub use dane::{DaneLookup, connect_dane, lookup_dane};
@@ -89,7 +89,9 @@ pub use error::{Error, ErrorKind, Phase, Result};
 pub use protocol::Protocol;
 pub use protocol::sasl::{AuthOutcome, Credentials};
 pub use server_config::{ClientAuth, ServerConfig, ServerConfigBuilder};
-pub use stream::{Connection, Timings, Untrusted, Verification, iana_cipher_suite_name};
+pub use stream::{
+    Connection, Relayed, Timings, Untrusted, Verification, iana_cipher_suite_name, relay_sockets,
+};
 pub use text::escape_controls;
 pub use verify::{DaneStatus, TlsaRecord, pin_sha256};
 pub use wire::{DialogLine, DialogObserver, Direction};

@@ -76,6 +76,37 @@ pub(crate) fn wait(tcp: &TcpStream, write: bool, timeout: Duration) -> io::Resul
     }
 }
 
+/// Waits until one of the given sockets is readable (data, end of stream or an error), at most
+/// `timeout`; says which. `None` entries are not waited on. All false when the time ran out.
+pub(crate) fn wait_readable(
+    socks: [Option<&TcpStream>; 2],
+    timeout: Duration,
+) -> io::Result<[bool; 2]> {
+    let ts = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let which: Vec<usize> = (0..2).filter(|&i| socks[i].is_some()).collect();
+    loop {
+        let mut fds: Vec<PollFd<'_>> = socks
+            .iter()
+            .flatten()
+            .map(|s| PollFd::new(*s, PollFlags::IN))
+            .collect();
+        match poll(&mut fds, Some(&ts)) {
+            Ok(_) => {
+                let mut ready = [false; 2];
+                for (fd, &i) in fds.iter().zip(&which) {
+                    ready[i] = !fd.revents().is_empty();
+                }
+                return Ok(ready);
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Copies what is waiting into `buf` without taking it and without waiting: `Ok(0)` when
 /// nothing is there, `UnexpectedEof` when the peer closed.
 pub(crate) fn peek_now(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {

@@ -3,6 +3,9 @@
 //! writing application data is in `data`.
 
 mod data;
+mod relay;
+
+pub use relay::{Relayed, relay_sockets};
 
 use std::fmt;
 use std::io::{self, Write};

@@ -36,6 +36,10 @@ pub enum Command {
     Check(Box<CheckArgs>),
     /// Serve STARTTLS for a protocol (an SMTP sink, an IMAP server with an empty INBOX, ...).
     Serve(ServeArgs),
+    /// Relay a protocol's STARTTLS for tools that cannot speak it: TLS scanners (raw), plaintext
+    /// clients (--terminate), plaintext servers (--front).
+    #[command(after_help = TUNNEL_AFTER_HELP)]
+    Tunnel(Box<TunnelArgs>),
     /// Run every protocol's upgrade, both ends, on loopback.
     Demo,
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
@@ -215,6 +219,77 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub idle_timeout: u64,
     /// Print every dialog line.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+const TUNNEL_AFTER_HELP: &str = "\
+Examples:
+  starttls tunnel --protocol sieve --listen 127.0.0.1:14190 --connect mail.example.org:4190
+  openssl s_client -connect 127.0.0.1:14190     # or testssl.sh 127.0.0.1:14190
+
+  starttls tunnel --terminate --protocol submission --listen 127.0.0.1:2587 \\
+      --connect mail.example.org:587               # a plaintext client sends through it
+
+  starttls tunnel --front --protocol imap --listen 0.0.0.0:143 --connect 127.0.0.1:1143
+
+Each connection ends with one line on stdout: peer, outcome, bytes each way, how it ended.
+Exit status: 0 after --max-connections, 2 usage, 8 cannot listen.";
+
+#[derive(Args)]
+pub struct TunnelArgs {
+    /// The protocol whose dialog runs: any scheme check accepts (smtp, sieve, nntp, xmpp, ...).
+    #[arg(long, value_name = "P", value_parser = parse_protocol)]
+    pub protocol: Protocol,
+    /// Where local clients connect (port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// The server: HOST[:PORT], the protocol's port by default.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub connect: String,
+    /// Plaintext local clients: the tunnel upgrades to the server (verified, required) and
+    /// relays plaintext to and from TLS. Not for FTP or MySQL.
+    #[arg(long, conflicts_with = "front")]
+    pub terminate: bool,
+    /// TLS local clients: the tunnel plays the server's STARTTLS dialog and relays decrypted
+    /// bytes to a plaintext-only server. Not for FTP or MySQL.
+    #[arg(long)]
+    pub front: bool,
+    /// The name to verify (--terminate) and to name in the dialog (XMPP to=, HTTP Host:),
+    /// instead of HOST.
+    #[arg(long, value_name = "NAME", conflicts_with = "front")]
+    pub servername: Option<String>,
+    /// --terminate: trust only these CAs (default: the built-in webpki roots).
+    #[arg(long, value_name = "PEM", requires = "terminate")]
+    pub ca_file: Option<String>,
+    /// The EHLO/LHLO name in the dialog with the server.
+    #[arg(long, value_name = "NAME", conflicts_with = "front")]
+    pub client_name: Option<String>,
+    /// --front: the certificate chain (default: a throw-away CA and certificate for --domain;
+    /// the CA's file is printed).
+    #[arg(long, value_name = "PEM", requires_all = ["key", "front"])]
+    pub cert: Option<String>,
+    /// --front: the certificate's private key.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<String>,
+    /// --front: the server's name in greetings and the throw-away certificate.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub domain: String,
+    /// Exit after N connections have been relayed (default: run until killed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Relay at most N connections at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = super::serve::DEFAULT_MAX_CONCURRENT,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_concurrent: u64,
+    /// Close a relay when neither side has sent anything for this long, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub idle_timeout: u64,
+    /// Each step of a dialog before the relay (connect, greeting, each reply, handshake).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Print every dialog line (on stderr).
     #[arg(short, long)]
     pub verbose: bool,
 }

@@ -13,6 +13,7 @@ mod mail;
 mod pki;
 mod report;
 mod serve;
+mod tunnel;
 
 use std::ffi::OsString;
 
@@ -20,7 +21,7 @@ use clap::FromArgMatches;
 use zeroize::Zeroizing;
 
 use check::CheckOptions;
-use cli::{CheckArgs, Cli, Command, ServeArgs};
+use cli::{CheckArgs, Cli, Command, ServeArgs, TunnelArgs};
 use report::{Report, ReportError};
 
 fn main() {
@@ -81,6 +82,7 @@ fn run(args: Vec<OsString>) -> i32 {
             }
         }
         Command::Serve(a) => serve::run(&serve_options(a)),
+        Command::Tunnel(a) => tunnel::run(&tunnel_options(*a)),
         Command::Demo => demo::run(),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -267,6 +269,31 @@ fn serve_options(a: ServeArgs) -> serve::ServeOptions {
         key: a.key,
         domain: a.domain,
         max_connections: a.max_connections,
+        verbose: a.verbose,
+    }
+}
+
+fn tunnel_options(a: TunnelArgs) -> tunnel::TunnelOptions {
+    let mode = match (a.terminate, a.front) {
+        (true, _) => tunnel::Mode::Terminate,
+        (_, true) => tunnel::Mode::Front,
+        _ => tunnel::Mode::Raw,
+    };
+    tunnel::TunnelOptions {
+        mode,
+        protocol: a.protocol,
+        listen: a.listen,
+        connect: a.connect,
+        servername: a.servername,
+        ca_file: a.ca_file,
+        client_name: a.client_name,
+        cert: a.cert,
+        key: a.key,
+        domain: a.domain,
+        max_connections: a.max_connections,
+        max_concurrent: usize::try_from(a.max_concurrent).unwrap_or(usize::MAX),
+        idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
+        timeout: a.timeout,
         verbose: a.verbose,
     }
 }

@@ -165,16 +165,16 @@ fn serve_one(config: &ServerConfig, protocol: Protocol, domain: &str, sock: TcpS
 }
 
 /// A counting semaphore for session threads.
-struct Slots {
+pub struct Slots {
     state: Arc<(Mutex<usize>, Condvar)>,
     max: usize,
 }
 
 /// One session's place; given back when dropped (also when the session panics).
-struct Slot(Arc<(Mutex<usize>, Condvar)>);
+pub struct Slot(Arc<(Mutex<usize>, Condvar)>);
 
 impl Slots {
-    fn new(max: usize) -> Slots {
+    pub fn new(max: usize) -> Slots {
         Slots {
             state: Arc::new((Mutex::new(0), Condvar::new())),
             max: max.max(1),
@@ -182,7 +182,7 @@ impl Slots {
     }
 
     /// Waits for a free place and takes it.
-    fn acquire(&self) -> Slot {
+    pub fn acquire(&self) -> Slot {
         let (lock, freed) = &*self.state;
         let mut active = lock.lock().unwrap_or_else(|p| p.into_inner());
         while *active >= self.max {
@@ -193,7 +193,7 @@ impl Slots {
     }
 
     /// Waits until every session has ended.
-    fn wait_idle(&self) {
+    pub fn wait_idle(&self) {
         let (lock, freed) = &*self.state;
         let mut active = lock.lock().unwrap_or_else(|p| p.into_inner());
         while *active > 0 {
