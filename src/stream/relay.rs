@@ -211,3 +211,66 @@ fn relay(ends: &mut [End<'_>; 2], idle: Duration) -> Relayed {
     }
     done
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use std::net::TcpListener;
+
+    /// Two connected sockets: (the relay's end, the outside end).
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let outside = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (inside, _) = listener.accept().unwrap();
+        outside
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (inside, outside)
+    }
+
+    #[test]
+    fn the_end_of_one_direction_is_passed_on_and_the_other_goes_on() {
+        let (a_in, mut a_out) = pair();
+        let (b_in, mut b_out) = pair();
+        let relay =
+            std::thread::spawn(move || relay_sockets(&a_in, &b_in, Duration::from_secs(10)));
+        a_out.write_all(b"request").unwrap();
+        a_out.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        b_out.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"request");
+        // The answer still flows after the request's end (a half-closed connection).
+        b_out.write_all(&vec![7u8; 100_000]).unwrap();
+        drop(b_out);
+        let mut answer = Vec::new();
+        a_out.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer.len(), 100_000);
+        let done = relay.join().unwrap();
+        assert!(done.error.is_none(), "{:?}", done.error);
+        assert_eq!((done.first_to_second, done.second_to_first), (7, 100_000));
+    }
+
+    #[test]
+    fn silence_on_both_ends_ends_the_relay_as_a_timeout() {
+        let (a_in, _a_out) = pair();
+        let (b_in, _b_out) = pair();
+        let done = relay_sockets(&a_in, &b_in, Duration::from_millis(50));
+        assert_eq!(done.error.map(|e| e.kind()), Some(ErrorKind::Timeout));
+    }
+
+    #[test]
+    fn a_reset_ends_the_relay_with_an_error() {
+        let (a_in, a_out) = pair();
+        let (b_in, mut b_out) = pair();
+        // SO_LINGER 0 would be a reset; closing with unread data does the same on Linux.
+        (&a_in).write_all(b"unread").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        drop(a_out);
+        let done = relay_sockets(&a_in, &b_in, Duration::from_secs(10));
+        assert!(done.error.is_some(), "{done:?}");
+        let mut rest = Vec::new();
+        let _ = b_out.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+    }
+}

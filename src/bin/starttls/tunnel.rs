@@ -264,7 +264,7 @@ fn one(shared: &Shared, local: TcpStream) -> String {
         Ok((detail, relayed)) => {
             let end = match &relayed.error {
                 None => "end=closed".to_owned(),
-                Some(e) => format!("end={} end_message={:?}", e.kind().name(), e.to_string()),
+                Some(e) => format!("end={} end_message={:?}", kind(e), e.to_string()),
             };
             format!(
                 "{head} outcome=ok{detail} to_server={} to_client={} {end} time={secs:.3}s",
@@ -273,10 +273,15 @@ fn one(shared: &Shared, local: TcpStream) -> String {
         }
         Err(Failure { side, error }) => format!(
             "{head} outcome=refused side={side} error={} message={:?} time={secs:.3}s",
-            error.kind().name(),
+            kind(&error),
             error.to_string()
         ),
     }
+}
+
+/// An error's kind as `check` names it (`injection`, `certificate`, ...).
+fn kind(e: &starttls::Error) -> &'static str {
+    crate::report::ReportError::from_error(e).kind
 }
 
 /// What went wrong before the relay, and with whom.
@@ -352,7 +357,7 @@ fn terminate(shared: &Shared, local: &TcpStream) -> Result<(String, Carried), Fa
         Err(e) => {
             // A plaintext client is told in its own protocol that the server is unavailable
             // for now (a temporary failure: an MTA queues and retries).
-            if let Some(line) = unavailable(shared.protocol, e.kind().name()) {
+            if let Some(line) = unavailable(shared.protocol, kind(&e)) {
                 let _ = (&*local).write_all(line.as_bytes());
             }
             return Err(server_failure(e));
