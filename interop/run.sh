@@ -61,7 +61,7 @@ EOF
     local pkgs="postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
         dovecot-sieve dovecot-submissiond slapd ldap-utils proftpd-core proftpd-mod-crypto prosody
         lua-sec inn2 postgresql gnutls-bin swaks libnet-ssleay-perl curl openssl iproute2
-        knot unbound socat mariadb-server mariadb-client"
+        knot unbound socat mariadb-server mariadb-client testssl.sh"
     log "installing packages"
     apt-get update -q >"$W/apt.log" 2>&1
     # shellcheck disable=SC2086
@@ -958,6 +958,99 @@ elif '$mod' == 'nntplib':
     done
 }
 
+# tunnel NAME PORT ARGS...: a `starttls tunnel` on 127.0.0.1:PORT that ends after one connection
+# (testssl's rows let it run: it makes dozens).
+tunnel() {
+    local name=$1 port=$2
+    shift 2
+    start "tunnel_$port" "$W/tunnel-$port.log" "$BIN" tunnel --listen "127.0.0.1:$port" "$@"
+    wait_port "starttls tunnel $name" "$port" "$W/tunnel-$port.log"
+}
+
+# A row's tunnel log: every connection relayed, none refused.
+tunnel_log_ok() {
+    local logfile=$1
+    sleep 0.5
+    cat "$logfile"
+    grep -q 'outcome=ok' "$logfile" && ! grep -q 'outcome=refused' "$logfile"
+}
+
+tunnel_rows() {
+    log "starttls tunnel: TLS tools and plaintext clients through the library's dialogs"
+    export -f tunnel_log_ok
+    local port
+    # Raw: a TLS scanner that cannot speak ManageSieve or NNTP STARTTLS tests the servers' TLS.
+    if command -v testssl >/dev/null; then
+        for spec in "sieve|14190|Dovecot managesieve" "nntp|10119|INN nntp"; do
+            IFS='|' read -r proto sport name <<<"$spec"
+            port=$((sport + 8000))
+            tunnel "$proto raw" $port --protocol "$proto" --connect "localhost:$sport" || continue
+            row "$name through tunnel (raw)" "testssl.sh -p" bash -c "testssl --quiet --color 0 \
+                --warnings off --ip one -p 127.0.0.1:$port > $W/testssl-$port.log 2>&1; rc=\$?; \
+                cat $W/testssl-$port.log; [ \$rc -eq 0 ] && grep -Eq 'TLS 1.[23] +offered' $W/testssl-$port.log \
+                && tunnel_log_ok $W/tunnel-$port.log"
+        done
+    else
+        RESULTS+=("tunnel (raw)|testssl.sh -p|FAIL (testssl.sh not installed)")
+        FAILED=$((FAILED + 1))
+    fi
+    # Raw, with openssl s_client doing plain TLS: the protocol continues inside TLS.
+    port=22190
+    tunnel "sieve raw" $port --protocol sieve --connect localhost:14190 --max-connections 1
+    row "Dovecot managesieve through tunnel (raw)" "openssl s_client" bash -c "printf 'LOGOUT\n' | \
+        openssl s_client -brief -verify_return_error -crlf -ign_eof -connect 127.0.0.1:$port \
+        -servername localhost -verify_hostname localhost -CAfile $W/ca.pem > $W/client-$port.log 2>&1; \
+        rc=\$?; cat $W/client-$port.log; [ \$rc -eq 0 ] && grep -q 'Verification: OK' $W/client-$port.log \
+        && grep -q '\"IMPLEMENTATION\"' $W/client-$port.log && ! grep -qi 'unexpected eof' $W/client-$port.log \
+        && tunnel_log_ok $W/tunnel-$port.log"
+    port=22119
+    tunnel "nntp raw" $port --protocol nntp --connect localhost:10119 --max-connections 1
+    row "INN nntp through tunnel (raw)" "openssl s_client" bash -c "printf 'CAPABILITIES\nQUIT\n' | \
+        openssl s_client -brief -verify_return_error -crlf -ign_eof -connect 127.0.0.1:$port \
+        -servername localhost -verify_hostname localhost -CAfile $W/ca.pem > $W/client-$port.log 2>&1; \
+        rc=\$?; cat $W/client-$port.log; [ \$rc -eq 0 ] && grep -q '^205' $W/client-$port.log \
+        && grep -q 'Verification: OK' $W/client-$port.log && tunnel_log_ok $W/tunnel-$port.log"
+    port=22222
+    tunnel "xmpp raw" $port --protocol xmpp --connect localhost:15222 --max-connections 1
+    row "Prosody xmpp through tunnel (raw)" "openssl s_client" bash -c "(printf '<?xml version=\"1.0\"?><stream:stream to=\"localhost\" xmlns=\"jabber:client\" xmlns:stream=\"http://etherx.jabber.org/streams\" version=\"1.0\">'; \
+        sleep 1; printf '</stream:stream>') | openssl s_client -brief -verify_return_error -ign_eof \
+        -connect 127.0.0.1:$port -servername localhost -verify_hostname localhost -CAfile $W/ca.pem \
+        > $W/client-$port.log 2>&1; rc=\$?; cat $W/client-$port.log; [ \$rc -eq 0 ] \
+        && grep -q 'Verification: OK' $W/client-$port.log && grep -q 'stream:features' $W/client-$port.log \
+        && tunnel_log_ok $W/tunnel-$port.log"
+    # --terminate: plaintext clients, STARTTLS to the real servers done by the tunnel.
+    port=22587
+    tunnel "submission terminate" $port --terminate --protocol submission --connect localhost:10587 \
+        --ca-file "$W/ca.pem" --max-connections 1
+    row "Postfix submission through tunnel --terminate" "python smtplib (plaintext)" bash -c "python3 -c \"
+import smtplib
+s = smtplib.SMTP('127.0.0.1', $port, timeout=20)
+s.ehlo()
+assert 'starttls' not in s.esmtp_features, s.esmtp_features
+s.login('alice@example.org', 'secret')
+assert s.sendmail('alice@example.org', ['bob@example.org'], 'Subject: tunnel\r\n\r\nplaintext in, TLS out\r\n') == {}
+s.quit()
+\" && tunnel_log_ok $W/tunnel-$port.log"
+    port=22143
+    tunnel "imap terminate" $port --terminate --protocol imap --connect localhost:10143 \
+        --ca-file "$W/ca.pem" --max-connections 1
+    row "Dovecot imap through tunnel --terminate" "python imaplib (plaintext)" bash -c "python3 -c \"
+import imaplib
+m = imaplib.IMAP4('127.0.0.1', $port, timeout=20)
+assert 'STARTTLS' not in m.capabilities, m.capabilities
+m.login('alice', 'secret')
+assert m.select('INBOX')[0] == 'OK'
+m.logout()
+\" && tunnel_log_ok $W/tunnel-$port.log"
+    # --front: the library's STARTTLS in front of a server spoken to in plaintext.
+    port=22025
+    tunnel "smtp front" $port --front --protocol smtp --connect 127.0.0.1:10025 \
+        --cert "$W/server.pem" --key "$W/server.key" --max-connections 1
+    row "Postfix smtp (plaintext) behind tunnel --front" "starttls check" bash -c "$BIN check \
+        --ca-file $W/ca.pem --servername localhost --mail-from alice@example.org --rcpt-to bob@example.org \
+        smtp://127.0.0.1:$port && tunnel_log_ok $W/tunnel-$port.log"
+}
+
 print_matrix() {
     echo
     printf '%-52s %-26s %s\n' "endpoint" "client" "result"
@@ -987,6 +1080,7 @@ start_mariadb
 start_dnssec_bed
 library_client_rows
 real_client_rows
+tunnel_rows
 print_matrix
 FINISHED=1
 [ "$FAILED" -eq 0 ]

@@ -380,6 +380,7 @@ fn make_install_then_pkg_config_build() {
         "share/man/man1/starttls.1",
         "share/man/man1/starttls-check.1",
         "share/man/man1/starttls-serve.1",
+        "share/man/man1/starttls-tunnel.1",
         "share/bash-completion/completions/starttls",
         "share/zsh/site-functions/_starttls",
         "share/fish/vendor_completions.d/starttls.fish",

@@ -1083,6 +1083,7 @@ fn manual_pages_are_written_for_the_command_and_each_subcommand() {
             "starttls-completions.1",
             "starttls-demo.1",
             "starttls-serve.1",
+            "starttls-tunnel.1",
             "starttls.1"
         ]
     );
