@@ -93,29 +93,14 @@ pub fn run(opts: &ServeOptions) -> i32 {
         println!("throw-away CA certificate: {}", ca.display());
     }
     println!("serving {} on {addr} as {}", opts.protocol, opts.domain);
-    let slots = Slots::new(opts.max_concurrent);
-    let mut served = 0u64;
-    for stream in listener.incoming() {
-        let Ok(sock) = stream else { continue };
-        // Finished workers are not kept: each thread ends with its session and gives its slot
-        // back; at the limit, the next connection waits (in the listen queue) for a free slot.
-        let slot = slots.acquire();
-        let (config, protocol, domain) = (config.clone(), opts.protocol, opts.domain.clone());
-        let spawned = std::thread::Builder::new()
-            .name("starttls-session".into())
-            .spawn(move || {
-                let _slot = slot;
-                serve_one(&config, protocol, &domain, sock);
-            });
-        if let Err(e) = spawned {
-            eprintln!("starttls serve: cannot start a session thread: {e}");
-        }
-        served += 1;
-        if opts.max_connections.is_some_and(|max| served >= max) {
-            break;
-        }
-    }
-    slots.wait_idle();
+    let (protocol, domain) = (opts.protocol, opts.domain.clone());
+    accept_loop(
+        &listener,
+        opts.max_concurrent,
+        opts.max_connections,
+        "session",
+        move |sock| serve_one(&config, protocol, &domain, sock),
+    );
     // The throw-away CA is only useful while this server runs (an interrupted run leaves it in
     // the temporary directory, named after the process id).
     if let Some(ca) = &ca_path {
@@ -164,17 +149,53 @@ fn serve_one(config: &ServerConfig, protocol: Protocol, domain: &str, sock: TcpS
     println!("peer={peer} protocol={protocol} {}", line.trim_end());
 }
 
+/// Accepts connections and runs `session` on a thread of its own for each, at most
+/// `max_concurrent` at once; with `max_connections`, stops accepting after that many and returns
+/// once every session has ended. `what` names the threads and the error when one cannot start.
+pub fn accept_loop(
+    listener: &TcpListener,
+    max_concurrent: usize,
+    max_connections: Option<u64>,
+    what: &str,
+    session: impl Fn(TcpStream) + Send + Sync + 'static,
+) {
+    let session = Arc::new(session);
+    let slots = Slots::new(max_concurrent);
+    let mut served = 0u64;
+    for stream in listener.incoming() {
+        let Ok(sock) = stream else { continue };
+        // Finished workers are not kept: each thread ends with its session and gives its slot
+        // back; at the limit, the next connection waits (in the listen queue) for a free slot.
+        let slot = slots.acquire();
+        let session = session.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("starttls-{what}"))
+            .spawn(move || {
+                let _slot = slot;
+                session(sock);
+            });
+        if let Err(e) = spawned {
+            eprintln!("starttls: cannot start a {what} thread: {e}");
+        }
+        served += 1;
+        if max_connections.is_some_and(|max| served >= max) {
+            break;
+        }
+    }
+    slots.wait_idle();
+}
+
 /// A counting semaphore for session threads.
-pub struct Slots {
+struct Slots {
     state: Arc<(Mutex<usize>, Condvar)>,
     max: usize,
 }
 
 /// One session's place; given back when dropped (also when the session panics).
-pub struct Slot(Arc<(Mutex<usize>, Condvar)>);
+struct Slot(Arc<(Mutex<usize>, Condvar)>);
 
 impl Slots {
-    pub fn new(max: usize) -> Slots {
+    fn new(max: usize) -> Slots {
         Slots {
             state: Arc::new((Mutex::new(0), Condvar::new())),
             max: max.max(1),
@@ -182,7 +203,7 @@ impl Slots {
     }
 
     /// Waits for a free place and takes it.
-    pub fn acquire(&self) -> Slot {
+    fn acquire(&self) -> Slot {
         let (lock, freed) = &*self.state;
         let mut active = lock.lock().unwrap_or_else(|p| p.into_inner());
         while *active >= self.max {
@@ -193,7 +214,7 @@ impl Slots {
     }
 
     /// Waits until every session has ended.
-    pub fn wait_idle(&self) {
+    fn wait_idle(&self) {
         let (lock, freed) = &*self.state;
         let mut active = lock.lock().unwrap_or_else(|p| p.into_inner());
         while *active > 0 {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use starttls::{ClientConfig, Connection, Protocol, Relayed, ServerConfig, Timeouts};
 
-use crate::serve::{ServeOptions, Slots};
+use crate::serve::ServeOptions;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -175,29 +175,17 @@ pub fn run(opts: &TunnelOptions) -> i32 {
         idle: opts.idle_timeout,
         timeout: opts.timeout,
     });
-    let slots = Slots::new(opts.max_concurrent);
-    let mut served = 0u64;
-    for stream in listener.incoming() {
-        let Ok(local) = stream else { continue };
-        let slot = slots.acquire();
-        let shared = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("starttls-tunnel".into())
-            .spawn(move || {
-                let _slot = slot;
-                let line = one(&shared, local);
-                println!("{line}");
-                let _ = std::io::stdout().flush();
-            });
-        if let Err(e) = spawned {
-            eprintln!("starttls tunnel: cannot start a relay thread: {e}");
-        }
-        served += 1;
-        if opts.max_connections.is_some_and(|max| served >= max) {
-            break;
-        }
-    }
-    slots.wait_idle();
+    crate::serve::accept_loop(
+        &listener,
+        opts.max_concurrent,
+        opts.max_connections,
+        "tunnel",
+        move |local| {
+            let line = one(&shared, local);
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        },
+    );
     if let Some(ca) = &ca_path {
         crate::pki::remove_ca(ca);
     }
