@@ -116,6 +116,9 @@ pub struct ClientConfigBuilder {
     key_log: bool,
     pins: Vec<String>,
     pin_only: bool,
+    /// `None`: every suite / group the provider has.
+    cipher_suites: Option<Vec<rustls::CipherSuite>>,
+    kx_groups: Option<Vec<rustls::NamedGroup>>,
 }
 
 impl ClientConfigBuilder {
@@ -202,6 +205,29 @@ impl ClientConfigBuilder {
     /// Above the lowest one is a configuration error at `build`.
     pub fn max_tls_version(mut self, v: TlsVersion) -> Self {
         self.max_version = Some(v);
+        self
+    }
+
+    /// Offers only these cipher suites (default: all of [`supported_cipher_suites`], strongest
+    /// first), in the provider's order. A suite this build does not have, or none left for the
+    /// TLS versions allowed, is a configuration error at `build`.
+    ///
+    /// [`supported_cipher_suites`]: crate::supported_cipher_suites
+    pub fn cipher_suites(mut self, suites: impl IntoIterator<Item = rustls::CipherSuite>) -> Self {
+        self.cipher_suites = Some(suites.into_iter().collect());
+        self
+    }
+
+    /// Offers only these key exchange groups (default: all of
+    /// [`supported_key_exchange_groups`], post-quantum hybrid first), in the provider's order. A
+    /// group this build does not have is a configuration error at `build`.
+    ///
+    /// [`supported_key_exchange_groups`]: crate::supported_key_exchange_groups
+    pub fn key_exchange_groups(
+        mut self,
+        groups: impl IntoIterator<Item = rustls::NamedGroup>,
+    ) -> Self {
+        self.kx_groups = Some(groups.into_iter().collect());
         self
     }
 
@@ -292,7 +318,11 @@ impl ClientConfigBuilder {
 
     /// Builds the immutable, shareable config.
     pub fn build(self) -> Result<ClientConfig> {
-        let provider = crypto_provider();
+        let provider = restricted(
+            crypto_provider(),
+            self.cipher_suites.as_deref(),
+            self.kx_groups.as_deref(),
+        )?;
         let roots = self.load_roots()?;
         let verifier =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -554,6 +584,65 @@ impl rustls::client::ClientSessionStore for KxHintsOnly {
     ) -> Option<rustls::client::Tls13ClientSessionValue> {
         None
     }
+}
+
+/// The provider with only the suites and groups asked for (each must exist in it).
+fn restricted(
+    provider: Arc<CryptoProvider>,
+    suites: Option<&[rustls::CipherSuite]>,
+    groups: Option<&[rustls::NamedGroup]>,
+) -> Result<Arc<CryptoProvider>> {
+    if suites.is_none() && groups.is_none() {
+        return Ok(provider);
+    }
+    let mut p = (*provider).clone();
+    if let Some(wanted) = suites {
+        if let Some(missing) = wanted
+            .iter()
+            .find(|w| !p.cipher_suites.iter().any(|s| s.suite() == **w))
+        {
+            return Err(Error::Config(format!(
+                "cipher suite {missing:?} is not supported by this build"
+            )));
+        }
+        p.cipher_suites.retain(|s| wanted.contains(&s.suite()));
+        if p.cipher_suites.is_empty() {
+            return Err(Error::Config("no cipher suite left to offer".into()));
+        }
+    }
+    if let Some(wanted) = groups {
+        if let Some(missing) = wanted
+            .iter()
+            .find(|w| !p.kx_groups.iter().any(|g| g.name() == **w))
+        {
+            return Err(Error::Config(format!(
+                "key exchange group {missing:?} is not supported by this build"
+            )));
+        }
+        p.kx_groups.retain(|g| wanted.contains(&g.name()));
+        if p.kx_groups.is_empty() {
+            return Err(Error::Config("no key exchange group left to offer".into()));
+        }
+    }
+    Ok(Arc::new(p))
+}
+
+/// The cipher suites this build can offer, in the order it prefers them (TLS 1.3 first).
+pub fn supported_cipher_suites() -> Vec<rustls::CipherSuite> {
+    crypto_provider()
+        .cipher_suites
+        .iter()
+        .map(|s| s.suite())
+        .collect()
+}
+
+/// The key exchange groups this build can offer, in the order it prefers them.
+pub fn supported_key_exchange_groups() -> Vec<rustls::NamedGroup> {
+    crypto_provider()
+        .kx_groups
+        .iter()
+        .map(|g| g.name())
+        .collect()
 }
 
 /// `provider` with secp256r1 first among its key exchange groups (the others keep their order):

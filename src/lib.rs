@@ -76,7 +76,10 @@ mod x509;
 
 pub use accept::{accept, accept_tls};
 pub use certificate::CertificateFacts;
-pub use config::{ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion};
+pub use config::{
+    ClientConfig, ClientConfigBuilder, Policy, Timeouts, TlsVersion, supported_cipher_suites,
+    supported_key_exchange_groups,
+};
 pub use connect::{
     ConnectOptions, connect, connect_named, connect_with, handshake_only, handshake_only_with,
     negotiate, upgrade, upgrade_with,

@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
+use rustls::{ServerConnection, StreamOwned};
 use starttls::Protocol;
 
 /// A running `starttls` process whose stdout lines arrive on a channel; killed when dropped.
@@ -266,7 +267,9 @@ fn the_raw_tunnel_requires_starttls() {
     });
     let t = tunnel(&["--max-connections", "1"], "smtp", port);
     let mut c = local(t.port);
-    c.write_all(b"MAIL FROM:<secret@example.org>\r\n").unwrap();
+    // A TLS record's header, then bytes that must never reach the server in plaintext.
+    c.write_all(b"\x16\x03\x01\x00\x20MAIL FROM:<secret@example.org>\r\n")
+        .unwrap();
     let mut got = Vec::new();
     let _ = c.read_to_end(&mut got);
     assert!(got.is_empty(), "the client got {got:?}");
@@ -500,7 +503,7 @@ fn front_puts_starttls_in_front_of_a_plaintext_server() {
     assert_eq!(reply, b"t1 OK backend noop\r\n");
     assert_eq!(backend.join().unwrap(), "t1 NOOP");
 
-    // A backend that refuses: the client is never greeted.
+    // A backend that refuses: the client is told so in place of a greeting.
     let (port, _backend) = serve(|mut p| {
         p.send(b"554 no service\r\n");
     });
@@ -513,11 +516,10 @@ fn front_puts_starttls_in_front_of_a_plaintext_server() {
         "localhost",
     )
     .unwrap_err();
+    assert_eq!(e.kind(), starttls::ErrorKind::Refused, "{e}");
     assert!(
-        matches!(
-            e.kind(),
-            starttls::ErrorKind::Closed | starttls::ErrorKind::Io
-        ),
+        e.to_string()
+            .contains("421 4.7.0 starttls tunnel: the server is not available (refused)"),
         "{e}"
     );
     let log = t.log_line();
@@ -570,4 +572,166 @@ fn modes_that_cannot_carry_a_protocol_are_usage_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The raw tunnel is for TLS clients: a plaintext client (an LDAP bind, a PostgreSQL startup
+/// message would follow the go-ahead in clear) is refused before the server is dialled.
+#[test]
+fn the_raw_tunnel_refuses_a_client_that_does_not_start_tls() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = tunnel(&["--max-connections", "1"], "ldap", port);
+    let mut c = local(t.port);
+    c.write_all(b"0\x0c\x02\x01\x01`\x07\x02\x01\x03\x04\x00\x80\x00")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(got.is_empty(), "{got:?}");
+    let log = t.log_line();
+    assert!(
+        log.contains("outcome=refused side=client error=protocol"),
+        "{log}"
+    );
+    assert!(log.contains("did not start TLS"), "{log}");
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the server was dialled");
+}
+
+/// A server that ends with its last reply and close_notify in one write and keeps its socket
+/// open: the plaintext client still gets the end of the stream at once, not after the idle
+/// time (300 s; the client here waits 10 s).
+#[test]
+fn terminate_passes_on_a_close_notify_that_came_with_the_last_data() {
+    let (port, server) = serve(|mut p| {
+        p.send(b"220 mx ESMTP\r\n");
+        p.line();
+        p.send(b"250-mx\r\n250 STARTTLS\r\n");
+        p.line();
+        p.send(b"220 go ahead\r\n");
+        let mut conn = ServerConnection::new(server_config(&pki().server)).unwrap();
+        let mut sock = p.sock;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).unwrap();
+        }
+        let mut tls = StreamOwned::new(conn, sock);
+        let quit = read_line(&mut tls);
+        tls.conn.writer().write_all(b"221 bye\r\n").unwrap();
+        tls.conn.send_close_notify();
+        let mut both = Vec::new();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut both).unwrap();
+        }
+        tls.sock.write_all(&both).unwrap();
+        // The socket stays open until the tunnel closes its end (well past the client's
+        // patience if the close_notify is missed).
+        tls.sock
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut sink = [0u8; 256];
+        while matches!(tls.sock.read(&mut sink), Ok(n) if n > 0) {}
+        quit
+    });
+    let (ca, _, _) = files();
+    let t = tunnel(
+        &[
+            "--terminate",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--servername",
+            "localhost",
+            "--max-connections",
+            "1",
+        ],
+        "smtp",
+        port,
+    );
+    let mut c = local(t.port);
+    assert!(read_line(&mut c).starts_with("220 "));
+    c.write_all(b"QUIT\r\n").unwrap();
+    assert_eq!(read_line(&mut c), "221 bye");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .expect("the end of the stream did not come");
+    assert!(rest.is_empty());
+    drop(c);
+    let log = t.log_line();
+    assert!(
+        log.contains("outcome=ok") && log.contains("end=closed"),
+        "{log}"
+    );
+    assert_eq!(server.join().unwrap(), "QUIT");
+}
+
+#[test]
+fn usage_mistakes_are_named() {
+    for (args, words) in [
+        (
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--connect",
+                "smtp://127.0.0.1:25",
+            ],
+            "not a URL",
+        ),
+        (
+            ["--listen", "127.0.0.1", "--connect", "127.0.0.1:25"],
+            "ADDR:PORT needed",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_starttls"))
+            .args(["tunnel", "--protocol", "smtp"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+}
+
+/// A plaintext server that never greets: the connection is refused as a timeout (not an I/O
+/// error), and a tunnel that ends after it exits 1.
+#[test]
+fn a_silent_server_is_a_timeout_and_the_exit_status_says_so() {
+    let (port, _held) = serve(|p| {
+        std::thread::sleep(Duration::from_secs(4));
+        drop(p);
+    });
+    let (_, cert, key) = files();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starttls"))
+        .args([
+            "tunnel",
+            "--front",
+            "--protocol",
+            "pop3",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--connect", &format!("127.0.0.1:{port}"), "--timeout", "1"])
+        .args(["--max-connections", "1", "--cert", cert.to_str().unwrap()])
+        .args(["--key", key.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let tunnel_port: u16 = first
+        .split_whitespace()
+        .nth(4)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    let mut c = local(tunnel_port);
+    let line = read_line(&mut c);
+    assert!(line.starts_with("-ERR [SYS/TEMP] "), "{line}");
+    let mut log = String::new();
+    out.read_line(&mut log).unwrap();
+    assert!(
+        log.contains("outcome=refused side=server error=timeout"),
+        "{log}"
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(1));
 }

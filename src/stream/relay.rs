@@ -63,12 +63,23 @@ impl End<'_> {
         }
     }
 
-    /// Bytes readable without waiting on the socket (the connection's buffer and decrypted data).
-    fn buffered(&mut self) -> usize {
-        match self {
-            End::Tls(c) => c.pending(),
-            End::Plain(_) => 0,
+    /// Whether a read can go on without waiting on the socket: bytes in the connection's
+    /// buffer or decrypted, or a close_notify that came with the last records (its peer may
+    /// keep the socket open, which then never becomes readable again). A TLS error is final.
+    fn ready_now(&mut self) -> io::Result<bool> {
+        let End::Tls(c) = self else {
+            return Ok(false);
+        };
+        if !c.lookahead.available().is_empty() {
+            return Ok(true);
         }
+        let state = match &mut c.inner {
+            Inner::Tls(s) => s.conn.process_new_packets(),
+            Inner::ServerTls(s) => s.conn.process_new_packets(),
+            Inner::Plain(_) => return Ok(false),
+        }
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(state.plaintext_bytes_to_read() > 0 || state.peer_has_closed())
     }
 
     fn set_timeouts(&mut self, idle: Duration) -> io::Result<()> {
@@ -85,13 +96,13 @@ impl End<'_> {
             End::Plain(s) => return (&**s).read(buf).map(Some),
             End::Tls(c) => c,
         };
-        if c.pending() == 0 {
+        if !End::Tls(c).ready_now()? {
             let (bytes, closed) = match &mut c.inner {
                 Inner::Tls(s) => take_records(&mut s.conn, &mut s.sock)?,
                 Inner::ServerTls(s) => take_records(&mut s.conn, &mut s.sock)?,
                 Inner::Plain(s) => return (&*s).read(buf).map(Some),
             };
-            if c.pending() == 0 {
+            if !End::Tls(c).ready_now()? {
                 return match (bytes, closed) {
                     (_, true) => Ok(Some(0)),
                     // The socket ended without close_notify: the stream may have been cut.
@@ -157,7 +168,14 @@ fn relay(ends: &mut [End<'_>; 2], idle: Duration) -> Relayed {
     while open[0] || open[1] {
         let mut ready = [false; 2];
         for i in 0..2 {
-            ready[i] = open[i] && ends[i].buffered() > 0;
+            ready[i] = match ends[i].ready_now() {
+                Ok(now) => open[i] && now,
+                Err(e) => {
+                    done.error = Some(Error::from_io(Phase::Read, e));
+                    let _ = ends[1 - i].close_write();
+                    return done;
+                }
+            };
         }
         if !ready.contains(&true) {
             let socks = [

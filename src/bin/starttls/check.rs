@@ -66,6 +66,8 @@ pub struct CheckOptions {
     pub authzid: Option<String>,
     /// PostgreSQL and MySQL: the database to log in to, or to use.
     pub database: Option<String>,
+    /// `--audit`: probe the server with the attacks the library refuses.
+    pub audit: bool,
 }
 
 /// Parses the URL: any scheme the library knows, a name, an IPv4 address or `[IPv6]`, and an
@@ -549,7 +551,32 @@ pub fn run(opts: &CheckOptions) -> i32 {
             r
         }
     };
-    finish(judge_expiry(report, opts), opts)
+    let mut report = judge_expiry(report, opts);
+    if opts.audit {
+        report.audit = audit(&report, opts);
+    }
+    finish(report, opts)
+}
+
+/// `--audit`, after the check: unless the check could not reach the server at all (a usage
+/// error, a failed DANE lookup, the network), when the probes could not either.
+fn audit(report: &Report, opts: &CheckOptions) -> Option<crate::audit::Audit> {
+    let target = report.target.as_ref()?;
+    if report
+        .error
+        .as_ref()
+        .is_some_and(|e| matches!(e.kind, "usage" | "config" | "dane" | "network" | "timeout"))
+    {
+        return None;
+    }
+    let server_name = opts.servername.as_deref().unwrap_or(&target.host);
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
+    Some(crate::audit::run(
+        target,
+        server_name,
+        opts.client_name.as_deref(),
+        timeout,
+    ))
 }
 
 /// Prints the report in the form asked for; the exit status.

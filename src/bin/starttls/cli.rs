@@ -10,7 +10,8 @@ use starttls::Protocol;
 pub const EXIT_STATUS: &str = "\
 Exit status: 0 ok, 1 internal, 2 usage, 3 not offered or downgraded, 4 refused,
 5 certificate, 6 protocol violation or injection, 7 timeout, 8 network, 9 TLS,
-10 authentication, 11 certificate expiring (--warn-days/--crit-days).
+10 authentication, 11 certificate expiring (--warn-days/--crit-days); with
+--audit, 6 also for any finding above info.
 
 With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.";
 
@@ -134,6 +135,13 @@ pub struct CheckArgs {
     /// Print the dialog, before TLS and after.
     #[arg(short, long)]
     pub verbose: bool,
+    /// After the check, probe the server with the attacks the library refuses: a command
+    /// pipelined after STARTTLS (CVE-2011-0411), a login or mail in plaintext, plaintext where
+    /// the ClientHello goes, STARTTLS before the greeting and inside TLS, capabilities across
+    /// TLS, TLS 1.0/1.1, and the groups and suites accepted. One polite connection per probe,
+    /// no credential sent. Any finding above "info" exits 6.
+    #[arg(long, conflicts_with_all = ["user", "sasl_external", "mail_from"])]
+    pub audit: bool,
 
     /// Log in after the upgrade, inside TLS only, with the strongest mechanism offered
     /// (SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN, ...). LDAP: NAME is the bind DN, e.g.
@@ -233,8 +241,10 @@ Examples:
 
   starttls tunnel --front --protocol imap --listen 0.0.0.0:143 --connect 127.0.0.1:1143
 
-Each connection ends with one line on stdout: peer, outcome, bytes each way, how it ended.
-Exit status: 0 after --max-connections, 2 usage, 8 cannot listen.";
+Each connection ends with one line on stdout: peer, outcome, the bytes relayed each way
+(after the dialog: to_server, to_client), how it ended.
+Exit status after --max-connections: 0 every connection relayed, 1 some refused; 2 usage,
+8 cannot listen.";
 
 #[derive(Args)]
 pub struct TunnelArgs {

@@ -4,6 +4,7 @@
 //! The options, output and exit codes are a published contract: see README.md.
 
 mod apps;
+mod audit;
 mod certinfo;
 mod check;
 mod cli;
@@ -221,6 +222,7 @@ fn check_options(a: CheckArgs) -> Result<CheckOptions, String> {
         timeout: Some(a.timeout),
         json: a.json,
         verbose: a.verbose,
+        audit: a.audit,
     })
 }
 

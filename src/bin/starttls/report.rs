@@ -51,6 +51,8 @@ pub struct Report {
     pub error: Option<ReportError>,
     pub insecure: bool,
     pub opportunistic: bool,
+    /// `--audit`: what the probes found.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 /// DANE with `--tlsa`.
@@ -261,6 +263,7 @@ impl Report {
             error: None,
             insecure,
             opportunistic,
+            audit: None,
         }
     }
 
@@ -268,6 +271,7 @@ impl Report {
     /// under --opportunistic.
     pub fn ok(&self) -> bool {
         self.error.is_none()
+            && !self.audit.as_ref().is_some_and(crate::audit::Audit::failed)
             && ((self.encrypted && (self.verified || self.insecure))
                 || (!self.encrypted && self.opportunistic))
     }
@@ -276,6 +280,8 @@ impl Report {
         match &self.error {
             Some(e) => e.exit,
             None if self.ok() => 0,
+            // The check passed; the audit found something above "info".
+            None if self.audit.as_ref().is_some_and(crate::audit::Audit::failed) => 6,
             None => 5,
         }
     }
@@ -284,8 +290,10 @@ impl Report {
     /// perfdata` and its exit code: 0 OK, 1 WARNING (expiring inside `--warn-days`), 2
     /// CRITICAL (inside `--crit-days`, or the check failed), 3 UNKNOWN (usage, internal).
     pub fn nagios(&self) -> (String, i32) {
+        let worst = self.audit.as_ref().and_then(crate::audit::Audit::worst);
         let (state, code) = match &self.error {
             None if self.ok() => ("OK", 0),
+            None if worst == Some(crate::audit::Severity::Low) => ("WARNING", 1),
             None => ("CRITICAL", 2),
             Some(e) if e.exit == 1 || e.exit == 2 => ("UNKNOWN", 3),
             Some(e) if e.kind == "expiring" && !e.critical => ("WARNING", 1),
@@ -293,6 +301,9 @@ impl Report {
         };
         let summary = match &self.error {
             Some(e) => format!("{}: {}", self.url, e.message),
+            None if !self.ok() && self.audit.is_some() => {
+                format!("{}: {}", self.url, self.verdict())
+            }
             None => {
                 let expiry = self.certificate.as_ref().map_or(String::new(), |c| {
                     format!(", certificate expires in {} day(s)", c.days_left())
@@ -320,6 +331,15 @@ impl Report {
     pub fn verdict(&self) -> String {
         if let Some(e) = &self.error {
             return format!("FAIL ({}): {}", e.code, e.message);
+        }
+        if let Some(a) = self.audit.as_ref().filter(|a| a.failed()) {
+            let ids: Vec<String> = a
+                .findings
+                .iter()
+                .filter(|f| f.severity > crate::audit::Severity::Info)
+                .map(|f| format!("{} ({})", f.id, f.severity.name()))
+                .collect();
+            return format!("AUDIT FINDINGS: {}", ids.join(", "));
         }
         match (self.encrypted, self.verified) {
             (true, true) => format!(
@@ -427,6 +447,12 @@ impl Report {
                 self.dane.as_ref().map_or(Json::Null, DaneReport::json),
             ),
             ("pin", self.pin.map_or(Json::Null, Json::Bool)),
+            (
+                "audit",
+                self.audit
+                    .as_ref()
+                    .map_or(Json::Null, crate::audit::Audit::json),
+            ),
             ("error", error),
         ])
     }
@@ -593,6 +619,12 @@ impl Report {
                 ),
             );
         }
+        if let Some(a) = &self.audit {
+            out.push_str(&a.human());
+        }
+        let mut line = |label: &str, value: String| {
+            out.push_str(&format!("{label:<23} {value}\n"));
+        };
         line("verdict", self.verdict());
         out
     }

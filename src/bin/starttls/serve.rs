@@ -163,7 +163,15 @@ pub fn accept_loop(
     let slots = Slots::new(max_concurrent);
     let mut served = 0u64;
     for stream in listener.incoming() {
-        let Ok(sock) = stream else { continue };
+        let sock = match stream {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+            // Out of file descriptors (EMFILE) and the like: retrying at once would spin.
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+        };
         // Finished workers are not kept: each thread ends with its session and gives its slot
         // back; at the limit, the next connection waits (in the listen queue) for a free slot.
         let slot = slots.acquire();

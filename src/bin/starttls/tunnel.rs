@@ -70,6 +70,11 @@ pub fn unsupported(mode: Mode, protocol: Protocol) -> Option<&'static str> {
 
 /// The server to connect to: HOST[:PORT] (the protocol's port by default), resolved once.
 fn target(connect: &str, protocol: Protocol) -> Result<(String, u16, Vec<SocketAddr>), String> {
+    if connect.contains("://") {
+        return Err(format!(
+            "--connect {connect}: HOST[:PORT], not a URL (the protocol is --protocol)"
+        ));
+    }
     let (host, port) = match connect.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => {
             let port = p
@@ -142,6 +147,13 @@ pub fn run(opts: &TunnelOptions) -> i32 {
     } else {
         (None, None)
     };
+    if !opts.listen.contains(':') {
+        eprintln!(
+            "starttls tunnel: --listen {}: ADDR:PORT needed (port 0: any free port)",
+            opts.listen
+        );
+        return 2;
+    }
     let listener = match TcpListener::bind(&opts.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -160,9 +172,14 @@ pub fn run(opts: &TunnelOptions) -> i32 {
     }
     let servername = opts.servername.clone().unwrap_or_else(|| host.clone());
     println!(
-        "tunnel {} {} on {addr} to {host}:{port}",
+        "tunnel {} {} on {addr} to {}",
         opts.mode.name(),
-        opts.protocol
+        opts.protocol,
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
     );
     let _ = std::io::stdout().flush();
     let shared = std::sync::Arc::new(Shared {
@@ -175,19 +192,30 @@ pub fn run(opts: &TunnelOptions) -> i32 {
         idle: opts.idle_timeout,
         timeout: opts.timeout,
     });
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = failed.clone();
     crate::serve::accept_loop(
         &listener,
         opts.max_concurrent,
         opts.max_connections,
         "tunnel",
         move |local| {
-            let line = one(&shared, local);
+            let (line, ok) = one(&shared, local);
+            if !ok {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             println!("{line}");
             let _ = std::io::stdout().flush();
         },
     );
     if let Some(ca) = &ca_path {
         crate::pki::remove_ca(ca);
+    }
+    // After --max-connections: a script learns whether every connection was relayed.
+    let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("starttls tunnel: {failed} connection(s) refused (see their lines)");
+        return 1;
     }
     0
 }
@@ -230,8 +258,8 @@ fn client_config(opts: &TunnelOptions) -> Result<ClientConfig, String> {
     b.build().map_err(|e| e.to_string())
 }
 
-/// One local connection, start to end; returns its log line.
-fn one(shared: &Shared, local: TcpStream) -> String {
+/// One local connection, start to end; returns its log line and whether it was relayed.
+fn one(shared: &Shared, local: TcpStream) -> (String, bool) {
     let started = Instant::now();
     let peer = local
         .peer_addr()
@@ -254,16 +282,20 @@ fn one(shared: &Shared, local: TcpStream) -> String {
                 None => "end=closed".to_owned(),
                 Some(e) => format!("end={} end_message={:?}", kind(e), e.to_string()),
             };
-            format!(
+            let line = format!(
                 "{head} outcome=ok{detail} to_server={} to_client={} {end} time={secs:.3}s",
                 relayed.to_server, relayed.to_client
-            )
+            );
+            (line, true)
         }
-        Err(Failure { side, error }) => format!(
-            "{head} outcome=refused side={side} error={} message={:?} time={secs:.3}s",
-            kind(&error),
-            error.to_string()
-        ),
+        Err(Failure { side, error }) => {
+            let line = format!(
+                "{head} outcome=refused side={side} error={} message={:?} time={secs:.3}s",
+                kind(&error),
+                error.to_string()
+            );
+            (line, false)
+        }
     }
 }
 
@@ -316,11 +348,60 @@ fn connect_server(shared: &Shared) -> starttls::Result<TcpStream> {
 }
 
 fn raw(shared: &Shared, local: &TcpStream) -> Result<(String, Carried), Failure> {
+    // The server is told TLS starts: a plaintext client's bytes (an LDAP bind, a PostgreSQL
+    // startup message) must not follow. The client speaks first in TLS, so its first bytes
+    // are looked at before the server is even dialled.
+    starts_tls(local, shared.timeout).map_err(client_failure)?;
     let server = connect_server(shared).map_err(server_failure)?;
     let server = starttls::negotiate(&shared.client, shared.protocol, server, &shared.servername)
         .map_err(server_failure)?;
     let r = starttls::relay_sockets(local, &server, shared.idle);
     Ok((String::new(), carried(r, true)))
+}
+
+/// Waits (at most `timeout`) for the local client's first bytes and requires a TLS handshake
+/// record (or an SSL 2.0-format ClientHello, which scanners still send to test for SSL 2.0).
+fn starts_tls(local: &TcpStream, timeout: Duration) -> starttls::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut first = [0u8; 3];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(starttls::Error::Timeout {
+                phase: starttls::Phase::Handshake,
+            });
+        }
+        local
+            .set_read_timeout(Some(left))
+            .map_err(|e| io_error(starttls::Phase::Handshake, e))?;
+        let n = match local.peek(&mut first) {
+            Ok(0) => {
+                return Err(starttls::Error::Closed {
+                    phase: starttls::Phase::Handshake,
+                });
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(starttls::Phase::Handshake, e)),
+        };
+        let tls = first[0] == 0x16 && (n < 2 || first[1] == 3) && (n < 3 || first[2] <= 4);
+        let ssl2 = first[0] & 0x80 != 0 && (n < 3 || first[2] == 1);
+        if !tls && !ssl2 {
+            return Err(starttls::Error::ProtocolViolation {
+                phase: starttls::Phase::Handshake,
+                detail: format!(
+                    "the local client did not start TLS (it sent {:?}); the raw tunnel is for \
+                     TLS clients, --terminate for plaintext ones",
+                    starttls::escape_controls(&String::from_utf8_lossy(&first[..n]))
+                ),
+                reply: None,
+            });
+        }
+        if n == first.len() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn carried(r: Relayed, local_first: bool) -> Carried {
@@ -346,13 +427,18 @@ fn terminate(shared: &Shared, local: &TcpStream) -> Result<(String, Carried), Fa
             // A plaintext client is told in its own protocol that the server is unavailable
             // for now (a temporary failure: an MTA queues and retries).
             if let Some(line) = unavailable(shared.protocol, kind(&e)) {
+                let _ = local.set_write_timeout(Some(shared.timeout));
                 let _ = (&*local).write_all(line.as_bytes());
+                linger(local);
             }
             return Err(server_failure(e));
         }
     };
     let mut server = server;
     let detail = tls_detail(&server);
+    local
+        .set_write_timeout(Some(shared.timeout))
+        .map_err(|e| client_failure(io_error(starttls::Phase::Write, e)))?;
     if shared.protocol == Protocol::Postgres {
         refuse_postgres_encryption(local, shared.timeout).map_err(client_failure)?;
     }
@@ -370,9 +456,24 @@ fn front(shared: &Shared, local: TcpStream) -> Result<(String, Carried), Failure
     let Some(config) = &shared.server else {
         unreachable!("--front builds its server config");
     };
-    // The plaintext server first: if it is down, the client is not greeted at all.
-    let backend = connect_server(shared).map_err(server_failure)?;
-    skip_backend_greeting(shared.protocol, &backend, shared.timeout).map_err(server_failure)?;
+    // The plaintext server first: if it is down, the client gets its protocol's temporary
+    // failure in place of a greeting (a TLS client of an implicit protocol just a close).
+    let backend = match connect_server(shared)
+        .and_then(|b| skip_backend_greeting(shared.protocol, &b, shared.timeout).map(|()| b))
+    {
+        Ok(b) => b,
+        Err(e) => {
+            if let (false, Some(line)) = (
+                shared.protocol.is_implicit(),
+                unavailable(shared.protocol, kind(&e)),
+            ) {
+                let _ = local.set_write_timeout(Some(shared.timeout));
+                let _ = (&local).write_all(line.as_bytes());
+                linger(&local);
+            }
+            return Err(server_failure(e));
+        }
+    };
     let mut client = starttls::accept(config, shared.protocol, local).map_err(client_failure)?;
     let detail = tls_detail(&client);
     let r = client.relay(&backend, shared.idle);
@@ -380,7 +481,28 @@ fn front(shared: &Shared, local: TcpStream) -> Result<(String, Carried), Failure
     Ok((detail, carried(r, true)))
 }
 
+/// Ends our side and reads what the client still sends for a moment, so that closing with
+/// its bytes unread does not reset the connection before it has read our last line.
+fn linger(local: &TcpStream) {
+    let _ = local.shutdown(std::net::Shutdown::Write);
+    let _ = local.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut sink = [0u8; 1024];
+    for _ in 0..64 {
+        match (&*local).read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
 fn io_error(phase: starttls::Phase, source: std::io::Error) -> starttls::Error {
+    // A socket timeout is a timeout, as `check` reports it, not an I/O error.
+    if matches!(
+        source.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        return starttls::Error::Timeout { phase };
+    }
     starttls::Error::Io { phase, source }
 }
 
@@ -395,7 +517,7 @@ fn tls_detail(conn: &Connection) -> String {
 
 /// The line a plaintext client gets when the server could not be reached securely.
 fn unavailable(protocol: Protocol, kind: &str) -> Option<String> {
-    let why = format!("starttls tunnel: no secure connection to the server ({kind})");
+    let why = format!("starttls tunnel: the server is not available ({kind})");
     match protocol {
         Protocol::Smtp | Protocol::Submission | Protocol::Lmtp | Protocol::Smtps => {
             Some(format!("421 4.7.0 {why}\r\n"))
@@ -434,9 +556,16 @@ fn local_greeting(protocol: Protocol, conn: &mut Connection) -> starttls::Result
         Protocol::Nntp | Protocol::Nntps => Some(lines("200 ready")),
         Protocol::Imap | Protocol::Imaps => {
             let caps = conn.fetch_capabilities()?.join(" ");
-            // "* OK [CAPABILITY ...] text": the pre-TLS capabilities are replaced.
+            // "* OK [CAPABILITY ...] text": the pre-TLS capabilities are replaced. PREAUTH
+            // (only ever accepted inside implicit TLS) stays PREAUTH.
+            let upper = greeting.to_ascii_uppercase();
+            let word = if upper.starts_with("* PREAUTH") {
+                "PREAUTH"
+            } else {
+                "OK"
+            };
             let text = greeting
-                .strip_prefix("* OK")
+                .get(2 + word.len()..)
                 .unwrap_or_default()
                 .trim_start();
             let text = match text.strip_prefix('[') {
@@ -444,7 +573,7 @@ fn local_greeting(protocol: Protocol, conn: &mut Connection) -> starttls::Result
                 None => text,
             };
             let text = if text.is_empty() { "ready" } else { text };
-            Some(format!("* OK [CAPABILITY {caps}] {text}\r\n"))
+            Some(format!("* {word} [CAPABILITY {caps}] {text}\r\n"))
         }
         Protocol::Sieve => {
             let caps = match conn.capabilities() {
@@ -453,10 +582,12 @@ fn local_greeting(protocol: Protocol, conn: &mut Connection) -> starttls::Result
             };
             let mut out = String::new();
             for cap in caps {
-                let (name, value) = cap.split_once(' ').unwrap_or((cap.as_str(), ""));
-                out.push_str(&format!("\"{}\"", quoted(name)));
-                if !value.is_empty() {
-                    out.push_str(&format!(" \"{}\"", quoted(value)));
+                // `"SIEVE" ""` is kept as "SIEVE " (a value, empty): written back the same.
+                match cap.split_once(' ') {
+                    Some((name, value)) => {
+                        out.push_str(&format!("\"{}\" \"{}\"", quoted(name), quoted(value)));
+                    }
+                    None => out.push_str(&format!("\"{}\"", quoted(&cap))),
                 }
                 out.push_str("\r\n");
             }
@@ -480,11 +611,20 @@ fn refuse_postgres_encryption(local: &TcpStream, timeout: Duration) -> starttls:
     local
         .set_read_timeout(Some(timeout))
         .map_err(|e| io_error(starttls::Phase::Greeting, e))?;
+    let deadline = Instant::now() + timeout;
     for _ in 0..2 {
         let mut first = [0u8; 8];
-        let n = local
-            .peek(&mut first)
-            .map_err(|e| io_error(starttls::Phase::Greeting, e))?;
+        // Wait for 8 bytes while they could still be one of the two requests.
+        let n = loop {
+            let n = local
+                .peek(&mut first)
+                .map_err(|e| io_error(starttls::Phase::Greeting, e))?;
+            let prefix = SSL[..n] == first[..n] || GSS[..n] == first[..n];
+            if n == 8 || n == 0 || !prefix || Instant::now() >= deadline {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         if n < 8 || (first != SSL && first != GSS) {
             break;
         }
@@ -532,11 +672,9 @@ fn skip_backend_greeting(
         },
         _ => return Ok(()),
     };
-    backend
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| io_error(starttls::Phase::Greeting, e))?;
+    let deadline = Instant::now() + timeout;
     for _ in 0..MAX_LINES {
-        let line = read_line(backend)?;
+        let line = read_line(backend, deadline)?;
         let text = starttls::escape_controls(&String::from_utf8_lossy(&line)).into_owned();
         match last_line(&text) {
             None => continue,
@@ -557,10 +695,21 @@ fn skip_backend_greeting(
 }
 
 /// One line without its CRLF, at most MAX_LINE bytes.
-fn read_line(backend: &TcpStream) -> starttls::Result<Vec<u8>> {
+fn read_line(backend: &TcpStream, deadline: Instant) -> starttls::Result<Vec<u8>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
+        // One deadline for the whole greeting: a server trickling a byte at a time must not
+        // reset the time.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(starttls::Error::Timeout {
+                phase: starttls::Phase::Greeting,
+            });
+        }
+        backend
+            .set_read_timeout(Some(left))
+            .map_err(|e| io_error(starttls::Phase::Greeting, e))?;
         match (&*backend).read(&mut byte) {
             Ok(0) => {
                 return Err(starttls::Error::Closed {
