@@ -983,7 +983,7 @@ tunnel_rows() {
     if command -v testssl >/dev/null; then
         for spec in "sieve|14190|Dovecot managesieve" "nntp|10119|INN nntp"; do
             IFS='|' read -r proto sport name <<<"$spec"
-            port=$((sport + 8000))
+            port=$((sport + 9000))
             tunnel "$proto raw" $port --protocol "$proto" --connect "localhost:$sport" || continue
             row "$name through tunnel (raw)" "testssl.sh -p" bash -c "testssl --quiet --color 0 \
                 --warnings off --ip one -p 127.0.0.1:$port > $W/testssl-$port.log 2>&1; rc=\$?; \
@@ -1051,6 +1051,57 @@ m.logout()
         smtp://127.0.0.1:$port && tunnel_log_ok $W/tunnel-$port.log"
 }
 
+# audit ENDPOINT URL [KNOWN...]: `check --audit --json` passes (exit 0), or finds exactly the
+# KNOWN findings (ids above info, explained where the row is called) and exits 6.
+auditrow() {
+    local endpoint=$1 url=$2
+    shift 2
+    local known="$*"
+    row "$endpoint" "starttls check --audit" bash -c "out=\$('$BIN' check --audit --json --ca-file '$W/ca.pem' \
+        --servername localhost '$url'); rc=\$?; printf '%s\n' \"\$out\" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+a = r[\"audit\"]
+for f in a[\"findings\"]: print(f[\"severity\"], f[\"id\"], \"-\", f[\"evidence\"])
+for p in a[\"probes\"]:
+    if p[\"outcome\"] in (\"error\", \"skipped\"): print(\"probe\", p[\"id\"], p[\"outcome\"], p[\"detail\"])
+found = sorted(f[\"id\"] for f in a[\"findings\"] if f[\"severity\"] != \"info\")
+errors = [p[\"id\"] for p in a[\"probes\"] if p[\"outcome\"] == \"error\"]
+known = sorted(\"$known\".split())
+assert found == known, (found, known)
+assert not errors, errors
+sys.exit(0)
+' && if [ -z '$known' ]; then [ \$rc -eq 0 ]; else [ \$rc -eq 6 ]; fi"
+}
+
+audit_rows() {
+    log "check --audit against the real servers"
+    # Postfix 3.7's default smtpd_tls_protocols (!SSLv2, !SSLv3) still takes TLS 1.0 and 1.1,
+    # which openssl s_client confirms below.
+    auditrow "Postfix smtp" smtp://localhost:10025 tls1.0-accepted tls1.1-accepted
+    auditrow "Postfix submission" submission://localhost:10587 tls1.0-accepted tls1.1-accepted
+    row "Postfix smtp: TLS 1.0 accepted, as the audit says" "openssl s_client -tls1" bash -c \
+        "openssl s_client -brief -tls1 -cipher DEFAULT@SECLEVEL=0 -starttls smtp \
+         -connect 127.0.0.1:10025 </dev/null 2>&1 | tee /dev/stderr | grep -q 'Protocol version: TLSv1\$'"
+    # Dovecot counts connections from 127.0.0.1 as secured: disable_plaintext_auth does not
+    # apply to them, so a login starts in plaintext on loopback (not from another host).
+    auditrow "Dovecot imap" imap://localhost:10143 login-advertised-before-tls plaintext-login-accepted
+    auditrow "Dovecot pop3" pop3://localhost:10110 login-advertised-before-tls plaintext-login-accepted
+    auditrow "Dovecot lmtp" lmtp://localhost:10024
+    auditrow "Dovecot managesieve" sieve://localhost:14190 login-advertised-before-tls plaintext-login-accepted
+    # nnrpd lists AUTHINFO SASL before TLS (AUTHINFO USER only once TLS is up).
+    auditrow "INN nntp" nntp://localhost:10119 login-advertised-before-tls
+    auditrow "ProFTPD ftp" ftp://localhost:10021
+    auditrow "Prosody xmpp" xmpp://localhost:15222
+    # slapd (GnuTLS, Debian's default priority string) still takes TLS 1.0 and 1.1.
+    auditrow "slapd ldap" ldap://localhost:10389 tls1.0-accepted tls1.1-accepted
+    row "slapd: TLS 1.1 accepted, as the audit says" "openssl s_client -tls1_1" bash -c \
+        "openssl s_client -brief -tls1_1 -cipher DEFAULT@SECLEVEL=0 -starttls ldap \
+         -connect 127.0.0.1:10389 </dev/null 2>&1 | tee /dev/stderr | grep -q 'Protocol version: TLSv1.1'"
+    auditrow "PostgreSQL" postgres://localhost:15432
+    auditrow "MariaDB" mysql://localhost:13306
+}
+
 print_matrix() {
     echo
     printf '%-52s %-26s %s\n' "endpoint" "client" "result"
@@ -1081,6 +1132,7 @@ start_dnssec_bed
 library_client_rows
 real_client_rows
 tunnel_rows
+audit_rows
 print_matrix
 FINISHED=1
 [ "$FAILED" -eq 0 ]

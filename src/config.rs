@@ -911,6 +911,51 @@ mod tests {
     }
 
     #[test]
+    fn suites_and_groups_can_be_narrowed_to_one() {
+        let suite = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+        let group = rustls::NamedGroup::secp384r1;
+        let c = ClientConfig::builder()
+            .cipher_suites([suite])
+            .key_exchange_groups([group])
+            .build()
+            .unwrap();
+        let p = c.inner.tls.crypto_provider();
+        let suites: Vec<_> = p.cipher_suites.iter().map(|s| s.suite()).collect();
+        let groups: Vec<_> = p.kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!((suites, groups), (vec![suite], vec![group]));
+        // The P-256-first variant has the same one group.
+        assert_eq!(c.inner.tls_p256_first.crypto_provider().kx_groups.len(), 1);
+        assert!(supported_cipher_suites().contains(&suite));
+        assert!(supported_key_exchange_groups().contains(&group));
+    }
+
+    #[test]
+    fn unknown_or_impossible_suites_and_groups_are_config_errors() {
+        let unknown_suite = ClientConfig::builder()
+            .cipher_suites([rustls::CipherSuite::TLS_RSA_WITH_AES_128_CBC_SHA])
+            .build()
+            .unwrap_err();
+        assert_eq!(unknown_suite.kind(), ErrorKind::Config, "{unknown_suite}");
+        let unknown_group = ClientConfig::builder()
+            .key_exchange_groups([rustls::NamedGroup::FFDHE2048])
+            .build()
+            .unwrap_err();
+        assert_eq!(unknown_group.kind(), ErrorKind::Config, "{unknown_group}");
+        let none = ClientConfig::builder()
+            .cipher_suites([])
+            .build()
+            .unwrap_err();
+        assert_eq!(none.kind(), ErrorKind::Config);
+        // Only a TLS 1.3 suite while only TLS 1.2 is allowed.
+        let impossible = ClientConfig::builder()
+            .cipher_suites([rustls::CipherSuite::TLS13_AES_128_GCM_SHA256])
+            .max_tls_version(TlsVersion::Tls12)
+            .build()
+            .unwrap_err();
+        assert_eq!(impossible.kind(), ErrorKind::Config, "{impossible}");
+    }
+
+    #[test]
     fn zero_timeouts_are_rejected() {
         let zero_io = Timeouts {
             io: Duration::ZERO,

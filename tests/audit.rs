@@ -363,26 +363,34 @@ fn each_flaw_is_found_with_the_servers_words() {
 
 #[test]
 fn the_text_report_and_nagios_name_the_findings() {
+    /// `check --audit [EXTRA] smtp://127.0.0.1:PORT`: the exit code and stdout.
+    fn check(port: u16, extra: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_starttls"))
+            .args([
+                "check",
+                "--audit",
+                "--timeout",
+                "5",
+                "--servername",
+                "localhost",
+            ])
+            .args(extra)
+            .arg("--ca-file")
+            .arg(ca_file())
+            .arg(format!("smtp://127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
     let port = smtp_server(Flaws {
         injection: true,
         ..Flaws::default()
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_starttls"))
-        .args([
-            "check",
-            "--audit",
-            "--timeout",
-            "5",
-            "--servername",
-            "localhost",
-            "--ca-file",
-        ])
-        .arg(ca_file())
-        .arg(format!("smtp://127.0.0.1:{port}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(6), "{text}");
+    let (code, text) = check(port, &[]);
+    assert_eq!(code, Some(6), "{text}");
     assert!(
         text.contains("audit finding           HIGH command-injection"),
         "{text}"
@@ -391,23 +399,8 @@ fn the_text_report_and_nagios_name_the_findings() {
         text.contains("verdict                 AUDIT FINDINGS: command-injection (high)"),
         "{text}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_starttls"))
-        .args([
-            "check",
-            "--audit",
-            "--nagios",
-            "--timeout",
-            "5",
-            "--servername",
-            "localhost",
-            "--ca-file",
-        ])
-        .arg(ca_file())
-        .arg(format!("smtp://127.0.0.1:{port}"))
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{line}");
+    let (code, line) = check(port, &["--nagios"]);
+    assert_eq!(code, Some(2), "{line}");
     assert!(
         line.starts_with("STARTTLS CRITICAL - ") && line.contains("command-injection"),
         "{line}"
@@ -417,27 +410,9 @@ fn the_text_report_and_nagios_name_the_findings() {
         starttls_inside_tls: true,
         ..Flaws::default()
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_starttls"))
-        .args([
-            "check",
-            "--audit",
-            "--nagios",
-            "--timeout",
-            "5",
-            "--servername",
-            "localhost",
-            "--ca-file",
-        ])
-        .arg(ca_file())
-        .arg(format!("smtp://127.0.0.1:{port}"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (code, line) = check(port, &["--nagios"]);
+    assert_eq!(code, Some(1), "{line}");
+    assert!(line.starts_with("STARTTLS WARNING - "), "{line}");
 }
 
 /// The library's own server side refuses everything the audit tries.

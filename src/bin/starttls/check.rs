@@ -572,7 +572,9 @@ fn audit(report: &Report, opts: &CheckOptions) -> Option<crate::audit::Audit> {
     let server_name = opts.servername.as_deref().unwrap_or(&target.host);
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
     Some(crate::audit::run(
-        target,
+        target.protocol,
+        &target.host,
+        target.port,
         server_name,
         opts.client_name.as_deref(),
         timeout,

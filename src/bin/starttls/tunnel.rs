@@ -288,6 +288,15 @@ fn one(shared: &Shared, local: TcpStream) -> (String, bool) {
             );
             (line, true)
         }
+        // A client that connected and left without a word (a port scan, testssl's first
+        // probe): nothing was asked, nothing refused.
+        Err(Failure {
+            side: "client",
+            error: starttls::Error::Closed { .. },
+        }) if shared.mode == Mode::Raw => (
+            format!("{head} outcome=gone (the client closed without starting TLS) time={secs:.3}s"),
+            true,
+        ),
         Err(Failure { side, error }) => {
             let line = format!(
                 "{head} outcome=refused side={side} error={} message={:?} time={secs:.3}s",

@@ -270,6 +270,17 @@ impl Dialect {
         self.read(io, self.simple_shape(), "n")
     }
 
+    /// Whether a reply line (to a NOOP, DATE) is positive: the command was carried out.
+    pub fn positive(self, line: &str) -> bool {
+        match self {
+            Dialect::Smtp | Dialect::Lmtp | Dialect::Ftp => line.starts_with('2'),
+            Dialect::Nntp => line.starts_with("111"),
+            Dialect::Pop3 => line.starts_with("+OK"),
+            Dialect::Imap => line.starts_with("n OK") || line.starts_with("* "),
+            Dialect::Sieve => starts_word(line, "OK"),
+        }
+    }
+
     /// A login attempt that carries no credential: SASL PLAIN without its initial response
     /// (FTP: a USER command for `anonymous`). A server that answers with a challenge (`334`,
     /// `+`, `""`, `383`; FTP `331`) would take the password in plaintext. Returns that, and the

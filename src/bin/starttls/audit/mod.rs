@@ -12,7 +12,6 @@ use std::time::Duration;
 use starttls::{ClientConfig, ConnectOptions, Protocol, Timeouts, TlsVersion};
 
 use crate::json::Json;
-use crate::report::Target;
 use dialect::{Dialect, Lines, Plain, Reply};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,8 +170,9 @@ fn skipped(why: impl std::fmt::Display) -> String {
 }
 
 /// What every probe needs.
-struct Ctx<'a> {
-    target: &'a Target,
+struct Ctx {
+    protocol: Protocol,
+    port: u16,
     addrs: Vec<SocketAddr>,
     server_name: String,
     client_name: String,
@@ -183,21 +183,20 @@ struct Ctx<'a> {
     tls: ClientConfig,
 }
 
-/// Runs every probe that applies to the target's protocol.
+/// Runs every probe that applies to the protocol, against `host:port`.
 pub fn run(
-    target: &Target,
+    protocol: Protocol,
+    host: &str,
+    port: u16,
     server_name: &str,
     client_name: Option<&str>,
     timeout: Duration,
 ) -> Audit {
     let mut audit = Audit::default();
-    let addrs: Vec<SocketAddr> = match (target.host.as_str(), target.port).to_socket_addrs() {
+    let addrs: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => {
-            audit.record(
-                "connect",
-                Err(format!("cannot resolve {}: {e}", target.host)),
-            );
+            audit.record("connect", Err(format!("cannot resolve {host}: {e}")));
             return audit;
         }
     };
@@ -209,7 +208,8 @@ pub fn run(
         }
     };
     let ctx = Ctx {
-        target,
+        protocol,
+        port,
         addrs,
         server_name: server_name.to_owned(),
         client_name: client_name.unwrap_or("starttls-audit.invalid").to_owned(),
@@ -217,7 +217,7 @@ pub fn run(
         settle: timeout.min(Duration::from_secs(2)),
         tls,
     };
-    if let Some(d) = Dialect::of(target.protocol) {
+    if let Some(d) = Dialect::of(protocol) {
         audit.record("plaintext-login", probe_plaintext(&ctx, d));
         audit.record("command-injection", probe_injection(&ctx, d));
         audit.record(
@@ -266,7 +266,7 @@ fn probe_config(
     b.build()
 }
 
-fn connect(ctx: &Ctx<'_>) -> Result<TcpStream, String> {
+fn connect(ctx: &Ctx) -> Result<TcpStream, String> {
     let mut last = None;
     for addr in &ctx.addrs {
         match TcpStream::connect_timeout(addr, ctx.timeout) {
@@ -292,7 +292,7 @@ fn io(e: std::io::Error) -> String {
 }
 
 /// A new connection greeted and asked for its capabilities (before TLS).
-fn opened(ctx: &Ctx<'_>, d: Dialect) -> Result<(TcpStream, Reply, Vec<String>), String> {
+fn opened(ctx: &Ctx, d: Dialect) -> Result<(TcpStream, Reply, Vec<String>), String> {
     let tcp = connect(ctx)?;
     let mut p = Plain(&tcp);
     let greeting = d.greeting(&mut p).map_err(io)?;
@@ -304,7 +304,7 @@ fn opened(ctx: &Ctx<'_>, d: Dialect) -> Result<(TcpStream, Reply, Vec<String>), 
 }
 
 /// Probe: a login and a mail transaction offered in plaintext, before STARTTLS.
-fn probe_plaintext(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
+fn probe_plaintext(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
     let (tcp, _, caps) = opened(ctx, d)?;
     let mut found = Vec::new();
     let mut p = Plain(&tcp);
@@ -347,7 +347,7 @@ fn probe_plaintext(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
     if let Some((accepted, reply)) = d.try_mail(&mut p).map_err(io)? {
         if accepted {
             // A public MX must take mail without TLS (RFC 3207 §4); submission should not.
-            let submission = ctx.target.protocol == Protocol::Submission;
+            let submission = ctx.protocol == Protocol::Submission;
             found.push(Finding {
                 id: "plaintext-mail-accepted",
                 severity: if submission {
@@ -407,7 +407,7 @@ fn shown(bytes: &[u8]) -> String {
 
 /// Probe (CVE-2011-0411 and family): STARTTLS and a harmless command in one segment. A server
 /// that answers the second command inside TLS ran plaintext an attacker could have injected.
-fn probe_injection(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
+fn probe_injection(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
     let (tcp, _, _) = opened(ctx, d)?;
     let mut p = Plain(&tcp);
     p.send(&format!("{}{}", d.starttls(), d.noop()))
@@ -477,7 +477,7 @@ fn probe_injection(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
 
 /// Probe: a plaintext command where the ClientHello should be. A server answering it in clear
 /// would let an attacker strip TLS after the go-ahead.
-fn probe_plaintext_after_go_ahead(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
+fn probe_plaintext_after_go_ahead(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
     let (tcp, _, _) = opened(ctx, d)?;
     let mut p = Plain(&tcp);
     p.send(d.starttls()).map_err(io)?;
@@ -487,6 +487,18 @@ fn probe_plaintext_after_go_ahead(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Findi
     // A TLS alert (0x15) or a close is the right answer.
     if answer.is_empty() || answer[0] == 0x15 || answer[0] == 0x16 {
         return Ok(Vec::new());
+    }
+    // Telling the failure in plaintext before hanging up (ProFTPD: "421 TLS handshake
+    // failed") is not running the command.
+    if !d.positive(&String::from_utf8_lossy(&answer)) {
+        return Ok(vec![Finding {
+            id: "plaintext-notice-after-go-ahead",
+            severity: Severity::Info,
+            title: "the server told in plaintext that TLS did not start, and did not run the \
+                    command"
+                .into(),
+            evidence: shown(&answer),
+        }]);
     }
     Ok(vec![Finding {
         id: "plaintext-after-go-ahead",
@@ -499,7 +511,7 @@ fn probe_plaintext_after_go_ahead(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Findi
 
 /// Probe: STARTTLS sent before the greeting. Most servers simply read it after greeting (an
 /// early talker is a spam sign Postfix's postscreen drops): reported as a fact.
-fn probe_before_greeting(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
+fn probe_before_greeting(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
     let tcp = connect(ctx)?;
     let mut p = Plain(&tcp);
     p.send(d.starttls()).map_err(io)?;
@@ -531,7 +543,7 @@ fn probe_before_greeting(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, Stri
 }
 
 /// Probe: the capabilities before and inside TLS, and a second STARTTLS inside TLS.
-fn probe_inside_tls(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
+fn probe_inside_tls(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
     // Before TLS as a client sees them (POP3's library dialog does not ask).
     let (tcp, _, before) = opened(ctx, d)?;
     d.quit(&mut Plain(&tcp));
@@ -545,7 +557,7 @@ fn probe_inside_tls(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
         .map_err(|e| e.to_string())?;
     let tcp = connect(ctx)?;
     let options = ConnectOptions::new().server_name(&ctx.server_name);
-    let mut conn = starttls::upgrade_with(&config, ctx.target.protocol, tcp, &options)
+    let mut conn = starttls::upgrade_with(&config, ctx.protocol, tcp, &options)
         .map_err(|e| skipped(format!("no STARTTLS: {e}")))?;
     let after: Vec<String> = conn
         .capabilities()
@@ -558,7 +570,12 @@ fn probe_inside_tls(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
     if after.iter().any(|c| c == starttls) {
         found.push(Finding {
             id: "starttls-offered-inside-tls",
-            severity: Severity::Low,
+            // FTP's FEAT lists what the server supports, whatever the state (RFC 2389).
+            severity: if d == Dialect::Ftp {
+                Severity::Info
+            } else {
+                Severity::Low
+            },
             title: format!("{starttls} is still offered inside TLS"),
             evidence: after.join(" "),
         });
@@ -614,9 +631,9 @@ fn probe_inside_tls(ctx: &Ctx<'_>, d: Dialect) -> Result<Vec<Finding>, String> {
 }
 
 /// Probe: a ClientHello offering only TLS 1.0 or 1.1, after the protocol's go-ahead.
-fn probe_legacy(ctx: &Ctx<'_>, version: u16) -> Result<Vec<Finding>, String> {
+fn probe_legacy(ctx: &Ctx, version: u16) -> Result<Vec<Finding>, String> {
     let tcp = connect(ctx)?;
-    let tcp = starttls::negotiate(&ctx.tls, ctx.target.protocol, tcp, &ctx.server_name)
+    let tcp = starttls::negotiate(&ctx.tls, ctx.protocol, tcp, &ctx.server_name)
         .map_err(|e| skipped(format!("no STARTTLS: {e}")))?;
     tcp.set_read_timeout(Some(ctx.timeout))
         .map_err(|e| e.to_string())?;
@@ -675,7 +692,7 @@ fn pseudo_random() -> [u8; 32] {
 }
 
 /// A full upgrade with one group or one suite offered; `Ok(true)` when the server took it.
-fn accepts(ctx: &Ctx<'_>, config: starttls::Result<ClientConfig>) -> Result<bool, String> {
+fn accepts(ctx: &Ctx, config: starttls::Result<ClientConfig>) -> Result<bool, String> {
     let config = config.map_err(|e| e.to_string())?;
     let host = ctx
         .addrs
@@ -683,64 +700,77 @@ fn accepts(ctx: &Ctx<'_>, config: starttls::Result<ClientConfig>) -> Result<bool
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let options = ConnectOptions::new().server_name(&ctx.server_name);
-    match starttls::connect_with(
-        &config,
-        ctx.target.protocol,
-        &host,
-        ctx.target.port,
-        &options,
-    ) {
+    match starttls::connect_with(&config, ctx.protocol, &host, ctx.port, &options) {
         Ok(mut conn) => {
             let _ = conn.quit();
             Ok(true)
         }
-        Err(e) if e.kind() == starttls::ErrorKind::Tls => Ok(false),
+        // Some servers hang up on a ClientHello they cannot agree with instead of an alert
+        // (Dovecot: "no suitable key share").
+        Err(e)
+            if matches!(
+                e.kind(),
+                starttls::ErrorKind::Tls | starttls::ErrorKind::Closed
+            ) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(skipped(format!("the upgrade failed: {e}"))),
     }
 }
 
 /// Probe (info): which key exchange groups the server accepts, one connection each.
-fn probe_groups(ctx: &Ctx<'_>) -> Result<Vec<Finding>, String> {
-    let mut took = Vec::new();
-    let mut refused = Vec::new();
-    for group in starttls::supported_key_exchange_groups() {
-        let config = probe_config(ctx.timeout, Some(&ctx.client_name), Some(group), None, None);
-        let name = group
-            .as_str()
-            .map_or_else(|| format!("{group:?}"), str::to_owned);
-        if accepts(ctx, config)? {
-            took.push(name);
-        } else {
-            refused.push(name);
-        }
-    }
-    Ok(vec![Finding {
-        id: "tls-groups",
-        severity: Severity::Info,
-        title: "key exchange groups the server accepts".into(),
-        evidence: format!("accepted: {}; refused: {}", list(&took), list(&refused)),
-    }])
+fn probe_groups(ctx: &Ctx) -> Result<Vec<Finding>, String> {
+    let tries = starttls::supported_key_exchange_groups()
+        .into_iter()
+        .map(|group| {
+            let name = group
+                .as_str()
+                .map_or_else(|| format!("{group:?}"), str::to_owned);
+            let config = probe_config(ctx.timeout, Some(&ctx.client_name), Some(group), None, None);
+            (name, config)
+        });
+    one_at_a_time(ctx, tries, "tls-groups", "key exchange groups")
 }
 
 /// Probe (info): which TLS 1.3 and 1.2 cipher suites the server accepts, one connection each.
-fn probe_suites(ctx: &Ctx<'_>) -> Result<Vec<Finding>, String> {
-    let mut took = Vec::new();
-    let mut refused = Vec::new();
-    for suite in starttls::supported_cipher_suites() {
-        let tls12 = !suite.as_str().is_some_and(|n| n.starts_with("TLS13_"));
-        let max = tls12.then_some(TlsVersion::Tls12);
-        let config = probe_config(ctx.timeout, Some(&ctx.client_name), None, Some(suite), max);
-        let name = starttls::iana_cipher_suite_name(suite);
+fn probe_suites(ctx: &Ctx) -> Result<Vec<Finding>, String> {
+    let tries = starttls::supported_cipher_suites()
+        .into_iter()
+        .map(|suite| {
+            let tls12 = !suite.as_str().is_some_and(|n| n.starts_with("TLS13_"));
+            let max = tls12.then_some(TlsVersion::Tls12);
+            let config = probe_config(ctx.timeout, Some(&ctx.client_name), None, Some(suite), max);
+            (starttls::iana_cipher_suite_name(suite), config)
+        });
+    one_at_a_time(ctx, tries, "tls-cipher-suites", "cipher suites")
+}
+
+/// An upgrade per config (each offering one thing), and the info finding that lists what the
+/// server took and refused.
+fn one_at_a_time(
+    ctx: &Ctx,
+    tries: impl Iterator<Item = (String, starttls::Result<ClientConfig>)>,
+    id: &'static str,
+    what: &str,
+) -> Result<Vec<Finding>, String> {
+    let (mut took, mut refused) = (Vec::new(), Vec::new());
+    for (name, config) in tries {
         if accepts(ctx, config)? {
             took.push(name);
         } else {
             refused.push(name);
         }
     }
+    if took.is_empty() {
+        return Err(format!(
+            "none of the {what} was accepted alone, though the check's handshake agreed on one"
+        ));
+    }
     Ok(vec![Finding {
-        id: "tls-cipher-suites",
+        id,
         severity: Severity::Info,
-        title: "cipher suites the server accepts".into(),
+        title: format!("{what} the server accepts"),
         evidence: format!("accepted: {}; refused: {}", list(&took), list(&refused)),
     }])
 }
