@@ -1089,8 +1089,9 @@ audit_rows() {
     auditrow "Dovecot pop3" pop3://localhost:10110 login-advertised-before-tls plaintext-login-accepted
     auditrow "Dovecot lmtp" lmtp://localhost:10024
     auditrow "Dovecot managesieve" sieve://localhost:14190 login-advertised-before-tls plaintext-login-accepted
-    # nnrpd lists AUTHINFO SASL before TLS (AUTHINFO USER only once TLS is up).
-    auditrow "INN nntp" nntp://localhost:10119 login-advertised-before-tls
+    # nnrpd offers SASL (SCRAM only) before TLS and starts it there (low: SCRAM sends no
+    # password); AUTHINFO USER only once TLS is up.
+    auditrow "INN nntp" nntp://localhost:10119 login-advertised-before-tls plaintext-login-accepted
     auditrow "ProFTPD ftp" ftp://localhost:10021
     auditrow "Prosody xmpp" xmpp://localhost:15222
     # slapd (GnuTLS, Debian's default priority string) still takes TLS 1.0 and 1.1.

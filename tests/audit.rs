@@ -474,3 +474,223 @@ fn serve_audits_clean_for_every_protocol_the_probes_speak() {
         );
     }
 }
+
+/// A line server: `reply(command, inside_tls)` answers each line; `None` ends the session. On
+/// a line that `is_starttls` says is STARTTLS, `go` is sent, then what the flaws want.
+struct LineServer {
+    greeting: &'static str,
+    go: fn(&str) -> String,
+    is_starttls: fn(&str) -> bool,
+    reply: fn(&str, bool) -> Option<String>,
+    /// Runs commands pipelined after STARTTLS inside TLS (CVE-2011-0411).
+    injection: bool,
+    /// What a plaintext command in place of the ClientHello gets (before hanging up).
+    plaintext_notice: Option<&'static str>,
+}
+
+fn line_server(s: LineServer) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            sock.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            let _ = line_session(&s, sock);
+        }
+    });
+    port
+}
+
+fn line_session(s: &LineServer, sock: TcpStream) -> std::io::Result<()> {
+    let mut out = sock.try_clone()?;
+    out.write_all(s.greeting.as_bytes())?;
+    let mut reader = BufReader::new(sock.try_clone()?);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end().to_owned();
+        if (s.is_starttls)(&line) {
+            out.write_all((s.go)(&line).as_bytes())?;
+            let pipelined = String::from_utf8_lossy(reader.buffer()).into_owned();
+            let mut first = [0u8; 1];
+            if sock.peek(&mut first)? == 0 {
+                return Ok(());
+            }
+            if first[0] != 0x16 {
+                if let Some(notice) = s.plaintext_notice {
+                    out.write_all(notice.as_bytes())?;
+                }
+                return Ok(());
+            }
+            let mut conn = ServerConnection::new(server_config(&pki().server)).unwrap();
+            let mut sock = sock;
+            while conn.is_handshaking() {
+                conn.complete_io(&mut sock)?;
+            }
+            let mut tls = StreamOwned::new(conn, sock);
+            if s.injection {
+                for l in pipelined.lines() {
+                    if let Some(r) = (s.reply)(l, true) {
+                        tls.write_all(r.as_bytes())?;
+                    }
+                }
+                tls.flush()?;
+            }
+            loop {
+                let l = read_line(&mut tls);
+                if l.is_empty() {
+                    return Ok(());
+                }
+                match (s.reply)(&l, true) {
+                    Some(r) => {
+                        tls.write_all(r.as_bytes())?;
+                        tls.flush()?;
+                    }
+                    None => {
+                        tls.conn.send_close_notify();
+                        tls.flush()?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        match (s.reply)(&line, false) {
+            Some(r) => out.write_all(r.as_bytes())?,
+            None => return Ok(()),
+        }
+    }
+}
+
+fn imap_tag(line: &str) -> (&str, String) {
+    let mut words = line.splitn(3, ' ');
+    let tag = words.next().unwrap_or("*");
+    (tag, words.next().unwrap_or("").to_ascii_uppercase())
+}
+
+/// IMAP, done right unless a flaw is asked for.
+fn imap_server(
+    injection: bool,
+    plaintext_notice: Option<&'static str>,
+    plaintext_login: bool,
+) -> u16 {
+    fn reply(line: &str, tls: bool, login: bool) -> Option<String> {
+        let (tag, verb) = imap_tag(line);
+        Some(match verb.as_str() {
+            "CAPABILITY" if tls => {
+                format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n")
+            }
+            "CAPABILITY" if login => {
+                format!("* CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN\r\n{tag} OK done\r\n")
+            }
+            "CAPABILITY" => {
+                format!("* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n{tag} OK done\r\n")
+            }
+            "AUTHENTICATE" if login && !tls => "+ \r\n".to_owned(),
+            "AUTHENTICATE" => format!("{tag} NO [PRIVACYREQUIRED] TLS first\r\n"),
+            "NOOP" => format!("{tag} OK NOOP completed\r\n"),
+            "STARTTLS" => format!("{tag} BAD TLS already active\r\n"),
+            "LOGOUT" => return None,
+            _ if line == "*" => "l BAD cancelled\r\n".to_owned(),
+            _ => format!("{tag} BAD unknown\r\n"),
+        })
+    }
+    let s = LineServer {
+        greeting: "* OK ready\r\n",
+        go: |l| format!("{} OK Begin TLS negotiation now\r\n", imap_tag(l).0),
+        is_starttls: |l| imap_tag(l).1 == "STARTTLS" && !l.is_empty(),
+        reply: if plaintext_login {
+            |l, tls| reply(l, tls, true)
+        } else {
+            |l, tls| reply(l, tls, false)
+        },
+        injection,
+        plaintext_notice,
+    };
+    line_server(s)
+}
+
+/// POP3, with USER/PASS before TLS when `plaintext_user`.
+fn pop3_server(plaintext_user: bool) -> u16 {
+    fn reply(line: &str, tls: bool, user: bool) -> Option<String> {
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        Some(match verb.as_str() {
+            "CAPA" if tls => "+OK\r\nUSER\r\nSASL PLAIN\r\n.\r\n".to_owned(),
+            "CAPA" if user => "+OK\r\nSTLS\r\nUSER\r\n.\r\n".to_owned(),
+            "CAPA" => "+OK\r\nSTLS\r\n.\r\n".to_owned(),
+            "USER" if user || tls => "+OK send PASS\r\n".to_owned(),
+            "USER" | "AUTH" => "-ERR [AUTH] Plaintext authentication disallowed\r\n".to_owned(),
+            "NOOP" => "+OK\r\n".to_owned(),
+            "STLS" => "-ERR already in TLS\r\n".to_owned(),
+            "QUIT" => return None,
+            _ => "-ERR unknown\r\n".to_owned(),
+        })
+    }
+    line_server(LineServer {
+        greeting: "+OK ready\r\n",
+        go: |_| "+OK Begin TLS negotiation now\r\n".to_owned(),
+        is_starttls: |l| l.eq_ignore_ascii_case("STLS"),
+        reply: if plaintext_user {
+            |l, tls| reply(l, tls, true)
+        } else {
+            |l, tls| reply(l, tls, false)
+        },
+        injection: false,
+        plaintext_notice: None,
+    })
+}
+
+#[test]
+fn imap_and_pop3_flaws_are_found_and_notices_are_not_flaws() {
+    let url = |scheme: &str, port: u16| format!("{scheme}://127.0.0.1:{port}");
+    let (code, found, json) = audit(&url("imap", imap_server(false, None, false)));
+    assert_eq!((code, above_info(&found)), (0, vec![]), "{json}");
+    let (code, found, json) = audit(&url("imap", imap_server(true, None, false)));
+    assert_eq!(
+        (code, above_info(&found)),
+        (6, vec!["command-injection"]),
+        "{json}"
+    );
+    assert!(json.contains("NOOP completed"), "{json}");
+    // "* BYE" in plaintext where TLS should start is how IMAP tells the failure: not a flaw.
+    let (code, found, json) = audit(&url(
+        "imap",
+        imap_server(false, Some("* BYE TLS negotiation failed\r\n"), false),
+    ));
+    assert_eq!((code, above_info(&found)), (0, vec![]), "{json}");
+    assert!(
+        found.contains(&("plaintext-notice-after-go-ahead".into(), "info".into())),
+        "{json}"
+    );
+    // A plaintext answer to the command is.
+    let (code, found, json) = audit(&url(
+        "imap",
+        imap_server(false, Some("n OK NOOP completed\r\n"), false),
+    ));
+    assert_eq!(
+        (code, above_info(&found)),
+        (6, vec!["plaintext-after-go-ahead"]),
+        "{json}"
+    );
+    let (code, found, json) = audit(&url("imap", imap_server(false, None, true)));
+    assert_eq!(
+        (code, above_info(&found)),
+        (
+            6,
+            vec!["login-advertised-before-tls", "plaintext-login-accepted"]
+        ),
+        "{json}"
+    );
+    let (code, found, json) = audit(&url("pop3", pop3_server(false)));
+    assert_eq!((code, above_info(&found)), (0, vec![]), "{json}");
+    let (code, found, json) = audit(&url("pop3", pop3_server(true)));
+    assert_eq!(
+        (code, above_info(&found)),
+        (
+            6,
+            vec!["login-advertised-before-tls", "plaintext-login-accepted"]
+        ),
+        "{json}"
+    );
+    assert!(json.contains("+OK send PASS"), "{json}");
+}

@@ -290,17 +290,26 @@ impl Report {
     /// perfdata` and its exit code: 0 OK, 1 WARNING (expiring inside `--warn-days`), 2
     /// CRITICAL (inside `--crit-days`, or the check failed), 3 UNKNOWN (usage, internal).
     pub fn nagios(&self) -> (String, i32) {
-        let worst = self.audit.as_ref().and_then(crate::audit::Audit::worst);
-        let (state, code) = match &self.error {
+        let (mut state, mut code) = match &self.error {
             None if self.ok() => ("OK", 0),
-            None if worst == Some(crate::audit::Severity::Low) => ("WARNING", 1),
+            None if self.audit.as_ref().is_some_and(crate::audit::Audit::failed) => ("OK", 0),
             None => ("CRITICAL", 2),
             Some(e) if e.exit == 1 || e.exit == 2 => ("UNKNOWN", 3),
             Some(e) if e.kind == "expiring" && !e.critical => ("WARNING", 1),
             Some(_) => ("CRITICAL", 2),
         };
+        // The audit's worst finding, when it is worse than the check's own state: a low one
+        // WARNING, a medium or high one CRITICAL.
+        let audit = match self.audit.as_ref().and_then(crate::audit::Audit::worst) {
+            Some(crate::audit::Severity::Low) => ("WARNING", 1),
+            Some(crate::audit::Severity::Medium | crate::audit::Severity::High) => ("CRITICAL", 2),
+            _ => ("OK", 0),
+        };
+        if code != 3 && audit.1 > code {
+            (state, code) = audit;
+        }
         let summary = match &self.error {
-            Some(e) => format!("{}: {}", self.url, e.message),
+            Some(e) => format!("{}: {}{}", self.url, e.message, self.audit_summary()),
             None if !self.ok() && self.audit.is_some() => {
                 format!("{}: {}", self.url, self.verdict())
             }
@@ -328,18 +337,26 @@ impl Report {
         }
     }
 
+    /// "; AUDIT FINDINGS: id (severity), ..." when the audit found anything above info.
+    fn audit_summary(&self) -> String {
+        let Some(a) = self.audit.as_ref().filter(|a| a.failed()) else {
+            return String::new();
+        };
+        let ids: Vec<String> = a
+            .findings
+            .iter()
+            .filter(|f| f.severity > crate::audit::Severity::Info)
+            .map(|f| format!("{} ({})", f.id, f.severity.name()))
+            .collect();
+        format!("; AUDIT FINDINGS: {}", ids.join(", "))
+    }
+
     pub fn verdict(&self) -> String {
         if let Some(e) = &self.error {
-            return format!("FAIL ({}): {}", e.code, e.message);
+            return format!("FAIL ({}): {}{}", e.code, e.message, self.audit_summary());
         }
-        if let Some(a) = self.audit.as_ref().filter(|a| a.failed()) {
-            let ids: Vec<String> = a
-                .findings
-                .iter()
-                .filter(|f| f.severity > crate::audit::Severity::Info)
-                .map(|f| format!("{} ({})", f.id, f.severity.name()))
-                .collect();
-            return format!("AUDIT FINDINGS: {}", ids.join(", "));
+        if self.audit.as_ref().is_some_and(crate::audit::Audit::failed) {
+            return self.audit_summary()[2..].to_owned();
         }
         match (self.encrypted, self.verified) {
             (true, true) => format!(

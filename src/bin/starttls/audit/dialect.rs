@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::Instant;
 
 use starttls::{Connection, Protocol};
 
@@ -18,15 +19,35 @@ pub trait Lines {
     fn send(&mut self, text: &str) -> io::Result<()>;
 }
 
-/// A plaintext socket, read a byte at a time (nothing past the line is taken).
-pub struct Plain<'a>(pub &'a TcpStream);
+/// The time left before `deadline`, as a socket timeout; `TimedOut` once it has passed.
+fn left(deadline: Instant) -> io::Result<std::time::Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    Ok(left)
+}
+
+/// A plaintext socket, read a byte at a time (nothing past the line is taken), every read
+/// within the probe's one deadline (a server trickling bytes cannot stretch it).
+pub struct Plain<'a> {
+    tcp: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> Plain<'a> {
+    pub fn new(tcp: &'a TcpStream, deadline: Instant) -> Plain<'a> {
+        Plain { tcp, deadline }
+    }
+}
 
 impl Lines for Plain<'_> {
     fn line(&mut self) -> io::Result<String> {
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         loop {
-            match self.0.read(&mut byte) {
+            self.tcp.set_read_timeout(Some(left(self.deadline)?))?;
+            match (&*self.tcp).read(&mut byte) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(_) if byte[0] == b'\n' => break,
                 Ok(_) if line.len() >= MAX_LINE => {
@@ -41,14 +62,24 @@ impl Lines for Plain<'_> {
     }
 
     fn send(&mut self, text: &str) -> io::Result<()> {
-        self.0.write_all(text.as_bytes())
+        self.tcp.set_write_timeout(Some(left(self.deadline)?))?;
+        (&*self.tcp).write_all(text.as_bytes())
     }
 }
 
-impl Lines for Connection {
+/// An encrypted connection read line by line, each line within what is left of the deadline.
+pub struct InTls<'a> {
+    pub conn: &'a mut Connection,
+    pub deadline: Instant,
+}
+
+impl Lines for InTls<'_> {
     fn line(&mut self) -> io::Result<String> {
         let mut line = Vec::new();
-        if self.read_line_bounded(&mut line, MAX_LINE)? == 0 {
+        self.conn
+            .set_io_timeout(left(self.deadline)?)
+            .map_err(io::Error::other)?;
+        if self.conn.read_line_bounded(&mut line, MAX_LINE)? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if line.last() == Some(&b'\n') {
@@ -58,8 +89,11 @@ impl Lines for Connection {
     }
 
     fn send(&mut self, text: &str) -> io::Result<()> {
-        self.write_all(text.as_bytes())?;
-        self.flush()
+        self.conn
+            .set_io_timeout(left(self.deadline)?)
+            .map_err(io::Error::other)?;
+        self.conn.write_all(text.as_bytes())?;
+        self.conn.flush()
     }
 }
 
@@ -131,6 +165,8 @@ impl Dialect {
                     line.starts_with(&format!("{tag} ")) || line.starts_with("+")
                 }
                 (Dialect::Sieve, Shape::Tagged) => starts_sieve_status(&line),
+                // POP3 status replies are one line ("+OK ...", "-ERR ...").
+                (Dialect::Pop3, Shape::Status) => true,
                 (_, Shape::DotList) => {
                     if reply.lines.is_empty() {
                         !(line.starts_with("+OK") || line.starts_with('1'))
@@ -139,14 +175,10 @@ impl Dialect {
                     }
                 }
                 _ => {
-                    // SMTP/FTP/NNTP: "ddd-" goes on; "ddd " (or FTP's text lines) until the
-                    // code again with a space.
-                    match reply.lines.first() {
-                        None => line.as_bytes().get(3) != Some(&b'-'),
-                        Some(first) => {
-                            line.starts_with(&format!("{} ", &first[..first.len().min(3)]))
-                        }
-                    }
+                    // SMTP/FTP/NNTP: "ddd-" goes on, up to the code again followed by a space
+                    // or nothing ("ddd text", a bare "ddd"); FTP's text lines in between.
+                    let code = reply.lines.first().map_or(line.get(..3), |f| f.get(..3));
+                    line.get(..3) == code && matches!(line.as_bytes().get(3), None | Some(b' '))
                 }
             };
             reply.lines.push(line);
@@ -194,7 +226,8 @@ impl Dialect {
                 .map(|l| l.get(4..).unwrap_or("").to_owned())
                 .collect(),
             Dialect::Imap => lines
-                .filter_map(|l| l.strip_prefix("* CAPABILITY "))
+                .filter(|l| l.to_ascii_uppercase().starts_with("* CAPABILITY "))
+                .filter_map(|l| l.get("* CAPABILITY ".len()..))
                 .flat_map(|l| l.split(' ').map(str::to_owned))
                 .collect(),
             Dialect::Pop3 | Dialect::Nntp => lines.skip(1).filter(|l| *l != ".").cloned().collect(),
@@ -276,22 +309,65 @@ impl Dialect {
             Dialect::Smtp | Dialect::Lmtp | Dialect::Ftp => line.starts_with('2'),
             Dialect::Nntp => line.starts_with("111"),
             Dialect::Pop3 => line.starts_with("+OK"),
-            Dialect::Imap => line.starts_with("n OK") || line.starts_with("* "),
+            Dialect::Imap => line.lines().any(|l| l.starts_with("n OK")),
             Dialect::Sieve => starts_word(line, "OK"),
         }
     }
 
-    /// A login attempt that carries no credential: SASL PLAIN without its initial response
-    /// (FTP: a USER command for `anonymous`). A server that answers with a challenge (`334`,
-    /// `+`, `""`, `383`; FTP `331`) would take the password in plaintext. Returns that, and the
-    /// reply; the attempt is then cancelled (`*`).
-    pub fn try_login(self, io: &mut impl Lines) -> io::Result<(bool, Reply)> {
+    /// The SASL mechanisms the capabilities name, in their order.
+    fn mechanisms(self, caps: &[String]) -> Vec<String> {
+        let words = |prefix: &str| -> Vec<String> {
+            caps.iter()
+                .filter_map(|c| c.strip_prefix(prefix))
+                .flat_map(|m| m.split(' '))
+                .map(str::to_owned)
+                .collect()
+        };
+        let listed = match self {
+            Dialect::Smtp | Dialect::Lmtp => words("AUTH "),
+            Dialect::Imap => words("AUTH="),
+            Dialect::Pop3 | Dialect::Sieve => words("SASL "),
+            Dialect::Nntp => [words("SASL "), words("AUTHINFO SASL ")].concat(),
+            Dialect::Ftp => Vec::new(),
+        };
+        listed
+            .into_iter()
+            .filter(|m| {
+                !m.is_empty()
+                    && m.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .collect()
+    }
+
+    /// The SASL mechanism to try, and whether it would carry the secret itself in clear:
+    /// the first advertised one that does (PLAIN, LOGIN, a bearer token), else the first
+    /// advertised, else PLAIN. No mechanism is sent an initial response: nothing secret goes.
+    pub fn mechanism(self, caps: &[String]) -> (String, bool) {
+        if self == Dialect::Ftp {
+            return ("USER/PASS".to_owned(), true);
+        }
+        let listed = self.mechanisms(caps);
+        if let Some(m) = listed.iter().find(|m| sends_secret(m)) {
+            return (m.clone(), true);
+        }
+        match listed.into_iter().next() {
+            Some(m) => (m, false),
+            None => ("PLAIN".to_owned(), true),
+        }
+    }
+
+    /// A login attempt that carries no credential: the SASL mechanism `mechanism` without an
+    /// initial response (FTP: `USER` for a made-up name). A server that answers with a
+    /// challenge (`334`, `+`, `""`, `383`; FTP `331`) would take the password in plaintext.
+    /// Returns that, and the reply; a SASL attempt is then cancelled (`*`).
+    pub fn try_login(self, io: &mut impl Lines, mechanism: &str) -> io::Result<(bool, Reply)> {
         let command = match self {
-            Dialect::Smtp | Dialect::Lmtp | Dialect::Pop3 => "AUTH PLAIN",
-            Dialect::Imap => "l AUTHENTICATE PLAIN",
-            Dialect::Nntp => "AUTHINFO SASL PLAIN",
-            Dialect::Sieve => "AUTHENTICATE \"PLAIN\"",
-            Dialect::Ftp => "USER anonymous",
+            Dialect::Smtp | Dialect::Lmtp | Dialect::Pop3 => format!("AUTH {mechanism}"),
+            Dialect::Imap => format!("l AUTHENTICATE {mechanism}"),
+            Dialect::Nntp => format!("AUTHINFO SASL {mechanism}"),
+            Dialect::Sieve => format!("AUTHENTICATE \"{mechanism}\""),
+            Dialect::Ftp => "USER starttls-audit".to_owned(),
         };
         io.send(&format!("{command}\r\n"))?;
         let reply = match self {
@@ -316,7 +392,7 @@ impl Dialect {
             Dialect::Imap | Dialect::Pop3 => first.starts_with('+') && !first.starts_with("+OK"),
             Dialect::Nntp => first.starts_with("383"),
             Dialect::Sieve => first.starts_with('"') || first.starts_with('{'),
-            Dialect::Ftp => first.starts_with("331") || first.starts_with("230"),
+            Dialect::Ftp => first.starts_with("331"),
         };
         if challenged && self != Dialect::Ftp {
             io.send(if self == Dialect::Sieve {
@@ -331,6 +407,27 @@ impl Dialect {
             };
         }
         Ok((challenged, reply))
+    }
+
+    /// How [`try_user`](Self::try_user)'s login is called.
+    pub fn user_command(self) -> String {
+        match self {
+            Dialect::Nntp => "AUTHINFO USER/PASS".into(),
+            _ => "USER/PASS".into(),
+        }
+    }
+
+    /// POP3 `USER` and NNTP `AUTHINFO USER` with a made-up name: a server that asks for the
+    /// password (`+OK`, `381`) would take it in plaintext. `None` for the other protocols.
+    pub fn try_user(self, io: &mut impl Lines) -> io::Result<Option<(bool, Reply)>> {
+        let (command, wants_password) = match self {
+            Dialect::Pop3 => ("USER starttls-audit\r\n", "+OK"),
+            Dialect::Nntp => ("AUTHINFO USER starttls-audit\r\n", "381"),
+            _ => return Ok(None),
+        };
+        io.send(command)?;
+        let reply = self.read(io, Shape::Status, "")?;
+        Ok(Some((reply.first().starts_with(wants_password), reply)))
     }
 
     /// SMTP: a mail transaction opened with a reserved sender (RFC 2606), then reset.
@@ -357,6 +454,11 @@ impl Dialect {
             let _ = self.read(io, self.simple_shape(), "q");
         }
     }
+}
+
+/// Mechanisms whose exchange carries the password or token itself.
+fn sends_secret(mechanism: &str) -> bool {
+    matches!(mechanism, "PLAIN" | "LOGIN" | "XOAUTH2" | "OAUTHBEARER")
 }
 
 fn starts_sieve_status(line: &str) -> bool {
@@ -439,6 +541,66 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_code_ends_a_reply_and_ftp_text_lines_do_not() {
+        let mut s = Script(
+            vec!["250-mx", "250-AUTH LOGIN", "250", "extra"],
+            String::new(),
+        );
+        let caps = Dialect::Smtp.hello(&mut s, "me").unwrap().unwrap();
+        assert_eq!(caps.lines.len(), 3);
+        let mut s = Script(
+            vec!["211-Features:", "211x not the end", " PBSZ", "211 End"],
+            String::new(),
+        );
+        assert_eq!(
+            Dialect::Ftp
+                .hello(&mut s, "me")
+                .unwrap()
+                .unwrap()
+                .lines
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn the_login_tried_is_the_first_advertised_mechanism() {
+        let caps = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Dialect::Smtp.mechanism(&caps(&["PIPELINING", "AUTH CRAM-MD5 LOGIN"])),
+            ("LOGIN".to_owned(), true)
+        );
+        assert_eq!(
+            Dialect::Imap.mechanism(&caps(&["IMAP4REV1", "AUTH=CRAM-MD5"])),
+            ("CRAM-MD5".to_owned(), false)
+        );
+        assert_eq!(
+            Dialect::Pop3.mechanism(&caps(&["SASL SCRAM-SHA-256"])),
+            ("SCRAM-SHA-256".to_owned(), false)
+        );
+        assert_eq!(
+            Dialect::Nntp.mechanism(&caps(&["AUTHINFO SASL", "SASL DIGEST-MD5"])),
+            ("DIGEST-MD5".to_owned(), false)
+        );
+        assert_eq!(Dialect::Smtp.mechanism(&caps(&["AUTH"])).0, "PLAIN");
+        assert_eq!(Dialect::Ftp.mechanism(&[]), ("USER/PASS".to_owned(), true));
+        // Nothing from the peer that is not a mechanism name goes into the command.
+        assert_eq!(Dialect::Smtp.mechanism(&caps(&["AUTH X\\R\\N"])).0, "PLAIN");
+        let mut s = Script(vec!["334 VXNlcm5hbWU6", "501 cancelled"], String::new());
+        assert!(Dialect::Smtp.try_login(&mut s, "LOGIN").unwrap().0);
+        assert_eq!(s.1, "AUTH LOGIN\r\n*\r\n");
+        let mut s = Script(vec!["+OK send PASS"], String::new());
+        assert!(Dialect::Pop3.try_user(&mut s).unwrap().unwrap().0);
+        let mut s = Script(
+            vec!["-ERR [AUTH] Plaintext authentication disallowed"],
+            String::new(),
+        );
+        assert!(!Dialect::Pop3.try_user(&mut s).unwrap().unwrap().0);
+        let mut s = Script(vec!["483 Encryption required"], String::new());
+        assert!(!Dialect::Nntp.try_user(&mut s).unwrap().unwrap().0);
+    }
+
+    #[test]
     fn endless_replies_are_bounded() {
         let lines: Vec<&'static str> = std::iter::repeat_n("250-x", 500).collect();
         let mut s = Script(lines, String::new());
@@ -461,19 +623,19 @@ mod tests {
             assert!(!d.go_ahead(&mut s).unwrap().0, "{d:?}");
         }
         let mut s = Script(vec!["334 ", "501 cancelled"], String::new());
-        assert!(Dialect::Smtp.try_login(&mut s).unwrap().0);
+        assert!(Dialect::Smtp.try_login(&mut s, "PLAIN").unwrap().0);
         assert_eq!(s.1, "AUTH PLAIN\r\n*\r\n");
         let mut s = Script(
             vec!["530 5.7.0 Must issue a STARTTLS command first"],
             String::new(),
         );
-        assert!(!Dialect::Smtp.try_login(&mut s).unwrap().0);
+        assert!(!Dialect::Smtp.try_login(&mut s, "PLAIN").unwrap().0);
         let mut s = Script(vec!["+ ", "l BAD cancelled"], String::new());
-        assert!(Dialect::Imap.try_login(&mut s).unwrap().0);
+        assert!(Dialect::Imap.try_login(&mut s, "PLAIN").unwrap().0);
         let mut s = Script(vec!["l NO [PRIVACYREQUIRED] no"], String::new());
-        assert!(!Dialect::Imap.try_login(&mut s).unwrap().0);
+        assert!(!Dialect::Imap.try_login(&mut s, "PLAIN").unwrap().0);
         let mut s = Script(vec!["\"\"", "NO \"cancelled\""], String::new());
-        assert!(Dialect::Sieve.try_login(&mut s).unwrap().0);
+        assert!(Dialect::Sieve.try_login(&mut s, "PLAIN").unwrap().0);
         assert_eq!(s.1, "AUTHENTICATE \"PLAIN\"\r\n\"*\"\r\n");
     }
 }

@@ -48,6 +48,8 @@ pub fn client_hello(version: u16, server_name: Option<&str>, random: [u8; 32]) -
     }
     body.extend_from_slice(&[1, 0]); // compression: null only
     let mut ext = Vec::new();
+    // SNI carries no trailing dot (RFC 6066 §3).
+    let server_name = server_name.map(|n| n.trim_end_matches('.'));
     if let Some(name) = server_name.filter(|n| is_dns_name(n)) {
         let n = name.as_bytes();
         let len = u16::try_from(n.len()).unwrap_or(0);

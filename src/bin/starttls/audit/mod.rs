@@ -7,12 +7,12 @@ mod legacy;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use starttls::{ClientConfig, ConnectOptions, Protocol, Timeouts, TlsVersion};
 
 use crate::json::Json;
-use dialect::{Dialect, Lines, Plain, Reply};
+use dialect::{Dialect, InTls, Lines, Plain, Reply};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -287,14 +287,25 @@ fn connect(ctx: &Ctx) -> Result<TcpStream, String> {
     ))
 }
 
+impl Ctx {
+    /// One probe's whole time: a few steps' worth, however the server paces its bytes.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout * 4
+    }
+}
+
 fn io(e: std::io::Error) -> String {
     format!("the server stopped answering: {e}")
 }
 
 /// A new connection greeted and asked for its capabilities (before TLS).
-fn opened(ctx: &Ctx, d: Dialect) -> Result<(TcpStream, Reply, Vec<String>), String> {
+fn opened(
+    ctx: &Ctx,
+    d: Dialect,
+    deadline: Instant,
+) -> Result<(TcpStream, Reply, Vec<String>), String> {
     let tcp = connect(ctx)?;
-    let mut p = Plain(&tcp);
+    let mut p = Plain::new(&tcp, deadline);
     let greeting = d.greeting(&mut p).map_err(io)?;
     let caps = match d.hello(&mut p, &ctx.client_name).map_err(io)? {
         Some(reply) => d.capabilities(&reply),
@@ -305,22 +316,25 @@ fn opened(ctx: &Ctx, d: Dialect) -> Result<(TcpStream, Reply, Vec<String>), Stri
 
 /// Probe: a login and a mail transaction offered in plaintext, before STARTTLS.
 fn probe_plaintext(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
-    let (tcp, _, caps) = opened(ctx, d)?;
+    let deadline = ctx.deadline();
+    let (tcp, _, caps) = opened(ctx, d, deadline)?;
     let mut found = Vec::new();
-    let mut p = Plain(&tcp);
+    let mut p = Plain::new(&tcp, deadline);
     let has = |word: &str| {
         caps.iter().any(|c| {
             c == word || c.starts_with(&format!("{word} ")) || c.starts_with(&format!("{word}="))
         })
     };
-    let advertised = match d {
-        Dialect::Smtp | Dialect::Lmtp => has("AUTH"),
-        Dialect::Imap => !has("LOGINDISABLED"),
-        Dialect::Pop3 => has("USER") || has("SASL"),
-        Dialect::Nntp => has("AUTHINFO"),
-        Dialect::Sieve => caps.iter().any(|c| c.starts_with("SASL ") && c.len() > 5),
-        Dialect::Ftp => false,
-    };
+    // An empty list (a failed CAPABILITY) says nothing either way.
+    let advertised = !caps.is_empty()
+        && match d {
+            Dialect::Smtp | Dialect::Lmtp => has("AUTH"),
+            Dialect::Imap => !has("LOGINDISABLED"),
+            Dialect::Pop3 => has("USER") || has("SASL"),
+            Dialect::Nntp => has("AUTHINFO"),
+            Dialect::Sieve => caps.iter().any(|c| c.starts_with("SASL ") && c.len() > 5),
+            Dialect::Ftp => false,
+        };
     if advertised {
         let what = match d {
             Dialect::Imap => "LOGIN is allowed before TLS (no LOGINDISABLED)".to_owned(),
@@ -333,14 +347,39 @@ fn probe_plaintext(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
             evidence: caps.join(" "),
         });
     }
-    let (challenged, reply) = d.try_login(&mut p).map_err(io)?;
-    if challenged {
+    let (mechanism, secret) = d.mechanism(&caps);
+    let (challenged, reply) = d.try_login(&mut p, &mechanism).map_err(io)?;
+    // POP3 USER/PASS and NNTP AUTHINFO USER/PASS are logins of their own, password in clear.
+    let user = if challenged && secret {
+        None
+    } else {
+        d.try_user(&mut p).map_err(io)?.filter(|(asked, _)| *asked)
+    };
+    let clear = match (&user, challenged) {
+        (Some((_, r)), _) => Some((d.user_command(), true, r.clone())),
+        (None, true) => Some((mechanism.clone(), secret, reply)),
+        (None, false) => None,
+    };
+    if let Some((how, secret, reply)) = clear {
         found.push(Finding {
             id: "plaintext-login-accepted",
-            severity: Severity::Medium,
-            title: "the server starts a login in plaintext: a client's password would cross the \
-                    network in clear (an attacker who strips STARTTLS gets it)"
-                .into(),
+            severity: if secret {
+                Severity::Medium
+            } else {
+                Severity::Low
+            },
+            title: if secret {
+                format!(
+                    "the server starts a {how} login in plaintext: a client's password would \
+                     cross the network in clear (an attacker who strips STARTTLS gets it)"
+                )
+            } else {
+                format!(
+                    "the server starts a {how} login in plaintext: the password is not sent, \
+                     but the exchange is open to offline guessing and to an attacker posing \
+                     as the server"
+                )
+            },
             evidence: reply.text(),
         });
     }
@@ -408,8 +447,9 @@ fn shown(bytes: &[u8]) -> String {
 /// Probe (CVE-2011-0411 and family): STARTTLS and a harmless command in one segment. A server
 /// that answers the second command inside TLS ran plaintext an attacker could have injected.
 fn probe_injection(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
-    let (tcp, _, _) = opened(ctx, d)?;
-    let mut p = Plain(&tcp);
+    let deadline = ctx.deadline();
+    let (tcp, _, _) = opened(ctx, d, deadline)?;
+    let mut p = Plain::new(&tcp, deadline);
     p.send(&format!("{}{}", d.starttls(), d.noop()))
         .map_err(io)?;
     // Refusing STARTTLS when something follows it (or hanging up) is the safest answer.
@@ -417,60 +457,98 @@ fn probe_injection(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
         Ok((true, _)) => {}
         Ok((false, _)) | Err(_) => return Ok(Vec::new()),
     }
-    // Answered in plaintext right after the go-ahead: not the injection, but the server ran
-    // the pipelined command outside TLS.
-    let early = waiting(&tcp, Duration::from_millis(300))?;
-    if !early.is_empty() && early[0] != 0x16 && early[0] != 0x15 {
-        return Ok(vec![Finding {
-            id: "pipelined-command-answered-before-tls",
-            severity: Severity::Low,
-            title: "the command pipelined after STARTTLS was answered in plaintext after the \
-                    go-ahead"
-                .into(),
-            evidence: shown(&early),
+    // Anything the server sends before our ClientHello: a plaintext answer to the pipelined
+    // command (run outside TLS), a notice, or an alert (its TLS stack choking on the command:
+    // a refusal).
+    let early = waiting(&tcp, ctx.settle)?;
+    if let Some(&first) = early.first() {
+        if first == 0x15 || first == 0x16 {
+            return Ok(Vec::new());
+        }
+        let text = String::from_utf8_lossy(&early);
+        return Ok(vec![if d.positive(&text) {
+            Finding {
+                id: "pipelined-command-answered-before-tls",
+                severity: Severity::Low,
+                title: "the command pipelined after STARTTLS was run and answered in plaintext \
+                        after the go-ahead"
+                    .into(),
+                evidence: shown(&early),
+            }
+        } else {
+            Finding {
+                id: "plaintext-notice-after-go-ahead",
+                severity: Severity::Info,
+                title: "the server answered the pipelined command with a plaintext notice".into(),
+                evidence: shown(&early),
+            }
         }]);
     }
-    if !early.is_empty() {
-        return Err(format!(
-            "the server sent TLS records before the ClientHello: {}",
-            shown(&early)
-        ));
-    }
-    tcp.set_read_timeout(Some(ctx.timeout))
-        .map_err(|e| e.to_string())?;
     let options = ConnectOptions::new().server_name(&ctx.server_name);
-    // A server that drops the connection instead of starting TLS refused the injection too.
-    let Ok(mut conn) = starttls::handshake_only_with(&ctx.tls, tcp, &options) else {
-        return Ok(Vec::new());
+    let mut conn = match starttls::handshake_only_with(&ctx.tls, tcp, &options) {
+        Ok(c) => c,
+        // A server that hangs up or sends an alert instead of starting TLS refused too.
+        Err(e)
+            if matches!(
+                e.kind(),
+                starttls::ErrorKind::Closed | starttls::ErrorKind::Tls
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
+        // Plaintext that came later than the wait: still the pipelined command's answer.
+        Err(e) if e.kind() == starttls::ErrorKind::Injection => {
+            return Ok(vec![Finding {
+                id: "pipelined-command-answered-before-tls",
+                severity: Severity::Low,
+                title: "plaintext came after the go-ahead where the server's TLS should be".into(),
+                evidence: e.to_string(),
+            }]);
+        }
+        Err(e) => return Err(format!("TLS after the go-ahead failed: {e}")),
     };
-    // ManageSieve re-sends its capabilities inside TLS, unasked: they are not the answer.
+    let mut tls = InTls {
+        conn: &mut conn,
+        deadline,
+    };
+    // ManageSieve re-sends its capabilities inside TLS, unasked: they are not the answer. A
+    // bare OK with no capability before it is (a server that does not re-send them).
+    let mut answered = None;
     if d == Dialect::Sieve {
-        d.greeting(&mut conn).map_err(io)?;
+        let caps = d.greeting(&mut tls).map_err(io)?;
+        if caps.lines.len() == 1 {
+            answered = Some(caps);
+        }
     }
-    conn.set_io_timeout(ctx.settle).map_err(|e| e.to_string())?;
-    let found = match d.noop_reply(&mut conn) {
-        Ok(reply) => vec![Finding {
+    if answered.is_none() {
+        tls.deadline = Instant::now() + ctx.settle;
+        answered = match d.noop_reply(&mut tls) {
+            Ok(reply) => Some(reply),
+            // Nothing within the wait: the pipelined command was discarded, as it must be.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            // The server closing on the pipelined command is a refusal too.
+            Err(_) => return Ok(Vec::new()),
+        };
+    }
+    let found = answered.map_or_else(Vec::new, |reply| {
+        vec![Finding {
             id: "command-injection",
             severity: Severity::High,
             title: "a command sent in plaintext with STARTTLS was answered inside TLS \
                     (CVE-2011-0411): an attacker can inject commands into the encrypted session"
                 .into(),
             evidence: reply.text(),
-        }],
-        // Nothing within the wait: the pipelined command was discarded, as it must be.
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Vec::new()
-        }
-        // The server closing on the pipelined command is a refusal too.
-        Err(_) => return Ok(Vec::new()),
-    };
-    let _ = conn.set_io_timeout(ctx.timeout);
-    d.quit(&mut conn);
+        }]
+    });
+    tls.deadline = deadline.max(Instant::now() + ctx.timeout);
+    d.quit(&mut tls);
     let _ = conn.close();
     Ok(found)
 }
@@ -478,8 +556,9 @@ fn probe_injection(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
 /// Probe: a plaintext command where the ClientHello should be. A server answering it in clear
 /// would let an attacker strip TLS after the go-ahead.
 fn probe_plaintext_after_go_ahead(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
-    let (tcp, _, _) = opened(ctx, d)?;
-    let mut p = Plain(&tcp);
+    let deadline = ctx.deadline();
+    let (tcp, _, _) = opened(ctx, d, deadline)?;
+    let mut p = Plain::new(&tcp, deadline);
     p.send(d.starttls()).map_err(io)?;
     starttls_go(d, &mut p)?;
     p.send(d.noop()).map_err(io)?;
@@ -513,16 +592,14 @@ fn probe_plaintext_after_go_ahead(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>,
 /// early talker is a spam sign Postfix's postscreen drops): reported as a fact.
 fn probe_before_greeting(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
     let tcp = connect(ctx)?;
-    let mut p = Plain(&tcp);
+    let mut p = Plain::new(&tcp, ctx.deadline());
     p.send(d.starttls()).map_err(io)?;
     match d.greeting(&mut p) {
         Ok(_) => {}
         // Hanging up on an early talker is a fine answer (Postfix's postscreen does).
         Err(_) => return Ok(Vec::new()),
     }
-    tcp.set_read_timeout(Some(ctx.settle))
-        .map_err(|e| e.to_string())?;
-    let found = match d.go_ahead(&mut p) {
+    let found = match d.go_ahead(&mut Plain::new(&tcp, Instant::now() + ctx.settle)) {
         // No RFC forbids it and TLS then starts as usual: a fact about the server's state
         // machine (it reads ahead of its own greeting), not a weakness by itself.
         Ok((true, reply)) => vec![Finding {
@@ -536,8 +613,7 @@ fn probe_before_greeting(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> 
         _ => Vec::new(),
     };
     if found.is_empty() {
-        let _ = tcp.set_read_timeout(Some(ctx.timeout));
-        d.quit(&mut p);
+        d.quit(&mut Plain::new(&tcp, Instant::now() + ctx.timeout));
     }
     Ok(found)
 }
@@ -545,8 +621,9 @@ fn probe_before_greeting(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> 
 /// Probe: the capabilities before and inside TLS, and a second STARTTLS inside TLS.
 fn probe_inside_tls(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
     // Before TLS as a client sees them (POP3's library dialog does not ask).
-    let (tcp, _, before) = opened(ctx, d)?;
-    d.quit(&mut Plain(&tcp));
+    let deadline = ctx.deadline();
+    let (tcp, _, before) = opened(ctx, d, deadline)?;
+    d.quit(&mut Plain::new(&tcp, deadline));
     drop(tcp);
     let config = ClientConfig::builder()
         .timeouts(Timeouts::all(ctx.timeout))
@@ -611,8 +688,12 @@ fn probe_inside_tls(ctx: &Ctx, d: Dialect) -> Result<Vec<Finding>, String> {
             evidence: auth(&after).join(" "),
         });
     }
-    conn.send(d.starttls()).map_err(io)?;
-    match d.go_ahead(&mut conn) {
+    let mut tls = InTls {
+        conn: &mut conn,
+        deadline: ctx.deadline(),
+    };
+    tls.send(d.starttls()).map_err(io)?;
+    match d.go_ahead(&mut tls) {
         Ok((true, reply)) => {
             found.push(Finding {
                 id: "second-starttls-accepted",
@@ -637,6 +718,8 @@ fn probe_legacy(ctx: &Ctx, version: u16) -> Result<Vec<Finding>, String> {
         .map_err(|e| skipped(format!("no STARTTLS: {e}")))?;
     tcp.set_read_timeout(Some(ctx.timeout))
         .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(ctx.timeout))
+        .map_err(|e| e.to_string())?;
     let hello = legacy::client_hello(version, Some(&ctx.server_name), pseudo_random());
     (&tcp).write_all(&hello).map_err(io)?;
     let record = match legacy::read_record(&mut &tcp) {
@@ -652,9 +735,10 @@ fn probe_legacy(ctx: &Ctx, version: u16) -> Result<Vec<Finding>, String> {
         } => {
             let ssl3 = v == 0x0300;
             Ok(vec![Finding {
+                // Named after what the server chose (a 1.0 answer to a 1.1 hello is 1.0).
                 id: if ssl3 {
                     "ssl3-accepted"
-                } else if version == legacy::TLS10 {
+                } else if v == legacy::TLS10 {
                     "tls1.0-accepted"
                 } else {
                     "tls1.1-accepted"
@@ -691,8 +775,9 @@ fn pseudo_random() -> [u8; 32] {
     out
 }
 
-/// A full upgrade with one group or one suite offered; `Ok(true)` when the server took it.
-fn accepts(ctx: &Ctx, config: starttls::Result<ClientConfig>) -> Result<bool, String> {
+/// A full upgrade with one group or one suite offered: `Some(true)` when the server took it,
+/// `None` when the upgrade failed for another reason (a timeout: inconclusive).
+fn accepts(ctx: &Ctx, config: starttls::Result<ClientConfig>) -> Result<Option<bool>, String> {
     let config = config.map_err(|e| e.to_string())?;
     let host = ctx
         .addrs
@@ -703,7 +788,7 @@ fn accepts(ctx: &Ctx, config: starttls::Result<ClientConfig>) -> Result<bool, St
     match starttls::connect_with(&config, ctx.protocol, &host, ctx.port, &options) {
         Ok(mut conn) => {
             let _ = conn.quit();
-            Ok(true)
+            Ok(Some(true))
         }
         // Some servers hang up on a ClientHello they cannot agree with instead of an alert
         // (Dovecot: "no suitable key share").
@@ -713,9 +798,9 @@ fn accepts(ctx: &Ctx, config: starttls::Result<ClientConfig>) -> Result<bool, St
                 starttls::ErrorKind::Tls | starttls::ErrorKind::Closed
             ) =>
         {
-            Ok(false)
+            Ok(Some(false))
         }
-        Err(e) => Err(skipped(format!("the upgrade failed: {e}"))),
+        Err(_) => Ok(None),
     }
 }
 
@@ -754,12 +839,12 @@ fn one_at_a_time(
     id: &'static str,
     what: &str,
 ) -> Result<Vec<Finding>, String> {
-    let (mut took, mut refused) = (Vec::new(), Vec::new());
+    let (mut took, mut refused, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
     for (name, config) in tries {
-        if accepts(ctx, config)? {
-            took.push(name);
-        } else {
-            refused.push(name);
+        match accepts(ctx, config)? {
+            Some(true) => took.push(name),
+            Some(false) => refused.push(name),
+            None => unknown.push(name),
         }
     }
     if took.is_empty() {
@@ -771,7 +856,19 @@ fn one_at_a_time(
         id,
         severity: Severity::Info,
         title: format!("{what} the server accepts"),
-        evidence: format!("accepted: {}; refused: {}", list(&took), list(&refused)),
+        evidence: format!(
+            "accepted: {}; refused: {}{}",
+            list(&took),
+            list(&refused),
+            if unknown.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not concluded (the upgrade failed otherwise): {}",
+                    list(&unknown)
+                )
+            }
+        ),
     }])
 }
 
