@@ -95,7 +95,9 @@ make_certs() {
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
         -keyout server.key -out server.csr 2>/dev/null
     # libldap checks the machine's host name when the URI says localhost: name it too.
-    printf 'subjectAltName=DNS:localhost,DNS:%s,IP:127.0.0.1,IP:::1\n' "$(hostname)" > san.cnf
+    # The MX and MTA-STS names of the DNSSEC bed's domains (starttls mx) are on it too.
+    printf 'subjectAltName=DNS:localhost,DNS:%s,IP:127.0.0.1,IP:::1,DNS:mx.insecure.example,DNS:mta-sts.insecure.example,DNS:mta-sts.secure.example\n' \
+        "$(hostname)" > san.cnf
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
         -extfile san.cnf -out server.pem 2>/dev/null
     # slapd sends its CA too (a DANE-TA record names the CA, which the server must send).
@@ -445,6 +447,11 @@ _25._tcp.mx TLSA 3 1 1 $key
 wrong A 127.0.0.62
 _25._tcp.wrong TLSA 3 1 1 $wrong
 nodane A 127.0.0.61
+@ MX 10 mx
+@ MX 20 wrong
+_mta-sts TXT "v=STSv1; id=20261205;"
+mta-sts A 127.0.0.63
+_smtp._tls TXT "v=TLSRPTv1; rua=mailto:tls-reports@$zone.example"
 EOF
     done
     # In the unsigned zone even a wrong record must be ignored.
@@ -529,9 +536,33 @@ EOF
         start "socat_${ip//./_}" "$d/socat-$ip.log" \
             socat "TCP-LISTEN:25,bind=$ip,fork,reuseaddr" TCP:127.0.0.1:10025
     done
+    # The MTA-STS policy host of both domains (by the Host header), HTTPS on 127.0.0.63:443
+    # with the interop certificate: enforce, listing only the domain's first MX.
+    cat > "$d/mta-sts.py" <<'PY'
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        host = (self.headers.get("Host") or "").split(":")[0]
+        domain = host[len("mta-sts."):] if host.startswith("mta-sts.") else ""
+        if self.path != "/.well-known/mta-sts.txt" or not domain:
+            self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers(); return
+        body = ("version: STSv1\r\nmode: enforce\r\nmx: mx.%s\r\nmax_age: 86400\r\n" % domain).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+srv = http.server.ThreadingHTTPServer(("127.0.0.63", 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+PY
+    start mta_sts "$d/mta-sts.log" python3 "$d/mta-sts.py" "$W/server.pem" "$W/server.key"
     for _ in $(seq 1 100); do
         if ss -ltn 'src 127.0.0.59:53' 2>/dev/null | grep -q LISTEN &&
-            ss -ltn 'src 127.0.0.62:25' 2>/dev/null | grep -q LISTEN; then
+            ss -ltn 'src 127.0.0.62:25' 2>/dev/null | grep -q LISTEN &&
+            ss -ltn 'src 127.0.0.63:443' 2>/dev/null | grep -q LISTEN; then
             return 0
         fi
         sleep 0.1
@@ -1103,6 +1134,46 @@ audit_rows() {
     auditrow "MariaDB" mysql://localhost:13306
 }
 
+# starttls mx against the DNSSEC bed: secure.example (signed) has MX 10 mx (a matching TLSA)
+# and MX 20 wrong (a TLSA for another key), an MTA-STS policy and a TLS-RPT record;
+# insecure.example (unsigned, same records) is authenticated by MTA-STS alone; bogus.example
+# fails validation.
+mx_rows() {
+    log "starttls mx (MX, DANE, MTA-STS, TLS-RPT) against the DNSSEC bed"
+    local mx=("$BIN" mx --resolver 127.0.0.59 --ca-file "$W/ca.pem")
+    mxrow() {
+        local endpoint=$1 want=$2 check=$3
+        shift 3
+        row "$endpoint" "starttls mx" bash -c 'want=$1; check=$2; shift 2; out=$("$@"); rc=$?
+            printf "%s\n" "$out"; [ $rc -eq "$want" ] || { echo "exit $rc, wanted $want"; exit 1; }
+            printf "%s\n" "$out" | python3 -c "import json,sys; r=json.load(sys.stdin); $check"' \
+            bash "$want" "$check" "${mx[@]}" --json "$@"
+    }
+    mxrow "secure.example: MX 10 DANE-authenticated, MX 20 wrong TLSA refused" 0 "
+h = r['hosts']
+assert r['verdict'] == 'secure' and r['mx']['secure'], r['verdict']
+assert [x['host'] for x in h] == ['mx.secure.example', 'wrong.secure.example'], h
+assert h[0]['verdict'] == 'secure' and h[0]['dane']['applies'] and h[0]['addresses'][0]['dane_matched'], h[0]
+assert h[1]['verdict'] == 'refuse' and h[1]['dane']['applies'] and not h[1]['addresses'][0]['dane_matched'], h[1]
+assert r['mta_sts']['mode'] == 'enforce' and r['mta_sts']['mx'] == ['mx.secure.example'], r['mta_sts']
+assert h[1]['mta_sts_listed'] is False
+assert r['tls_rpt']['rua'] == ['mailto:tls-reports@secure.example'], r['tls_rpt']
+" secure.example
+    mxrow "insecure.example: unsigned, authenticated by MTA-STS enforce" 0 "
+h = r['hosts']
+assert r['verdict'] == 'secure' and not r['mx']['secure'], r
+assert h[0]['host'] == 'mx.insecure.example' and h[0]['verdict'] == 'secure', h[0]
+assert not h[0]['dane']['applies'] and h[0]['addresses'][0]['pkix_verified'], h[0]
+assert h[1]['verdict'] == 'refuse' and 'not in the policy' in h[1]['reason'], h[1]
+" insecure.example
+    mxrow "bogus.example: the MX lookup fails validation (exit 8)" 8 "
+assert r['ok'] is False and 'MX lookup failed' in r['error'], r
+" bogus.example
+    row "secure.example --nagios" "starttls mx" bash -c "out=\$('$BIN' mx --resolver 127.0.0.59 \
+        --ca-file '$W/ca.pem' --nagios secure.example); rc=\$?; echo \"\$out\"; [ \$rc -eq 0 ] \
+        && echo \"\$out\" | grep -q '^STARTTLS OK - secure.example: secure'"
+}
+
 print_matrix() {
     echo
     printf '%-52s %-26s %s\n' "endpoint" "client" "result"
@@ -1134,6 +1205,7 @@ library_client_rows
 real_client_rows
 tunnel_rows
 audit_rows
+mx_rows
 print_matrix
 FINISHED=1
 [ "$FAILED" -eq 0 ]

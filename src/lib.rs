@@ -38,7 +38,7 @@
 //! |---|---|
 //! | faces | `ffi` (the C ABI), the `starttls` command (`src/bin/`), Python (over the C ABI) |
 //! | API | this file: re-exports |
-//! | entry points | `connect`, `accept`, `dane` (DANE from DNS: lookups, then connect) |
+//! | entry points | `connect`, `accept`, `dane` (DANE from DNS: lookups, then connect), `mx` (MTA-STS and TLS-RPT: records, the policy over HTTPS) |
 //! | connection | `stream` ([`Connection`]: steps inside TLS, login, goodbye), `ftp` (data channel) |
 //! | protocols | `protocol`: one table of every protocol, one file per protocol implementing its dialog, `protocol::sasl` |
 //! | configuration, TLS | `config`, `server_config`, `alpn`, `handshake`, `certificate` (facts from a peer's certificate), `verify` (the certificate verifiers: roots, pins, DANE), `x509` (DER, SPKI, digests), `dns` (the stub resolver) |
@@ -65,6 +65,8 @@ mod ftp;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handshake;
+#[cfg(feature = "dns")]
+mod mx;
 mod protocol;
 mod server_config;
 mod stream;
@@ -89,6 +91,8 @@ pub use dane::{DaneLookup, connect_dane, lookup_dane};
 #[cfg(feature = "dns")]
 pub use dns::{Answer, Resolver};
 pub use error::{Error, ErrorKind, Phase, Result};
+#[cfg(feature = "dns")]
+pub use mx::{MtaSts, MtaStsMode, MtaStsPolicy, MtaStsRecord, TlsRptRecord, mta_sts_policy};
 pub use protocol::Protocol;
 pub use protocol::sasl::{AuthOutcome, Credentials};
 pub use server_config::{ClientAuth, ServerConfig, ServerConfigBuilder};

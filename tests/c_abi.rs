@@ -379,6 +379,7 @@ fn make_install_then_pkg_config_build() {
         "bin/starttls",
         "share/man/man1/starttls.1",
         "share/man/man1/starttls-check.1",
+        "share/man/man1/starttls-mx.1",
         "share/man/man1/starttls-serve.1",
         "share/man/man1/starttls-tunnel.1",
         "share/bash-completion/completions/starttls",

@@ -1082,6 +1082,7 @@ fn manual_pages_are_written_for_the_command_and_each_subcommand() {
             "starttls-check.1",
             "starttls-completions.1",
             "starttls-demo.1",
+            "starttls-mx.1",
             "starttls-serve.1",
             "starttls-tunnel.1",
             "starttls.1"

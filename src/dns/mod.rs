@@ -149,6 +149,43 @@ impl Resolver {
         self.lookup(&name, RecordType::TLSA, &deadline, tlsa_record)
     }
 
+    /// The MX records of `domain` as (preference, exchange), the exchange without its final
+    /// dot; a null MX (RFC 7505, "0 .") is an empty exchange. Sorted by preference (ties keep
+    /// the resolver's order). No records means no MX: the domain itself is the mail host
+    /// (RFC 5321 §5.1), which the caller decides.
+    pub fn lookup_mx(&self, domain: &str, timeout: Duration) -> Result<Answer<(u16, String)>> {
+        let deadline = Deadline::after(timeout, Phase::Resolve);
+        let mut answer = self.lookup(domain, RecordType::MX, &deadline, |data| match data {
+            RData::MX(mx) => Some((
+                mx.preference,
+                mx.exchange
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase(),
+            )),
+            _ => None,
+        })?;
+        answer.records.sort_by_key(|(preference, _)| *preference);
+        Ok(answer)
+    }
+
+    /// The TXT records of `name`, each one's character-strings joined (RFC 7208 §3.3 style),
+    /// as text (bytes that are not UTF-8 replaced; the callers' formats are ASCII).
+    pub fn lookup_txt(&self, name: &str, timeout: Duration) -> Result<Answer<String>> {
+        let deadline = Deadline::after(timeout, Phase::Resolve);
+        self.lookup(name, RecordType::TXT, &deadline, |data| match data {
+            RData::TXT(txt) => {
+                let joined: Vec<u8> = txt
+                    .txt_data
+                    .iter()
+                    .flat_map(|s| s.iter().copied())
+                    .collect();
+                Some(String::from_utf8_lossy(&joined).into_owned())
+            }
+            _ => None,
+        })
+    }
+
     /// Asks each resolver in turn until one answers within `deadline`. Only a transport failure
     /// (no answer) moves on to the next: SERVFAIL or another error code is final, since a
     /// validating resolver says SERVFAIL for bogus data, and a second, perhaps non-validating

@@ -5,7 +5,7 @@ use std::thread;
 
 use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, TLSA};
+use hickory_proto::rr::rdata::{A, MX, TLSA, TXT};
 
 use super::*;
 use crate::error::ErrorKind;
@@ -54,6 +54,26 @@ fn respond(query: &Message, reply: &Reply, over_tcp: bool) -> Message {
                     Matching::from(1),
                     tlsa_data(),
                 )),
+                RecordType::MX => {
+                    // Two exchanges, out of order, and one record of another owner that must
+                    // be ignored.
+                    let mx = |p, n: &str| RData::MX(MX::new(p, Name::from_ascii(n).unwrap()));
+                    m.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        300,
+                        mx(20, "MX2.Example."),
+                    ));
+                    m.add_answer(Record::from_rdata(
+                        Name::from_ascii("other.example.").unwrap(),
+                        300,
+                        mx(1, "evil.example."),
+                    ));
+                    mx(10, "mx1.example.")
+                }
+                RecordType::TXT => RData::TXT(TXT::new(vec![
+                    "v=STSv1; ".to_owned(),
+                    "id=20261205;".to_owned(),
+                ])),
                 _ => return m,
             };
             m.add_answer(Record::from_rdata(q.name().clone(), 300, data));
@@ -407,4 +427,35 @@ fn records_of_another_owner_are_ignored_and_a_cname_chain_is_followed() {
     ));
     let a = tlsa_in_answer(7, &m.to_vec().unwrap()).unwrap();
     assert_eq!(a.records.len(), 1, "the CNAME's target was not followed");
+}
+
+#[test]
+fn mx_records_come_sorted_by_preference_without_strangers() {
+    let (server, _seen) = resolver(Reply::Records {
+        ad: true,
+        truncated_over_udp: false,
+    });
+    let r = Resolver::at(server).trust_ad(true);
+    let mx = r.lookup_mx("example.org", Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        mx.records,
+        [
+            (10, "mx1.example".to_owned()),
+            (20, "mx2.example".to_owned())
+        ]
+    );
+    assert!(mx.secure);
+}
+
+#[test]
+fn txt_strings_are_joined() {
+    let (server, _seen) = resolver(Reply::Records {
+        ad: false,
+        truncated_over_udp: false,
+    });
+    let txt = Resolver::at(server)
+        .lookup_txt("_mta-sts.example.org", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(txt.records, ["v=STSv1; id=20261205;"]);
+    assert!(!txt.secure);
 }

@@ -11,6 +11,7 @@ mod cli;
 mod demo;
 mod json;
 mod mail;
+mod mx;
 mod pki;
 mod report;
 mod serve;
@@ -22,7 +23,7 @@ use clap::FromArgMatches;
 use zeroize::Zeroizing;
 
 use check::CheckOptions;
-use cli::{CheckArgs, Cli, Command, ServeArgs, TunnelArgs};
+use cli::{CheckArgs, Cli, Command, MxArgs, ServeArgs, TunnelArgs};
 use report::{Report, ReportError};
 
 fn main() {
@@ -84,6 +85,7 @@ fn run(args: Vec<OsString>) -> i32 {
         }
         Command::Serve(a) => serve::run(&serve_options(a)),
         Command::Tunnel(a) => tunnel::run(&tunnel_options(*a)),
+        Command::Mx(a) => mx::run(&mx_options(a)),
         Command::Demo => demo::run(),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -297,5 +299,18 @@ fn tunnel_options(a: TunnelArgs) -> tunnel::TunnelOptions {
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout),
         timeout: a.timeout,
         verbose: a.verbose,
+    }
+}
+
+fn mx_options(a: MxArgs) -> mx::MxOptions {
+    mx::MxOptions {
+        domain: a.domain,
+        resolver: a.resolver,
+        ca_file: a.ca_file,
+        port: a.port,
+        timeout: a.timeout,
+        client_name: a.client_name,
+        json: a.json,
+        nagios: a.nagios,
     }
 }
