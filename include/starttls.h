@@ -395,6 +395,26 @@ extern "C" {
 #define STARTTLS_VERSION_NUM STARTTLS_VERSION_NUMBER
 
 /*
+ `starttls_mta_sts_mode`: the domain publishes no `_mta-sts` record (no MTA-STS).
+ */
+#define STARTTLS_MTA_STS_NO_POLICY 0
+
+/*
+ `starttls_mta_sts_mode`: deliver only over verified TLS to a listed MX.
+ */
+#define STARTTLS_MTA_STS_ENFORCE 1
+
+/*
+ `starttls_mta_sts_mode`: check as for enforce, report failures, deliver anyway.
+ */
+#define STARTTLS_MTA_STS_TESTING 2
+
+/*
+ `starttls_mta_sts_mode`: the domain withdrew its policy (`mode: none`).
+ */
+#define STARTTLS_MTA_STS_NONE 3
+
+/*
  An immutable client configuration. Thread-safe: share one among any number of threads and
  connections; connections keep what they need alive, so it may be freed at any time.
  */
@@ -410,6 +430,12 @@ typedef struct starttls_config_builder starttls_config_builder;
  An upgraded connection. Use it from one thread at a time; free it with `starttls_conn_free`.
  */
 typedef struct starttls_conn starttls_conn;
+
+/*
+ A domain's MTA-STS record and policy, from `starttls_mta_sts_lookup`; read with the
+ `starttls_mta_sts_*` getters, released with `starttls_mta_sts_free`. Immutable.
+ */
+typedef struct starttls_mta_sts starttls_mta_sts;
 
 /*
  An immutable server configuration. Thread-safe: share one among any number of threads and
@@ -1370,6 +1396,87 @@ size_t starttls_conn_peer_cert_names(const starttls_conn *conn, char *buf, size_
  `conn` is NULL or live; `out` is NULL or points to 32 writable bytes.
  */
 uint32_t starttls_conn_peer_cert_sha256(const starttls_conn *conn, bool spki, uint8_t *out);
+
+/*
+ Looks up `host`'s addresses and, when they are DNSSEC-validated, its TLSA records for `port`
+ through `resolver` (see above), within `timeout_ms` per lookup. On success `*out_set` is a
+ new `starttls_tlsa_set` (free it) holding the records when DANE applies (validated
+ addresses and validated, non-empty records), empty otherwise, and `*out_applies` says which.
+ A failed lookup (SERVFAIL: bogus) is `STARTTLS_ERR_RESOLVE`: fail closed, send nothing.
+
+ # Safety
+ `resolver` is NULL or NUL-terminated; `host` is NUL-terminated; `out_set` and `out_applies`
+ are writable.
+ */
+uint32_t starttls_lookup_tlsa(const char *resolver,
+                              const char *host,
+                              uint16_t port,
+                              uint32_t timeout_ms,
+                              starttls_tlsa_set **out_set,
+                              bool *out_applies);
+
+/*
+ Looks up `_mta-sts.DOMAIN` and, when present, fetches the policy from
+ `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` with `config` (its trust decides the
+ policy host's certificate; webpki roots by default), no redirects, at most 64 KB, parsed
+ strictly, everything within `timeout_ms`. On success `*out` is a new handle (free it);
+ `starttls_mta_sts_mode` is `STARTTLS_MTA_STS_NO_POLICY` for a domain without a record. A
+ record whose policy cannot be fetched or parsed is an error (the domain then has no usable
+ policy): `STARTTLS_ERR_PROTOCOL` for a malformed policy, `STARTTLS_ERR_REFUSED` for a
+ redirect or a status other than 200, `STARTTLS_ERR_CERTIFICATE`, `_RESOLVE`, ...
+
+ # Safety
+ `config` is a live config; `resolver` is NULL or NUL-terminated; `domain` is
+ NUL-terminated; `out` is writable.
+ */
+uint32_t starttls_mta_sts_lookup(const starttls_config *config,
+                                 const char *resolver,
+                                 const char *domain,
+                                 uint32_t timeout_ms,
+                                 starttls_mta_sts **out);
+
+/*
+ The policy's mode: `STARTTLS_MTA_STS_NO_POLICY` (no record; also for NULL),
+ `_ENFORCE`, `_TESTING` or `_NONE`.
+
+ # Safety
+ `p` is NULL or a live handle.
+ */
+uint32_t starttls_mta_sts_mode(const starttls_mta_sts *p);
+
+/*
+ How long a sender may cache the policy, in seconds (0 without one).
+
+ # Safety
+ `p` is NULL or a live handle.
+ */
+uint32_t starttls_mta_sts_max_age(const starttls_mta_sts *p);
+
+/*
+ The record's policy id, snprintf-style (empty without a record): a new id means a new
+ policy to fetch.
+
+ # Safety
+ `p` is NULL or a live handle; `buf` is NULL or points to `len` writable bytes.
+ */
+size_t starttls_mta_sts_id(const starttls_mta_sts *p, char *buf, size_t len);
+
+/*
+ Whether the MX host name `host` matches one of the policy's `mx` patterns (RFC 8461 §4.1:
+ equal ignoring case and a final dot, or `*.` standing for one label). False without a policy.
+
+ # Safety
+ `p` is NULL or a live handle; `host` is NULL or NUL-terminated.
+ */
+bool starttls_mta_sts_allows(const starttls_mta_sts *p, const char *host);
+
+/*
+ Frees a handle. NULL is fine.
+
+ # Safety
+ `p` is NULL or a live handle, not used afterwards.
+ */
+void starttls_mta_sts_free(starttls_mta_sts *p);
 
 /*
  A new server config builder. A certificate must be added before building. Defaults: TLS >=

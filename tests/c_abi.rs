@@ -848,3 +848,37 @@ fn imap_idle_example_waits_in_one_poll_loop_and_ends_on_done() {
         ]
     );
 }
+
+/// The DNS lookups an MTA makes before `starttls_connect_dane`, from C under valgrind: TLSA
+/// records only under validated answers, a failed lookup closed, a domain without MTA-STS.
+#[test]
+fn lookups_from_c() {
+    use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+    use hickory_proto::rr::rdata::{A, TLSA};
+    use hickory_proto::rr::{RData, RecordType};
+    let mut table = std::collections::HashMap::new();
+    table.insert(
+        ("mx.test.".to_owned(), RecordType::A),
+        vec![RData::A(A(std::net::Ipv4Addr::LOCALHOST))],
+    );
+    table.insert(
+        ("_25._tcp.mx.test.".to_owned(), RecordType::TLSA),
+        vec![RData::TLSA(TLSA::new(
+            CertUsage::from(3),
+            Selector::from(1),
+            Matching::from(1),
+            vec![9; 32],
+        ))],
+    );
+    let insecure = scripted_resolver(table.clone(), false);
+    let secure = scripted_resolver(table, true);
+    let dir = scratch("lookup");
+    let exe = dir.join("lookup");
+    build_c(&root().join("tests/c/lookup.c"), &exe);
+    let o = run(maybe_valgrind(&exe)
+        .arg(format!("127.0.0.1:{insecure}"))
+        .arg(format!("127.0.0.1:{secure}")));
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", text(&o.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}

@@ -6,47 +6,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 
 use common::*;
-use hickory_proto::op::{Message, MessageType, OpCode};
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
 use hickory_proto::rr::rdata::{A, MX, TLSA, TXT};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-
-/// A resolver answering from a table, AD as given; unknown names get NXDOMAIN-free empty
-/// answers (NOERROR, no data).
-fn resolver(table: HashMap<(String, RecordType), Vec<RData>>, ad: bool) -> u16 {
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = udp.local_addr().unwrap().port();
-    let table = Arc::new(table);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok((n, from)) = udp.recv_from(&mut buf) {
-            let Ok(q) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut m = Message::response(q.metadata.id, OpCode::Query);
-            m.metadata.message_type = MessageType::Response;
-            m.metadata.authentic_data = ad;
-            m.metadata.recursion_available = true;
-            let query = q.queries[0].clone();
-            let key = (
-                query.name().to_ascii().to_ascii_lowercase(),
-                query.query_type(),
-            );
-            for data in table.get(&key).cloned().unwrap_or_default() {
-                m.add_answer(Record::from_rdata(query.name().clone(), 300, data));
-            }
-            m.add_query(query);
-            let _ = udp.send_to(&m.to_vec().unwrap(), from);
-        }
-    });
-    port
-}
 
 struct Files {
     ca: String,
@@ -317,7 +284,7 @@ fn mx_hosts_are_judged_by_dane_then_mta_sts() {
     let port = one.1;
 
     // Validated DNS: mx1's record matches, mx2's does not; DANE decides before MTA-STS.
-    let dns = resolver(zone("mail.test", port, None), true);
+    let dns = scripted_resolver(zone("mail.test", port, None), true);
     let (code, json) = mx(
         dns,
         port,
@@ -335,7 +302,7 @@ assert r['mta_sts']['mode'] == 'enforce' and r['tls_rpt']['rua'] == ['mailto:r@m
 
     // Without the AD bit nothing is DANE: MTA-STS enforce authenticates mx1 and refuses mx2,
     // which its policy does not list.
-    let dns = resolver(zone("plain.test", port, None), false);
+    let dns = scripted_resolver(zone("plain.test", port, None), false);
     let (code, json) = mx(
         dns,
         port,
@@ -350,7 +317,7 @@ assert h[1]['verdict'] == 'refuse' and h[1]['mta_sts_listed'] is False, h[1]
     assert_eq!(code, 0, "{json}");
 
     // A malformed policy (enforce without mx) is no policy: TLS that nothing authenticates.
-    let dns = resolver(zone("badpolicy.test", port, None), false);
+    let dns = scripted_resolver(zone("badpolicy.test", port, None), false);
     let (code, json) = mx(
         dns,
         port,
@@ -364,7 +331,7 @@ assert r['verdict'] == 'unauthenticated' and h[0]['verdict'] == 'unauthenticated
 
     // A null MX accepts no mail.
     let null = vec![RData::MX(MX::new(0, Name::root()))];
-    let dns = resolver(zone("null.test", port, Some(null)), true);
+    let dns = scripted_resolver(zone("null.test", port, Some(null)), true);
     let (code, json) = mx(
         dns,
         port,

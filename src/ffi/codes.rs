@@ -155,6 +155,15 @@ pub const STARTTLS_VERSION_NUMBER: u32 = 100;
 /// The same number under the shorter name (compare with `starttls_version_num()` at run time).
 pub const STARTTLS_VERSION_NUM: u32 = STARTTLS_VERSION_NUMBER;
 
+/// `starttls_mta_sts_mode`: the domain publishes no `_mta-sts` record (no MTA-STS).
+pub const STARTTLS_MTA_STS_NO_POLICY: u32 = 0;
+/// `starttls_mta_sts_mode`: deliver only over verified TLS to a listed MX.
+pub const STARTTLS_MTA_STS_ENFORCE: u32 = 1;
+/// `starttls_mta_sts_mode`: check as for enforce, report failures, deliver anyway.
+pub const STARTTLS_MTA_STS_TESTING: u32 = 2;
+/// `starttls_mta_sts_mode`: the domain withdrew its policy (`mode: none`).
+pub const STARTTLS_MTA_STS_NONE: u32 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;

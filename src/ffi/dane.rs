@@ -19,6 +19,13 @@ pub struct starttls_tlsa_set {
     records: Vec<TlsaRecord>,
 }
 
+impl starttls_tlsa_set {
+    #[cfg(feature = "dns")]
+    pub(crate) fn from_records(records: Vec<TlsaRecord>) -> starttls_tlsa_set {
+        starttls_tlsa_set { records }
+    }
+}
+
 /// A new, empty set. Returns NULL only if allocation panicked.
 #[unsafe(no_mangle)]
 pub extern "C" fn starttls_tlsa_set_new() -> *mut starttls_tlsa_set {

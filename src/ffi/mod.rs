@@ -23,6 +23,7 @@ pub mod conn;
 pub mod dane;
 pub mod event;
 pub mod inspect;
+pub mod lookup;
 pub mod server;
 
 thread_local! {

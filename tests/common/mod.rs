@@ -281,3 +281,47 @@ pub fn unbase64(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A DNS resolver on 127.0.0.1 (UDP) answering from `table` (keyed by the lower-case name with
+/// its final dot, and the type), with AD as given; other questions get NOERROR and no data.
+pub fn scripted_resolver(
+    table: std::collections::HashMap<
+        (String, hickory_proto::rr::RecordType),
+        Vec<hickory_proto::rr::RData>,
+    >,
+    ad: bool,
+) -> u16 {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let table = std::sync::Arc::new(table);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let Ok(q) = hickory_proto::op::Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut m = hickory_proto::op::Message::response(
+                q.metadata.id,
+                hickory_proto::op::OpCode::Query,
+            );
+            m.metadata.message_type = hickory_proto::op::MessageType::Response;
+            m.metadata.authentic_data = ad;
+            m.metadata.recursion_available = true;
+            let query = q.queries[0].clone();
+            let key = (
+                query.name().to_ascii().to_ascii_lowercase(),
+                query.query_type(),
+            );
+            for data in table.get(&key).cloned().unwrap_or_default() {
+                m.add_answer(hickory_proto::rr::Record::from_rdata(
+                    query.name().clone(),
+                    300,
+                    data,
+                ));
+            }
+            m.add_query(query);
+            let _ = udp.send_to(&m.to_vec().unwrap(), from);
+        }
+    });
+    port
+}
